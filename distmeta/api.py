@@ -1,0 +1,195 @@
+"""The Python API: ``load_config``, ``train``, ``evaluate``. The CLI is a thin layer over these.
+
+    import distmeta
+    cfg = distmeta.load_config("configs/sine_maml.yaml", ["trainer.max_steps=2000"])
+    result = distmeta.train(cfg)
+    print(result.run_id, result.evaluation.values["mse.k10.steps1.mean"])
+    report = distmeta.evaluate(result.last_checkpoint)
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from torch import nn
+
+from distmeta import builders, checkpoints, config
+from distmeta.config import DistMetaConfig
+from distmeta.errors import UserError
+from distmeta.evaluation import EvalReport, evaluate_sine, plot_curves
+
+log = logging.getLogger(__name__)
+
+FIGURE_ARTIFACT_DIR = "eval"
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    tracking_uri: str
+    checkpoint_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    evaluation: EvalReport
+    figure: Path
+    model: nn.Module
+    model_uri: str
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> DistMetaConfig:
+    """Schema defaults, then the YAML file, then ``key=value`` overrides; validated."""
+    return config.load(path, overrides)
+
+
+def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
+    """Meta-train ``cfg``; with ``resume`` (a checkpoint path or ``"last"``) continue that run:
+    same task stream, optimizer state and MLflow run."""
+    import mlflow
+
+    from distmeta.learner.module import MetaLearner
+    from distmeta.runtime import start_ray
+    from distmeta.tracking import run as tracking_run
+    from distmeta.tracking.store import check_reachable, resolve_uri
+
+    uri = resolve_uri(cfg.tracking.uri)
+    check_reachable(uri)
+    ckpt_path, run_id, resumed_at = None, None, None
+    if resume:
+        ckpt_path = checkpoints.find_resume(resume, cfg.checkpoint.dir)
+        saved = checkpoints.read(ckpt_path)
+        meta = saved["distmeta"]
+        _check_resumable(cfg, config.from_yaml_text(meta["config_yaml"]), ckpt_path)
+        run_id, resumed_at = meta["run_id"], int(saved.get("global_step", 0))
+        if not cfg.tracking.uri:  # the run lives in the store it started in
+            uri = meta["tracking_uri"]
+            check_reachable(uri)
+
+    logger = tracking_run.make_logger(uri, cfg.tracking.experiment, cfg.tracking.run_name, run_id)
+    run_id = logger.run_id
+    client = logger.experiment
+    tracking_run.log_config(client, run_id, config.to_flat_dict(cfg), config.to_yaml(cfg), resumed_at)
+
+    run_dir = Path(cfg.checkpoint.dir).resolve() / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started_ray = start_ray(cfg.cluster.address) if cfg.cluster.num_shards > 0 else False
+    group = None
+    try:
+        group = builders.shard_group(cfg)
+        for k, info in enumerate(group.workers_info()):
+            client.set_tag(run_id, f"shard.{k}.worker", f"{info['host']} pid {info['pid']} {info['device']}")
+        model = builders.model(cfg)
+        metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": 1}
+        learner = MetaLearner(model, group, builders.learner_settings(cfg), builders.validation_tasks(cfg), metadata)
+        trainer = _trainer(cfg, logger, run_dir)
+        trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        last = run_dir / checkpoints.LAST
+        trainer.save_checkpoint(last)
+    finally:
+        if group is not None:
+            group.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        mlflow.flush_async_logging()
+
+    best = run_dir / checkpoints.BEST
+    best = best if best.is_file() else None
+    report, figure = _evaluate_and_log(cfg, model, run_id, uri, run_dir)
+    tracking_run.log_checkpoints(client, run_id, {"last": last, **({"best": best} if best else {})})
+    model_uri = tracking_run.log_model(uri, run_id, model)
+    return TrainResult(run_id, uri, run_dir, last, best, report, figure, model, model_uri)
+
+
+def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = (), log_to_mlflow: bool = True) -> tuple[EvalReport, Path]:
+    """Run the meta-test protocol on a checkpoint's meta-parameters; ``overrides`` adjust its
+    config (e.g. ``evaluation.num_tasks=1000``). Logs metrics and the figure to the checkpoint's
+    MLflow run when ``log_to_mlflow`` and the store is reachable."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {checkpoint}")
+    ckpt = checkpoints.read(path)
+    meta = ckpt["distmeta"]
+    cfg = config.from_yaml_text(meta["config_yaml"], overrides)
+    model = builders.model(cfg)
+    try:
+        model.load_state_dict(checkpoints.model_state(ckpt))
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint {path} does not match its own model config: {str(exc).splitlines()[0]}") from None
+    run_id = meta["run_id"] if log_to_mlflow else None
+    return _evaluate_and_log(cfg, model, run_id, meta["tracking_uri"], path.parent)
+
+
+def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None, uri: str, out_dir: Path) -> tuple[EvalReport, Path]:
+    e = cfg.evaluation
+    report = evaluate_sine(
+        model, builders.family(cfg), seed=e.seed, num_tasks=e.num_tasks, shots=e.shots, steps=e.steps,
+        query=e.query, inner_lr=cfg.algorithm.inner_lr,
+    )
+    figure = plot_curves(report, out_dir / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
+    if run_id:
+        from distmeta.tracking.run import log_evaluation
+        from distmeta.tracking.store import check_reachable
+
+        check_reachable(uri)
+        log_evaluation(uri, run_id, report.values, figure, FIGURE_ARTIFACT_DIR)
+    return report, figure
+
+
+def _trainer(cfg: DistMetaConfig, logger, run_dir: Path):
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+
+    from distmeta.tracking import names
+
+    tr = cfg.trainer
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir, filename="best", monitor=names.VAL_MSE, mode="min", save_top_k=1,
+                        enable_version_counter=False, auto_insert_metric_name=False),
+        ModelCheckpoint(dirpath=run_dir, filename="last", every_n_train_steps=cfg.checkpoint.every_n_steps,
+                        save_top_k=1, enable_version_counter=False),
+    ]
+    if tr.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(100, tr.log_every_n_steps))))
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=tr.max_steps,
+        logger=logger,
+        callbacks=callbacks,
+        val_check_interval=tr.val_every_n_steps,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        log_every_n_steps=1,
+        enable_progress_bar=tr.progress_bar,
+        enable_model_summary=False,
+        inference_mode=False,  # validation adapts to tasks: it needs gradients
+        default_root_dir=str(run_dir),
+    )
+
+
+def _check_resumable(cfg: DistMetaConfig, saved: DistMetaConfig, path: Path) -> None:
+    """A run continues only with the model and task stream it started with."""
+    for section in ("seed", "model", "tasks", "algorithm.name", "algorithm.meta_batch_size"):
+        now, then = _get(cfg, section), _get(saved, section)
+        if now != then:
+            raise UserError(
+                f"checkpoint {path} was written by a run with {section}={_show(then)}, this config has "
+                f"{section}={_show(now)}; resume with the original config or start a new run"
+            )
+
+
+def _get(cfg, dotted: str):
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _show(value) -> str:
+    return str(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) else str(value)

@@ -1,0 +1,43 @@
+"""Finding and reading distmeta checkpoints (Lightning ``.ckpt`` files with a ``distmeta`` entry)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distmeta.errors import UserError
+
+LAST, BEST = "last.ckpt", "best.ckpt"
+
+
+def find_resume(resume: str, root: str | Path) -> Path:
+    """``last`` means the newest ``<root>/<run id>/last.ckpt``; anything else is a path."""
+    if resume == "last":
+        candidates = sorted(Path(root).glob(f"*/{LAST}"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise UserError(f"--resume last: no {LAST} under checkpoint.dir={root}; give a checkpoint path instead")
+        return candidates[-1]
+    path = Path(resume)
+    if path.is_dir() and (path / LAST).is_file():
+        path = path / LAST
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {resume}")
+    return path
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers, no pickled code)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt or not a torch file at all
+        raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(ckpt, dict) or "distmeta" not in ckpt or "state_dict" not in ckpt:
+        raise UserError(f"{path} is not a distmeta checkpoint (no 'distmeta' metadata or state_dict)")
+    return ckpt
+
+
+def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The meta-model's weights (the learner stores them under ``model.``)."""
+    prefix = "model."
+    return {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}

@@ -1,0 +1,210 @@
+"""Load a YAML config plus ``key=value`` overrides into a typed, validated :class:`DistMetaConfig`.
+
+This module is the only place that reads YAML or command-line overrides; everything downstream
+receives the plain dataclasses (or plain arguments taken from them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from distmeta.config.schema import DistMetaConfig
+from distmeta.errors import ConfigError
+
+ALGORITHMS = ("maml", "fomaml")
+FAMILIES = ("sine",)
+MODELS = ("mlp",)
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def load(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> DistMetaConfig:
+    """Merge schema defaults, the YAML file at ``path`` and dot-list ``overrides``; validate.
+
+    Raises :class:`ConfigError` naming the file, key or value at fault.
+    """
+    base = OmegaConf.structured(DistMetaConfig)
+    layers = []
+    if path is not None:
+        layers.append(_read_yaml(Path(path)))
+    layers.append(_parse_overrides(list(overrides)))
+    merged = base
+    for layer in layers:
+        merged = _merge(merged, layer)
+    cfg = OmegaConf.to_object(merged)
+    validate(cfg)
+    return cfg
+
+
+def from_yaml_text(text: str, overrides: Iterable[str] = ()) -> DistMetaConfig:
+    """Rebuild a config saved by :func:`to_yaml` (checkpoints carry one), plus ``overrides``."""
+    merged = _merge(OmegaConf.structured(DistMetaConfig), _parse_yaml(text, "the checkpoint's config"))
+    cfg = OmegaConf.to_object(_merge(merged, _parse_overrides(list(overrides))))
+    validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: DistMetaConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_flat_dict(cfg: DistMetaConfig) -> dict[str, Any]:
+    """``{"algorithm.inner_lr": 0.01, ...}``: the form MLflow params take."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, obj: Any) -> None:
+        if dataclasses.is_dataclass(obj):
+            for f in dataclasses.fields(obj):
+                walk(f"{prefix}{f.name}.", getattr(obj, f.name))
+        else:
+            out[prefix[:-1]] = obj
+
+    walk("", cfg)
+    return out
+
+
+def _read_yaml(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (give the path to a YAML file, e.g. configs/sine_maml.yaml)")
+    return _parse_yaml(path.read_text(), str(path))
+
+
+def _parse_yaml(text: str, where: str):
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {where} as YAML: {exc}".replace("\n", " ")) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping of config keys at the top level, found {type(data).__name__}")
+    return OmegaConf.create(data)
+
+
+def _parse_overrides(overrides: list[str]):
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. trainer.max_steps=100)")
+    try:
+        return OmegaConf.from_dotlist(overrides)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot parse overrides {overrides}: {exc.msg}") from None
+
+
+def _merge(base, layer):
+    try:
+        return OmegaConf.merge(base, layer)
+    except ConfigKeyError as exc:
+        raise ConfigError(_unknown_key_message(exc)) from None
+    except ValidationError as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if exc.full_key:
+            raise ConfigError(f"config key '{exc.full_key}' has the wrong type: {first_line}") from None
+        raise ConfigError(f"config has a value of the wrong type: {first_line} (a section such as "
+                          "'trainer' must be a mapping of its keys, not a single value)") from None
+    except OmegaConfBaseException as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"invalid config at '{exc.full_key}': {first_line}") from None
+
+
+def _unknown_key_message(exc: ConfigKeyError) -> str:
+    full_key = exc.full_key or str(exc.key)
+    parent, _, leaf = full_key.rpartition(".")
+    known = _keys_under(parent)
+    hint = difflib.get_close_matches(leaf, known, n=1)
+    valid_full = _keys_under_full()
+    msg = f"unknown config key '{full_key}'"
+    if hint:
+        msg += f"; did you mean '{(parent + '.' if parent else '') + hint[0]}'?"
+    else:
+        close = difflib.get_close_matches(full_key, valid_full, n=1, cutoff=0.6)
+        msg += f"; did you mean '{close[0]}'?" if close else f"; valid keys here: {', '.join(known)}"
+    return msg
+
+
+def _keys_under(parent: str) -> list[str]:
+    node: Any = DistMetaConfig()
+    for part in filter(None, parent.split(".")):
+        node = getattr(node, part, None)
+        if node is None or not dataclasses.is_dataclass(node):
+            return []
+    return [f.name for f in dataclasses.fields(node)]
+
+
+def _keys_under_full() -> list[str]:
+    return list(to_flat_dict(DistMetaConfig()).keys())
+
+
+def _fail(key: str, problem: str) -> None:
+    raise ConfigError(f"config key '{key}': {problem}")
+
+
+def validate(cfg: DistMetaConfig) -> None:
+    """Checks the schema's types cannot express: choices, ranges and relations between keys."""
+    a, t, c, tr = cfg.algorithm, cfg.tasks, cfg.cluster, cfg.trainer
+    if a.name not in ALGORITHMS:
+        _fail("algorithm.name", f"'{a.name}' is not one of {', '.join(ALGORITHMS)}")
+    if a.lr_schedule not in LR_SCHEDULES:
+        _fail("algorithm.lr_schedule", f"'{a.lr_schedule}' is not one of {', '.join(LR_SCHEDULES)}")
+    if t.family not in FAMILIES:
+        _fail("tasks.family", f"'{t.family}' is not one of {', '.join(FAMILIES)}")
+    if cfg.model.name not in MODELS:
+        _fail("model.name", f"'{cfg.model.name}' is not one of {', '.join(MODELS)}")
+    for key, value in [
+        ("algorithm.inner_lr", a.inner_lr),
+        ("algorithm.meta_lr", a.meta_lr),
+        ("trainer.max_steps", tr.max_steps),
+        ("trainer.val_every_n_steps", tr.val_every_n_steps),
+        ("trainer.val_tasks", tr.val_tasks),
+        ("trainer.log_every_n_steps", tr.log_every_n_steps),
+        ("algorithm.meta_batch_size", a.meta_batch_size),
+        ("tasks.shots", t.shots),
+        ("tasks.query", t.query),
+        ("checkpoint.every_n_steps", cfg.checkpoint.every_n_steps),
+        ("cluster.step_timeout_s", c.step_timeout_s),
+        ("evaluation.num_tasks", cfg.evaluation.num_tasks),
+        ("evaluation.query", cfg.evaluation.query),
+    ]:
+        if not value > 0:
+            _fail(key, f"must be positive, got {value}")
+    for key, value in [
+        ("algorithm.inner_steps", a.inner_steps),
+        ("cluster.num_shards", c.num_shards),
+        ("cluster.cpus_per_shard", c.cpus_per_shard),
+        ("cluster.gpus_per_shard", c.gpus_per_shard),
+        ("cluster.max_actor_restarts", c.max_actor_restarts),
+        ("trainer.grad_clip", tr.grad_clip),
+    ]:
+        if value < 0:
+            _fail(key, f"must be zero or positive, got {value}")
+    if a.name == "maml" and a.inner_steps == 0:
+        _fail("algorithm.inner_steps", "MAML needs at least one inner step (0 would be plain multi-task pre-training)")
+    if not 0.0 <= a.min_lr_ratio <= 1.0:
+        _fail("algorithm.min_lr_ratio", f"must lie in [0, 1], got {a.min_lr_ratio}")
+    if c.num_shards > 0 and a.meta_batch_size < c.num_shards:
+        _fail(
+            "algorithm.meta_batch_size",
+            f"{a.meta_batch_size} tasks cannot be split over cluster.num_shards={c.num_shards} shards; "
+            "use at least one task per shard",
+        )
+    if c.num_shards > 0 and c.cpus_per_shard == 0 and c.gpus_per_shard == 0:
+        _fail("cluster.cpus_per_shard", "a shard actor needs some CPU or GPU; set cpus_per_shard or gpus_per_shard")
+    if c.gpus_per_shard > 1 and c.gpus_per_shard != int(c.gpus_per_shard):
+        _fail("cluster.gpus_per_shard", f"above 1 it must be a whole number, got {c.gpus_per_shard}")
+    for key, rng in [("tasks.amplitude", t.amplitude), ("tasks.phase", t.phase), ("tasks.x_range", t.x_range)]:
+        if len(rng) != 2 or not rng[0] <= rng[1]:
+            _fail(key, f"must be [low, high] with low <= high, got {rng}")
+    if not cfg.model.hidden or any(w <= 0 for w in cfg.model.hidden):
+        _fail("model.hidden", f"must list positive layer widths, got {cfg.model.hidden}")
+    if not cfg.evaluation.shots or any(k <= 0 for k in cfg.evaluation.shots):
+        _fail("evaluation.shots", f"must list positive shot counts, got {cfg.evaluation.shots}")
+    if not cfg.evaluation.steps or any(s < 0 for s in cfg.evaluation.steps):
+        _fail("evaluation.steps", f"must list non-negative step counts, got {cfg.evaluation.steps}")
+    if not cfg.tracking.experiment:
+        _fail("tracking.experiment", "must not be empty")

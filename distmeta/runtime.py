@@ -1,0 +1,49 @@
+"""Starting or joining Ray (embedded by default), with clear errors for addresses that do not answer."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from urllib.parse import urlparse
+
+from distmeta.errors import UserError
+
+# Closed networks and privacy: Ray must never try to report usage.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def start_ray(address: str, timeout_s: float = 5.0) -> bool:
+    """Join ``address`` or, when empty, start Ray in this process. Returns whether Ray was started
+    here (the caller shuts it down then); an already initialised Ray is reused as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address and address != "auto":
+        _check_tcp(address, timeout_s)
+    try:
+        ray.init(
+            address=address or None,
+            include_dashboard=False if not address else None,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot connect to the Ray cluster at cluster.address={address}: {exc}") from None
+    return True
+
+
+def _check_tcp(address: str, timeout_s: float) -> None:
+    """A TCP probe of ``host:port`` (or ``ray://host:port``) so a wrong address fails in seconds."""
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    host, port = parsed.hostname, parsed.port
+    if not host or not port:
+        raise UserError(f"cluster.address={address} is not of the form host:port, ray://host:port or auto")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise UserError(
+            f"cluster.address={address} is unreachable ({exc.strerror or exc}); start the head node with "
+            "`ray start --head`, check the address, or leave cluster.address empty to run Ray in-process"
+        ) from None

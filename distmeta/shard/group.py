@@ -1,0 +1,189 @@
+"""``ShardGroup``: runs a meta-step's shards in-process or on Ray actors, and recomputes lost work.
+
+This is the one place Ray meets the workers: :func:`remote_worker_class` wraps the plain
+:class:`ShardWorker` with ``ray.remote`` and the resources asked for in the config.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from distmeta.errors import UserError
+from distmeta.shard.result import ShardResult
+from distmeta.shard.worker import ShardWorker, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaultCounters:
+    """Cumulative fault-handling counts, logged by the learner under ``fault/``."""
+
+    recomputed_tasks: int = 0
+    failed_attempts: int = 0
+
+
+class ShardGroup(Protocol):
+    num_shards: int
+    faults: FaultCounters
+
+    def compute(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]]) -> list[ShardResult]:
+        """One result per entry of ``plan`` (global task indices), in plan order."""
+
+    def workers_info(self) -> list[dict[str, str]]:
+        """Host/pid/device of each shard's worker."""
+
+    def close(self) -> None:
+        """Release the workers (kills actors)."""
+
+
+class LocalShardGroup:
+    """``cluster.num_shards = 0``: every shard of the plan is computed in this process, in order."""
+
+    num_shards = 0
+
+    def __init__(self, spec: WorkerSpec):
+        self.worker = ShardWorker(0, spec)
+        self.faults = FaultCounters()
+
+    def compute(self, step, weights, version, plan):
+        return [self.worker.compute(step, weights, version, list(idx)) for idx in plan]
+
+    def workers_info(self):
+        return [self.worker.info()]
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ActorResources:
+    num_cpus: float
+    num_gpus: float
+    max_restarts: int
+
+
+def remote_worker_class(resources: ActorResources):
+    import ray
+
+    return ray.remote(
+        num_cpus=resources.num_cpus,
+        num_gpus=resources.num_gpus,
+        max_restarts=resources.max_restarts,
+        max_task_retries=0,  # the group decides where lost tasks are recomputed
+    )(ShardWorker)
+
+
+class RayShardGroup:
+    """One Ray actor per shard. Weights go out once per step through the object store.
+
+    A shard whose actor died, raised a system error or missed ``timeout_s`` is recomputed, on the
+    (restarted) same actor or the next one, up to ``max_attempts`` times; tasks are deterministic,
+    so the step's result is unchanged.
+    """
+
+    def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float, max_attempts: int = 3):
+        import ray
+
+        _check_resources(num_shards, resources)
+        cls = remote_worker_class(resources)
+        self.num_shards = num_shards
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.faults = FaultCounters()
+        self.actors = [cls.remote(k, spec) for k in range(num_shards)]
+        try:
+            self._info = ray.get([a.info.remote() for a in self.actors], timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise UserError(
+                f"{num_shards} shard actors ({resources.num_cpus} CPU, {resources.num_gpus} GPU each) did not start "
+                f"within {timeout_s:.0f} s; the Ray cluster may lack the resources "
+                f"(available: {ray.available_resources()})"
+            ) from None
+
+    def workers_info(self):
+        return list(self._info)
+
+    def compute(self, step, weights, version, plan):
+        import ray
+
+        weights_ref = ray.put(weights)
+        results: list[ShardResult | None] = [None] * len(plan)
+        attempts = [0] * len(plan)
+        pending: dict = {}
+
+        def submit(k: int) -> None:
+            actor = self.actors[(k + attempts[k]) % len(self.actors)]
+            ref = actor.compute.remote(step, weights_ref, version, list(plan[k]))
+            pending[ref] = (k, time.monotonic() + self.timeout_s)
+
+        def retry(k: int, why: str) -> None:
+            attempts[k] += 1
+            self.faults.failed_attempts += 1
+            self.faults.recomputed_tasks += len(plan[k])
+            if attempts[k] >= self.max_attempts:
+                raise RuntimeError(f"shard {k} failed {attempts[k]} times at step {step}; last error: {why}")
+            log.warning("shard %d at step %d: %s; recomputing its %d tasks", k, step, why, len(plan[k]))
+            submit(k)
+
+        for k in range(len(plan)):
+            submit(k)
+        try:  # the common case, all shards healthy: one blocking get for the whole step
+            for result, (k, _) in zip(ray.get(list(pending), timeout=self.timeout_s), pending.values()):
+                result.shard, result.worker = k, self._info[k]
+                results[k] = result
+            return results  # type: ignore[return-value]
+        except (ray.exceptions.RayError, TimeoutError):
+            pass  # fall through: collect shard by shard, recomputing the ones that failed
+        while pending:
+            wait_s = max(0.0, min(deadline for _, deadline in pending.values()) - time.monotonic())
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+            if not ready:
+                now = time.monotonic()
+                for ref, (k, deadline) in list(pending.items()):
+                    if deadline <= now:
+                        del pending[ref]
+                        ray.cancel(ref, force=True)
+                        retry(k, f"no answer within cluster.step_timeout_s={self.timeout_s}")
+                continue
+            ref = ready[0]
+            k, _ = pending.pop(ref)
+            try:
+                result = ray.get(ref, timeout=self.timeout_s)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError) as exc:
+                retry(k, type(exc).__name__)
+                continue
+            result.shard = k
+            result.worker = self._info[(k + attempts[k]) % len(self.actors)]
+            results[k] = result
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # already gone: nothing to release
+                pass
+        self.actors = []
+
+
+def _check_resources(num_shards: int, res: ActorResources) -> None:
+    """Fail fast, naming the shortfall, when the cluster can never host the shards."""
+    import ray
+
+    total = ray.cluster_resources()
+    need = {"CPU": num_shards * res.num_cpus, "GPU": num_shards * res.num_gpus}
+    missing = {k: (v, total.get(k, 0.0)) for k, v in need.items() if v > 0 and v > total.get(k, 0.0) + 1e-9}
+    if missing:
+        parts = ", ".join(f"{need_v:g} {k} (cluster has {have:g})" for k, (need_v, have) in missing.items())
+        raise UserError(
+            f"cluster.num_shards={num_shards} with cluster.cpus_per_shard={res.num_cpus:g} and "
+            f"cluster.gpus_per_shard={res.num_gpus:g} needs {parts}; lower the shard count or the per-shard resources"
+        )

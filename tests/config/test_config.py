@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+
+from distmeta.config import DistMetaConfig, from_yaml_text, load, to_flat_dict, to_yaml
+from distmeta.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_says_how_to_run_it(path):
+    cfg = load(path)
+    assert isinstance(cfg, DistMetaConfig)
+    assert path.read_text().splitlines()[0] == f"# distmeta train configs/{path.name}"
+
+
+def test_overrides_apply_with_types():
+    cfg = load(CONFIGS[0], ["trainer.max_steps=7", "algorithm.inner_lr=0.5", "model.hidden=[3,4]", "cluster.address=auto"])
+    assert cfg.trainer.max_steps == 7 and cfg.algorithm.inner_lr == 0.5
+    assert cfg.model.hidden == [3, 4] and cfg.cluster.address == "auto"
+
+
+def test_yaml_round_trip_and_flat_params():
+    cfg = load(None, ["seed=5", "algorithm.name=fomaml"])
+    again = from_yaml_text(to_yaml(cfg))
+    assert again == cfg
+    flat = to_flat_dict(cfg)
+    assert flat["seed"] == 5 and flat["algorithm.name"] == "fomaml" and "cluster.num_shards" in flat
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["trainer.max_step=5"], "unknown config key 'trainer.max_step'; did you mean 'trainer.max_steps'?"),
+        (["algoritm.name=maml"], "did you mean 'algorithm"),
+        (["trainer.max_steps=abc"], "config key 'trainer.max_steps' has the wrong type"),
+        (["algorithm.meta_lr=-0.1"], "config key 'algorithm.meta_lr': must be positive"),
+        (["algorithm.inner_lr=0"], "config key 'algorithm.inner_lr': must be positive"),
+        (["trainer.max_steps=0"], "config key 'trainer.max_steps': must be positive"),
+        (["algorithm.inner_steps=-1"], "config key 'algorithm.inner_steps'"),
+        (["algorithm.name=reptil"], "config key 'algorithm.name': 'reptil' is not one of maml, fomaml"),
+        (["cluster.num_shards=4", "algorithm.meta_batch_size=3"], "cannot be split over cluster.num_shards=4"),
+        (["tasks.amplitude=[5, 1]"], "config key 'tasks.amplitude'"),
+        (["trainer=5"], "section such as 'trainer' must be a mapping"),
+        (["noequals"], "is not of the form key=value"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        load(None, overrides)
+    assert expected in str(info.value)
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot parse .*bad.yaml as YAML"):
+        load(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load(scalar)

@@ -1,0 +1,19 @@
+"""Contract 2: the meta-parameters after k steps do not depend on where the meta-batch ran."""
+import pytest
+
+from tests.integration.helpers import params_of, rel_diff, small_run
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+def test_in_process_one_and_two_actors_agree_after_20_steps(algorithm, workdir, ray_runtime):
+    common = ["trainer.max_steps=20", f"algorithm.name={algorithm}", "algorithm.meta_lr=0.01"]
+    results = {n: small_run(*common, f"cluster.num_shards={n}") for n in (0, 1, 2)}
+    reference = params_of(results[0])
+    start = params_of(small_run("trainer.max_steps=1", "cluster.num_shards=0", "algorithm.meta_lr=1e-9"))
+    assert rel_diff(reference, start) > 1e-3  # training moved the weights: the comparison means something
+    for n in (1, 2):
+        assert rel_diff(params_of(results[n]), reference) < 1e-5, f"num_shards={n}"
+    two = results[2]
+    assert (two.checkpoint_dir / "last.ckpt").is_file()

@@ -1,0 +1,56 @@
+import math
+
+import torch
+
+from distmeta.tasks import EVALUATION, TRAIN, VALIDATION, SineFamily, assign, task_seed
+
+
+def test_task_is_a_pure_function_of_seed_step_index():
+    f = SineFamily()
+    whole = f.sample(7, TRAIN, 3, range(10))
+    again = f.sample(7, TRAIN, 3, range(10))
+    part = f.sample(7, TRAIN, 3, [4, 9])
+    for a, b in zip(whole.tensors(), again.tensors()):
+        assert torch.equal(a, b)
+    for a, b in zip(whole.task(4).tensors(), part.task(0).tensors()):
+        assert torch.equal(a, b)
+    for a, b in zip(whole.task(9).tensors(), part.task(1).tensors()):
+        assert torch.equal(a, b)
+
+
+def test_steps_streams_and_seeds_give_different_tasks():
+    f = SineFamily()
+    base = f.sample(0, TRAIN, 0, [0]).support_y
+    assert not torch.equal(base, f.sample(0, TRAIN, 1, [0]).support_y)
+    assert not torch.equal(base, f.sample(1, TRAIN, 0, [0]).support_y)
+    assert not torch.equal(base, f.sample(0, VALIDATION, 0, [0]).support_y)
+    assert len({task_seed(0, s, 0, 0) for s in (TRAIN, VALIDATION, EVALUATION)}) == 3
+
+
+def test_sine_values_follow_amplitude_and_phase_ranges():
+    f = SineFamily(shots=5, query=50)
+    b = f.sample(0, TRAIN, 0, range(200))
+    assert b.support_x.shape == (200, 5, 1) and b.query_x.shape == (200, 50, 1)
+    assert b.query_x.min() >= -5 and b.query_x.max() <= 5
+    amp = b.query_y.abs().amax(dim=(1, 2))
+    assert amp.max() <= 5.0 + 1e-6 and amp.min() >= 0.0
+    # the data is y = A sin(x - phi): refit A, phi by least squares on one task and check exactly
+    x, y = b.query_x[0, :, 0].double(), b.query_y[0, :, 0].double()
+    design = torch.stack([torch.sin(x), torch.cos(x)], 1)
+    coef = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze()
+    assert torch.allclose(design @ coef, y, atol=1e-5)
+    assert 0.1 - 1e-4 <= math.hypot(*coef.tolist()) <= 5.0 + 1e-4
+
+
+def test_shots_and_query_override_per_call():
+    f = SineFamily()
+    b = f.sample(0, EVALUATION, 0, range(3), shots=20, query=100)
+    assert b.support_x.shape == (3, 20, 1) and b.query_x.shape == (3, 100, 1)
+
+
+def test_assign_splits_contiguously_and_covers_all():
+    assert assign(25, 2) == [range(0, 13), range(13, 25)]
+    assert assign(25, 0) == [range(0, 25)]
+    plan = assign(10, 3)
+    assert [len(r) for r in plan] == [4, 3, 3]
+    assert [i for r in plan for i in r] == list(range(10))

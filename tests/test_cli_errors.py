@@ -1,0 +1,65 @@
+"""Bad input: one clear paragraph naming the problem, exit code 2, no traceback."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from distmeta.cli import main
+from tests.conftest import REPO, SINE_CONFIG, free_port
+
+QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4", "trainer.progress_bar=false"]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", str(SINE_CONFIG), "trainer.max_step=3"], "did you mean 'trainer.max_steps'?"),
+        (["train", str(SINE_CONFIG), "algorithm.meta_lr=fast"], "'algorithm.meta_lr' has the wrong type"),
+        (["train", "configs/missing.yaml"], "config file not found: configs/missing.yaml"),
+        (["train", str(SINE_CONFIG), "algorithm.inner_lr=-1"], "'algorithm.inner_lr': must be positive"),
+        (["train", str(SINE_CONFIG), "algorithm.inner_steps=0"], "MAML needs at least one inner step"),
+        (["train", str(SINE_CONFIG), "cluster.num_shards=30"], "cannot be split over cluster.num_shards=30"),
+        (["train", str(SINE_CONFIG), "trainer.max_steps=-5"], "'trainer.max_steps': must be positive"),
+        (["train", str(SINE_CONFIG), "--resume", "last"], "no last.ckpt under checkpoint.dir"),
+        (["eval", "--checkpoint", "nothing.ckpt"], "checkpoint not found: nothing.ckpt"),
+    ],
+)
+def test_bad_input_exits_2_with_named_problem(argv, expected, workdir, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+def test_unreachable_cluster_address(workdir, capsys):
+    port = free_port()  # nothing listens there
+    assert main(["train", str(SINE_CONFIG), f"cluster.address=127.0.0.1:{port}", *QUICK[:1]]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cluster.address=127.0.0.1:{port} is unreachable" in err
+
+
+def test_unreachable_tracking_uri(workdir, capsys):
+    port = free_port()
+    assert main(["train", str(SINE_CONFIG), f"tracking.uri=http://127.0.0.1:{port}", *QUICK]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"tracking.uri=http://127.0.0.1:{port} is not reachable" in err
+
+
+def test_truncated_checkpoint_is_refused_and_left_alone(workdir, capsys):
+    bad = workdir / "broken.ckpt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    assert main(["eval", "--checkpoint", str(bad)]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+    assert bad.read_bytes() == b"PK\x03\x04 truncated"
+
+
+def test_real_process_exit_code_and_no_traceback(workdir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "distmeta.cli", "train", str(SINE_CONFIG), "model.hiden=[4]"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "unknown config key 'model.hiden'; did you mean 'model.hidden'?" in proc.stderr
+    assert "Traceback" not in proc.stderr
