@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -85,7 +86,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": 1}
         learner = MetaLearner(model, group, builders.learner_settings(cfg), builders.validation_tasks(cfg), metadata)
         trainer = _trainer(cfg, logger, run_dir)
-        trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         last = run_dir / checkpoints.LAST
         trainer.save_checkpoint(last)
     finally:
@@ -147,6 +148,10 @@ def _trainer(cfg: DistMetaConfig, logger, run_dir: Path):
     from distmeta.tracking import names
 
     tr = cfg.trainer
+    # Expected here, not actionable for users: checkpoints hold post-step weights by design, and a
+    # resumed run writes into its own existing folder.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     callbacks = [
         ModelCheckpoint(dirpath=run_dir, filename="best", monitor=names.VAL_MSE, mode="min", save_top_k=1,
                         enable_version_counter=False, auto_insert_metric_name=False),

@@ -37,6 +37,7 @@ def worker_spec(cfg: DistMetaConfig, device: str = "cpu") -> WorkerSpec:
         inner=inner_loop(a.name, steps=a.inner_steps, lr=a.inner_lr),
         threads=threads,
         device=device,
+        compile=a.compile,
     )
 
 

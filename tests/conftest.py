@@ -15,6 +15,7 @@ import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_worker_niceness", "0")  # as distmeta.runtime does for embedded Ray
 
 REPO = Path(__file__).resolve().parents[1]
 SINE_CONFIG = REPO / "configs" / "sine_maml.yaml"

@@ -112,7 +112,7 @@ class RayShardGroup:
     def compute(self, step, weights, version, plan):
         import ray
 
-        weights_ref = ray.put(weights)
+        weights_ref = share_weights(weights)
         results: list[ShardResult | None] = [None] * len(plan)
         attempts = [0] * len(plan)
         pending: dict = {}
@@ -172,6 +172,24 @@ class RayShardGroup:
             except Exception:  # already gone: nothing to release
                 pass
         self.actors = []
+
+
+INLINE_WEIGHTS_BYTES = 100 * 1024
+"""Ray's own limit for inlining call arguments (``max_direct_call_object_size``)."""
+
+
+def share_weights(weights: torch.Tensor):
+    """What goes to every shard this step: an object-store reference, put once and read by every
+    actor of a node, or for weights under :data:`INLINE_WEIGHTS_BYTES` the array itself.
+
+    Below Ray's inline limit an argument travels inside the task message anyway; a ``ray.put``
+    there only adds a round trip to the object store (measured: about a fifth of a sine
+    meta-step on 2 cores). NumPy arrays serialize without pickling a tensor.
+    """
+    import ray
+
+    array = weights.detach().cpu().numpy()
+    return array if array.nbytes < INLINE_WEIGHTS_BYTES else ray.put(array)
 
 
 def _check_resources(num_shards: int, res: ActorResources) -> None:

@@ -5,18 +5,22 @@ A plain class (no ray import): :mod:`distmeta.shard.group` runs it in-process or
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from distmeta.algorithms import InnerLoop, meta_grad
 from distmeta.models import build, flatten, unflatten
 from distmeta.shard.result import ShardResult
-from distmeta.tasks import TRAIN, SineFamily
+
+log = logging.getLogger(__name__)
+from distmeta.tasks import TRAIN, SineFamily, TaskBatch
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class WorkerSpec:
     inner: InnerLoop
     threads: int = 1
     device: str = "cpu"
+    compile: bool = False
 
 
 class ShardWorker:
@@ -42,25 +47,45 @@ class ShardWorker:
         self.model = build(spec.model_name, hidden=spec.hidden).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
         self.buffers = {k: b for k, b in self.model.named_buffers()}
+        self.compiled = spec.compile
+        self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile else self._eager
+
+    def _eager(self, params, support_x, support_y, query_x, query_y):
+        out = meta_grad(self.model, params, self.buffers, TaskBatch(support_x, support_y, query_x, query_y), self.spec.inner)
+        return out.grads, out.losses, out.preadapt
+
+    def _run(self, params, tasks: TaskBatch):
+        """The batched meta-gradient, through ``torch.compile`` when asked. The first call compiles
+        (tens of seconds on CPU, cached on disk); if that fails the worker warns and stays eager."""
+        if self._meta_grad is self._eager:
+            return self._eager(params, *tasks.tensors())
+        try:
+            return self._meta_grad(params, *tasks.tensors())
+        except Exception as exc:  # a missing C++ compiler or an unsupported op: eager is still right
+            log.warning("shard %d: torch.compile failed (%s: %s); continuing eagerly", self.shard, type(exc).__name__, str(exc)[:300])
+            self._meta_grad, self.compiled = self._eager, False
+            return self._eager(params, *tasks.tensors())
 
     def info(self) -> dict[str, str]:
         """Where this worker runs (host, pid, device): recorded by the learner to show placement."""
         return {"host": socket.gethostname(), "pid": str(os.getpid()), "device": str(self.device)}
 
-    def compute(self, step: int, weights: torch.Tensor, version: int, indices: Sequence[int]) -> ShardResult:
+    def compute(self, step: int, weights: torch.Tensor | np.ndarray, version: int, indices: Sequence[int]) -> ShardResult:
         """Meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the flat ``weights``."""
         start = time.perf_counter()
-        params = unflatten(weights.to(self.device), self.template)
+        # object-store arrays are read-only; the copy is tiny next to the step's compute
+        flat = torch.from_numpy(np.array(weights)) if isinstance(weights, np.ndarray) else weights
+        params = unflatten(flat.to(self.device), self.template)
         tasks = self.spec.family.sample(self.spec.seed, TRAIN, step, indices).to(self.device)
-        out = meta_grad(self.model, params, self.buffers, tasks, self.spec.inner)
-        losses = out.losses.sum().item()
+        grads, losses, preadapt = self._run(params, tasks)
+        loss_sum = losses.sum().item()
         return ShardResult(
             shard=self.shard,
             step=step,
             weights_version=version,
-            grad_sum=flatten(out.grads).cpu(),
+            grad_sum=flatten(grads).cpu(),
             task_count=len(indices),
             family_counts={self.spec.family.name: len(indices)},
-            metrics={"loss": losses, "query_mse": losses, "preadapt_mse": out.preadapt.sum().item()},
+            metrics={"loss": loss_sum, "query_mse": loss_sum, "preadapt_mse": preadapt.sum().item()},
             seconds=time.perf_counter() - start,
         )
