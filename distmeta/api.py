@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import torch
 from torch import nn
 
 from distmeta import builders, checkpoints, config
@@ -78,6 +79,10 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     started_ray = start_ray(cfg.cluster.address) if cfg.cluster.num_shards > 0 else False
     group = None
+    threads = torch.get_num_threads()
+    if cfg.cluster.num_shards > 0:
+        # The learner's own maths is tiny; idle intra-op threads would only compete with the shards.
+        torch.set_num_threads(1)
     try:
         group = builders.shard_group(cfg)
         for k, info in enumerate(group.workers_info()):
@@ -88,8 +93,9 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         trainer = _trainer(cfg, logger, run_dir)
         trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         last = run_dir / checkpoints.LAST
-        trainer.save_checkpoint(last)
+        trainer.save_checkpoint(last, weights_only=False)  # full state: a later --resume continues from it
     finally:
+        torch.set_num_threads(threads)
         if group is not None:
             group.close()
         if started_ray:

@@ -17,10 +17,10 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
     here (the caller shuts it down then); an already initialised Ray is reused as it is."""
     import ray
 
-    if ray.is_initialized():
-        return False
     if address and address != "auto":
         _check_tcp(address, timeout_s)
+    if ray.is_initialized():
+        return False
     if not address:
         # Ray lowers its workers to nice 15 so drivers stay responsive; here the shard actors do
         # the work while the learner mostly waits on them, and on a small machine the lowered

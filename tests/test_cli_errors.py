@@ -9,7 +9,7 @@ import pytest
 from distmeta.cli import main
 from tests.conftest import REPO, SINE_CONFIG, free_port
 
-QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4", "trainer.progress_bar=false"]
+QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4", "trainer.progress_bar=false", "algorithm.compile=false"]
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,12 @@ class LocalShardGroup:
         self.faults = FaultCounters()
 
     def compute(self, step, weights, version, plan):
-        return [self.worker.compute(step, weights, version, list(idx)) for idx in plan]
+        results = []
+        for k, idx in enumerate(plan):
+            result = self.worker.compute(step, weights, version, list(idx))
+            result.shard = k
+            results.append(result)
+        return results
 
     def workers_info(self):
         return [self.worker.info()]
@@ -148,7 +153,7 @@ class RayShardGroup:
                 for ref, (k, deadline) in list(pending.items()):
                     if deadline <= now:
                         del pending[ref]
-                        ray.cancel(ref, force=True)
+                        ray.cancel(ref)  # actor tasks cannot be force-cancelled; the answer is ignored
                         retry(k, f"no answer within cluster.step_timeout_s={self.timeout_s}")
                 continue
             ref = ready[0]

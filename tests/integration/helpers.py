@@ -13,6 +13,7 @@ SMALL = [
     "trainer.progress_bar=false",
     "evaluation.num_tasks=20",
     "evaluation.query=20",
+    "algorithm.compile=false",  # compiled path: tests/shard and tests/test_end_to_end.py
 ]
 
 
