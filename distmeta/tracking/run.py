@@ -1,6 +1,7 @@
 """The run's MLflow records: logger construction, params and config, checkpoints, the final model."""
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -71,6 +72,9 @@ def log_model(uri: str, run_id: str, model: nn.Module) -> str:
     ``nn.Module``). The distmeta package travels with it so it loads where distmeta is not installed."""
     package_dir = str(Path(distmeta.__file__).parent)
     mlflow.set_tracking_uri(uri)
+    # Pickle format is the point (load_model must return the nn.Module); MLflow warns about it
+    # on every save, which reads like a problem in the run's output.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             model.cpu(),
