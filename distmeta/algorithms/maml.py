@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
@@ -27,17 +28,31 @@ from distmeta.tasks.batch import TaskBatch
 Params = dict[str, torch.Tensor]
 
 
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((pred - target) ** 2).mean()
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits [N, C]`` against integer ``labels [N]`` (classification tasks)."""
+    return F.cross_entropy(logits, labels)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": mse, "cross_entropy": cross_entropy}
+
+
 @dataclass(frozen=True)
 class InnerLoop:
-    """Inner-loop settings. ``first_order`` stops gradients through the inner updates (FOMAML)."""
+    """Inner-loop settings. ``first_order`` stops gradients through the inner updates (FOMAML);
+    ``loss`` names the task loss used in both loops (a key of :data:`LOSSES`)."""
 
     steps: int
     lr: float
     first_order: bool = False
+    loss: str = "mse"
 
-
-def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return ((pred - target) ** 2).mean()
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss '{self.loss}'; known: {', '.join(LOSSES)}")
 
 
 def forward(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +61,8 @@ def forward(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor) 
 
 def adapt(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor, inner: InnerLoop) -> Params:
     """Return the weights after ``inner.steps`` SGD steps on the support set ``(x [K, in], y [K, out])``."""
-    support_loss: Callable[[Params], torch.Tensor] = lambda p: mse(forward(model, p, buffers, x), y)
+    loss = LOSSES[inner.loss]
+    support_loss: Callable[[Params], torch.Tensor] = lambda p: loss(forward(model, p, buffers, x), y)
     for _ in range(inner.steps):
         grads = grad(support_loss)(params)
         if inner.first_order:
@@ -65,10 +81,11 @@ def task_loss(
     query_y: torch.Tensor,
     inner: InnerLoop,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One task's meta-objective: the query MSE after adaptation, and (as a metric) the query MSE before."""
-    pre = mse(forward(model, params, buffers, query_x), query_y).detach()
+    """One task's meta-objective: the query loss after adaptation, and (as a metric) the query loss before."""
+    loss = LOSSES[inner.loss]
+    pre = loss(forward(model, params, buffers, query_x), query_y).detach()
     adapted = adapt(model, params, buffers, support_x, support_y, inner)
-    return mse(forward(model, adapted, buffers, query_x), query_y), pre
+    return loss(forward(model, adapted, buffers, query_x), query_y), pre
 
 
 @dataclass

@@ -6,6 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from distmeta.models.conv4 import BatchStatNorm2d, Conv4
 from distmeta.models.mlp import MLP
 
 
@@ -33,4 +34,4 @@ def unflatten(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-__all__ = ["MLP", "build", "flatten", "unflatten"]
+__all__ = ["BatchStatNorm2d", "Conv4", "MLP", "build", "flatten", "unflatten"]
