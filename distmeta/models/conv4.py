@@ -58,7 +58,8 @@ class Conv4(nn.Module):
             side //= 2
         if side < 1:
             raise ValueError(f"image_size={image_size} is too small for four 2x2 poolings (need at least 16)")
-        self.head = nn.Linear(hidden * side * side, num_classes)
+        # num_classes=0: an embedding network (flattened features), as metric methods use it
+        self.head = nn.Linear(hidden * side * side, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))
