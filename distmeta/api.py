@@ -94,6 +94,11 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         last = run_dir / checkpoints.LAST
         trainer.save_checkpoint(last, weights_only=False)  # full state: a later --resume continues from it
+    except BaseException:
+        # Lightning marks the run FAILED for errors inside fit; this covers those before it
+        # (shard actors that cannot start, ...) so no run is left RUNNING forever.
+        client.set_terminated(run_id, "FAILED")
+        raise
     finally:
         torch.set_num_threads(threads)
         if group is not None:

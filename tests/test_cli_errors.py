@@ -63,3 +63,16 @@ def test_real_process_exit_code_and_no_traceback(workdir):
     assert proc.returncode == 2
     assert "unknown config key 'model.hiden'; did you mean 'model.hidden'?" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.ray
+def test_impossible_resources_fail_fast_and_mark_the_run_failed(workdir, ray_runtime, capsys):
+    from mlflow.tracking import MlflowClient
+
+    argv = ["train", str(SINE_CONFIG), "cluster.cpus_per_shard=3", *QUICK[:1], "algorithm.compile=false"]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "needs 6 CPU (cluster has 2)" in err
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sine_maml").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]

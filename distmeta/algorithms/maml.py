@@ -21,11 +21,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad
 
+from distmeta.algorithms.batching import MetaGradient, Params, batched_meta_grad, looped_meta_grad
 from distmeta.tasks.batch import TaskBatch
-
-Params = dict[str, torch.Tensor]
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -88,44 +87,11 @@ def task_loss(
     return loss(forward(model, adapted, buffers, query_x), query_y), pre
 
 
-@dataclass
-class MetaGradient:
-    """The sum over a shard's tasks of each task's meta-gradient, plus per-task metrics.
-
-    ``grads`` maps parameter names to summed gradients; ``losses`` and ``preadapt`` are [T].
-    """
-
-    grads: Params
-    losses: torch.Tensor
-    preadapt: torch.Tensor
-
-
 def meta_grad(model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, inner: InnerLoop) -> MetaGradient:
     """Batched path: ``vmap`` over the tasks inside one ``grad`` of the summed query losses."""
-
-    def total(p: Params):
-        per_task = lambda sx, sy, qx, qy: task_loss(model, p, buffers, sx, sy, qx, qy, inner)
-        losses, pre = vmap(per_task)(*tasks.tensors())
-        return losses.sum(), (losses.detach(), pre)
-
-    grads, (losses, pre) = grad(total, has_aux=True)(params)
-    return MetaGradient(grads, losses, pre)
+    return batched_meta_grad(lambda p, *task: task_loss(model, p, buffers, *task, inner), params, tasks)
 
 
 def meta_grad_loop(model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, inner: InnerLoop) -> MetaGradient:
     """Reference twin of :func:`meta_grad`: one ``grad`` per task, summed in a Python loop."""
-    grads = {k: torch.zeros_like(p) for k, p in params.items()}
-    losses, pre = [], []
-    for i in range(len(tasks)):
-        sx, sy, qx, qy = (t[i] for t in tasks.tensors())
-        g, (loss, p0) = grad(lambda p: _with_aux(task_loss(model, p, buffers, sx, sy, qx, qy, inner)), has_aux=True)(params)
-        for k in grads:
-            grads[k] += g[k]
-        losses.append(loss)
-        pre.append(p0)
-    return MetaGradient(grads, torch.stack(losses), torch.stack(pre))
-
-
-def _with_aux(out: tuple[torch.Tensor, torch.Tensor]):
-    loss, pre = out
-    return loss, (loss.detach(), pre)
+    return looped_meta_grad(lambda p, *task: task_loss(model, p, buffers, *task, inner), params, tasks)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import grad, vmap
-
-from distmeta.algorithms.maml import MetaGradient, Params, forward
+from distmeta.algorithms.batching import MetaGradient, Params, batched_meta_grad, looped_meta_grad
+from distmeta.algorithms.maml import forward
 from distmeta.tasks.batch import TaskBatch
 
 
@@ -39,24 +38,9 @@ def task_loss(model: nn.Module, params: Params, buffers: Params, support_x, supp
 
 def meta_grad(model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, ways: int) -> MetaGradient:
     """Summed gradient over the tasks, vmapped; ``preadapt`` carries the query accuracy (no adaptation)."""
-
-    def total(p: Params):
-        losses, acc = vmap(lambda sx, sy, qx, qy: task_loss(model, p, buffers, sx, sy, qx, qy, ways))(*tasks.tensors())
-        return losses.sum(), (losses.detach(), acc)
-
-    grads, (losses, acc) = grad(total, has_aux=True)(params)
-    return MetaGradient(grads, losses, acc)
+    return batched_meta_grad(lambda p, *task: task_loss(model, p, buffers, *task, ways), params, tasks)
 
 
 def meta_grad_loop(model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, ways: int) -> MetaGradient:
     """Per-task twin of :func:`meta_grad`, for tests."""
-    grads = {k: torch.zeros_like(p) for k, p in params.items()}
-    losses, accs = [], []
-    for i in range(len(tasks)):
-        sx, sy, qx, qy = (t[i] for t in tasks.tensors())
-        g, (loss, acc) = grad(lambda p: (lambda la: (la[0], (la[0].detach(), la[1])))(task_loss(model, p, buffers, sx, sy, qx, qy, ways)), has_aux=True)(params)
-        for k in grads:
-            grads[k] += g[k]
-        losses.append(loss)
-        accs.append(acc)
-    return MetaGradient(grads, torch.stack(losses), torch.stack(accs))
+    return looped_meta_grad(lambda p, *task: task_loss(model, p, buffers, *task, ways), params, tasks)
