@@ -136,7 +136,11 @@ class MetaLearner(pl.LightningModule):
         logged[names.VAL_MSE] = mean[s.train_inner_steps].item()
         if not all(math.isfinite(v) for v in logged.values()):
             raise FloatingPointError(f"non-finite validation MSE at step {self.global_step}: {logged}")
-        self.log_dict(logged, on_step=False, on_epoch=True, batch_size=1)
+        # self.log feeds ModelCheckpoint's monitor; the logger gets the values at the meta-step
+        # count, the same step axis as the training metrics (Lightning's own index is one behind).
+        self.log_dict(logged, on_step=False, on_epoch=True, batch_size=1, logger=False)
+        if self.logger is not None:
+            self.logger.log_metrics(logged, step=self.global_step)
         self.log("val_mse", logged[names.VAL_MSE], prog_bar=True, logger=False, batch_size=1)
 
     # -- checkpoints --------------------------------------------------------------------------
