@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 FIGURE_ARTIFACT_DIR = "eval"
 
+# Lightning warnings that are expected here and not actionable for users: checkpoints hold
+# post-step weights by design, and a resumed run writes into its own existing folder.
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+
 
 @dataclass
 class TrainResult:
@@ -159,10 +164,6 @@ def _trainer(cfg: DistMetaConfig, logger, run_dir: Path):
     from distmeta.tracking import names
 
     tr = cfg.trainer
-    # Expected here, not actionable for users: checkpoints hold post-step weights by design, and a
-    # resumed run writes into its own existing folder.
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     callbacks = [
         ModelCheckpoint(dirpath=run_dir, filename="best", monitor=names.VAL_MSE, mode="min", save_top_k=1,
                         enable_version_counter=False, auto_insert_metric_name=False),

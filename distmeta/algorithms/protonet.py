@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from distmeta.algorithms.batching import MetaGradient, Params, batched_meta_grad, looped_meta_grad
 from distmeta.algorithms.maml import forward
 from distmeta.tasks.batch import TaskBatch

@@ -18,9 +18,9 @@ import torch
 from distmeta.algorithms import InnerLoop, meta_grad
 from distmeta.models import build, flatten, unflatten
 from distmeta.shard.result import ShardResult
+from distmeta.tasks import TRAIN, SineFamily, TaskBatch
 
 log = logging.getLogger(__name__)
-from distmeta.tasks import TRAIN, SineFamily, TaskBatch
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,12 @@ class ShardWorker:
         self.model = build(spec.model_name, hidden=spec.hidden).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
         self.buffers = {k: b for k, b in self.model.named_buffers()}
-        self.compiled = spec.compile
         self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile else self._eager
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the meta-gradient runs through ``torch.compile`` (False after a fallback)."""
+        return self._meta_grad is not self._eager
 
     def _eager(self, params, support_x, support_y, query_x, query_y):
         out = meta_grad(self.model, params, self.buffers, TaskBatch(support_x, support_y, query_x, query_y), self.spec.inner)
@@ -57,13 +61,13 @@ class ShardWorker:
     def _run(self, params, tasks: TaskBatch):
         """The batched meta-gradient, through ``torch.compile`` when asked. The first call compiles
         (tens of seconds on CPU, cached on disk); if that fails the worker warns and stays eager."""
-        if self._meta_grad is self._eager:
+        if not self.compiled:
             return self._eager(params, *tasks.tensors())
         try:
             return self._meta_grad(params, *tasks.tensors())
         except Exception as exc:  # a missing C++ compiler or an unsupported op: eager is still right
             log.warning("shard %d: torch.compile failed (%s: %s); continuing eagerly", self.shard, type(exc).__name__, str(exc)[:300])
-            self._meta_grad, self.compiled = self._eager, False
+            self._meta_grad = self._eager
             return self._eager(params, *tasks.tensors())
 
     def info(self) -> dict[str, str]:
