@@ -3,7 +3,7 @@
     import distmeta
     cfg = distmeta.load_config("configs/sine_maml.yaml", ["trainer.max_steps=2000"])
     result = distmeta.train(cfg)
-    print(result.run_id, result.evaluation.values["mse.k10.steps1.mean"])
+    print(result.run_id, result.evaluation.values["mse.k10.steps1.mean"])  # acc.k1.steps10.mean for images
     report = distmeta.evaluate(result.last_checkpoint)
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import nn
 from distmeta import builders, checkpoints, config
 from distmeta.config import DistMetaConfig
 from distmeta.errors import UserError
-from distmeta.evaluation import EvalReport, evaluate_sine, plot_curves
+from distmeta.evaluation import EvalReport, evaluate as run_protocol, plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
 
     uri = resolve_uri(cfg.tracking.uri)
     check_reachable(uri)
+    test_family = evaluation_family(cfg)  # a protocol that cannot run should fail now, not after training
     ckpt_path, run_id, resumed_at = None, None, None
     if resume:
         ckpt_path = checkpoints.find_resume(resume, cfg.checkpoint.dir)
@@ -94,8 +95,9 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
             client.set_tag(run_id, f"shard.{k}.worker", f"{info['host']} pid {info['pid']} {info['device']}")
         model = builders.model(cfg)
         metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": 1}
-        learner = MetaLearner(model, group, builders.learner_settings(cfg), builders.validation_tasks(cfg), metadata)
-        trainer = _trainer(cfg, logger, run_dir)
+        settings = builders.learner_settings(cfg)
+        learner = MetaLearner(model, group, settings, builders.validation_family(cfg), metadata)
+        trainer = _trainer(cfg, logger, run_dir, settings.val_monitor)
         trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         last = run_dir / checkpoints.LAST
         trainer.save_checkpoint(last, weights_only=False)  # full state: a later --resume continues from it
@@ -116,7 +118,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
 
     best = run_dir / checkpoints.BEST
     best = best if best.is_file() else None
-    report, figure = _evaluate_and_log(cfg, model, run_id, uri, run_dir)
+    report, figure = _evaluate_and_log(cfg, model, run_id, uri, run_dir, test_family)
     tracking_run.log_checkpoints(client, run_id, {"last": last, **({"best": best} if best else {})})
     model_uri = tracking_run.log_model(uri, run_id, model)
     return TrainResult(run_id, uri, run_dir, last, best, report, figure, model, model_uri)
@@ -138,15 +140,32 @@ def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = (), log_t
     except RuntimeError as exc:
         raise UserError(f"checkpoint {path} does not match its own model config: {str(exc).splitlines()[0]}") from None
     run_id = meta["run_id"] if log_to_mlflow else None
-    return _evaluate_and_log(cfg, model, run_id, meta["tracking_uri"], path.parent)
+    return _evaluate_and_log(cfg, model, run_id, meta["tracking_uri"], path.parent, evaluation_family(cfg))
 
 
-def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None, uri: str, out_dir: Path) -> tuple[EvalReport, Path]:
-    e = cfg.evaluation
-    report = evaluate_sine(
-        model, builders.family(cfg), seed=e.seed, num_tasks=e.num_tasks, shots=e.shots, steps=e.steps,
-        query=e.query, inner_lr=cfg.algorithm.inner_lr,
-    )
+def evaluation_plan(cfg: DistMetaConfig) -> tuple[list[int], list[int], int]:
+    """``(shots, steps, query)`` of the protocol, the config's empty/zero defaults resolved: sine
+    evaluates K = 5, 10, 20 on 100 query points; image families the training shots on 15 query
+    images per class; methods without an inner loop at step 0 only."""
+    e, image = cfg.evaluation, builders.is_image(cfg)
+    shots = list(e.shots) or ([cfg.tasks.shots] if image else [5, 10, 20])
+    steps = list(e.steps) if builders.algorithm(cfg).adapts else [0]
+    return shots, steps, e.query or (15 if image else 100)
+
+
+def evaluation_family(cfg: DistMetaConfig):
+    """The test split's family with its images, checked against every evaluated K."""
+    shots, _, query = evaluation_plan(cfg)
+    family = builders.family_with_data(cfg, "test")
+    for k in shots:
+        builders.checked(family, f"test split, evaluation.shots={k}, evaluation.query={query}", shots=k, query=query)
+    return family
+
+
+def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None, uri: str, out_dir: Path, family) -> tuple[EvalReport, Path]:
+    shots, steps, query = evaluation_plan(cfg)
+    report = run_protocol(builders.algorithm(cfg), model, family, seed=cfg.evaluation.seed,
+                          num_tasks=cfg.evaluation.num_tasks, shots=shots, steps=steps, query=query)
     figure = plot_curves(report, out_dir / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
     if run_id:
         from distmeta.tracking.run import log_evaluation
@@ -157,15 +176,13 @@ def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None,
     return report, figure
 
 
-def _trainer(cfg: DistMetaConfig, logger, run_dir: Path):
+def _trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple[str, str]):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 
-    from distmeta.tracking import names
-
     tr = cfg.trainer
     callbacks = [
-        ModelCheckpoint(dirpath=run_dir, filename="best", monitor=names.VAL_MSE, mode="min", save_top_k=1,
+        ModelCheckpoint(dirpath=run_dir, filename="best", monitor=monitor[0], mode=monitor[1], save_top_k=1,
                         enable_version_counter=False, auto_insert_metric_name=False),
         ModelCheckpoint(dirpath=run_dir, filename="last", every_n_train_steps=cfg.checkpoint.every_n_steps,
                         save_top_k=1, enable_version_counter=False),

@@ -54,26 +54,24 @@ def _train(args) -> int:
 
     cfg = api.load_config(args.config, args.overrides)
     result = api.train(cfg, resume=args.resume)
-    e = cfg.evaluation
     print(f"\nMLflow run id:     {result.run_id}")
     print(f"tracking URI:      {result.tracking_uri}")
     print(f"checkpoint folder: {result.checkpoint_dir}")
     print(f"final model:       {result.model_uri}")
-    print(f"\nevaluation ({e.num_tasks} held-out tasks, query MSE, mean ± 95% CI):")
-    print(result.evaluation.table(e.shots, e.steps))
+    print("\nevaluation:")
+    print(result.evaluation.table())
     print(f"adaptation figure: {result.figure}")
     return 0
 
 
 def _eval(args) -> int:
-    from distmeta import api, checkpoints, config
+    from distmeta import api
 
     report, figure = api.evaluate(args.checkpoint, args.overrides, log_to_mlflow=not args.no_mlflow)
     if args.json:
         print(json.dumps({**report.values, "num_tasks": report.num_tasks, "figure": str(figure)}, sort_keys=True))
     else:
-        cfg = config.from_yaml_text(checkpoints.read(args.checkpoint)["distmeta"]["config_yaml"], args.overrides)
-        print(report.table(cfg.evaluation.shots, cfg.evaluation.steps))
+        print(report.table())
         print(f"adaptation figure: {figure}")
     return 0
 

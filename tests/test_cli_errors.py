@@ -19,7 +19,7 @@ QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4"
         (["train", str(SINE_CONFIG), "algorithm.meta_lr=fast"], "'algorithm.meta_lr' has the wrong type"),
         (["train", "configs/missing.yaml"], "config file not found: configs/missing.yaml"),
         (["train", str(SINE_CONFIG), "algorithm.inner_lr=-1"], "'algorithm.inner_lr': must be positive"),
-        (["train", str(SINE_CONFIG), "algorithm.inner_steps=0"], "MAML needs at least one inner step"),
+        (["train", str(SINE_CONFIG), "algorithm.inner_steps=0"], "maml needs at least one inner step"),
         (["train", str(SINE_CONFIG), "cluster.num_shards=30"], "cannot be split over cluster.num_shards=30"),
         (["train", str(SINE_CONFIG), "trainer.max_steps=-5"], "'trainer.max_steps': must be positive"),
         (["train", str(SINE_CONFIG), "--resume", "last"], "no last.ckpt under checkpoint.dir"),

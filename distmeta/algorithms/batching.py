@@ -1,55 +1,64 @@
-"""The two ways every algorithm's per-task loss becomes a shard's summed meta-gradient: ``vmap``
-over the tasks inside one ``grad`` (the batched path), and one ``grad`` per task in a Python loop
-(the slow twin the tests check it against)."""
+"""The two ways an algorithm's per-task gradients become a shard's summed meta-gradient: batched
+with ``vmap`` (in chunks, to bound memory) and one task at a time in a Python loop (the slow twin
+the tests check the batched path against)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
+from torch import nn
 from torch.func import grad, vmap
 
+from distmeta.algorithms.base import Algorithm, Params
 from distmeta.tasks.batch import TaskBatch
-
-Params = dict[str, torch.Tensor]
-PerTaskLoss = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-"""``(params, support_x, support_y, query_x, query_y) -> (loss, metric)``: one task's objective
-and one scalar metric of it (MAML: the query loss before adaptation; ProtoNets: query accuracy)."""
 
 
 @dataclass
 class MetaGradient:
-    """The sum over a shard's tasks of each task's meta-gradient, plus per-task values.
-
-    ``grads`` maps parameter names to summed gradients; ``losses`` and ``preadapt`` (the per-task
-    metric) are [T].
-    """
+    """``grads``: parameter name -> gradient summed over the tasks; ``metrics``: name -> [T]
+    per-task values (``loss``, ``query_loss``, ``preadapt_loss``, ``query_acc``, ...)."""
 
     grads: Params
-    losses: torch.Tensor
-    preadapt: torch.Tensor
+    metrics: dict[str, torch.Tensor]
 
 
-def batched_meta_grad(per_task: PerTaskLoss, params: Params, tasks: TaskBatch) -> MetaGradient:
+def meta_grad(algo: Algorithm, model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, chunk_size: int = 0) -> MetaGradient:
+    """Batched path. ``chunk_size`` > 0 computes that many tasks at a time and adds their
+    gradients: peak memory is one chunk's activations instead of all tasks' (same result up to
+    float summation order)."""
+    n = len(tasks)
+    size = chunk_size if 0 < chunk_size < n else n
+    grads: Params | None = None
+    parts: list[dict[str, torch.Tensor]] = []
+    for start in range(0, n, size):
+        chunk = [t[start : start + size] for t in tasks.tensors()]
+        g, metrics = _chunk_grad(algo, model, params, buffers, chunk)
+        grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
+        parts.append(metrics)
+    assert grads is not None
+    return MetaGradient(grads, {k: torch.cat([m[k] for m in parts]) for k in parts[0]})
+
+
+def _chunk_grad(algo: Algorithm, model: nn.Module, params: Params, buffers: Params, chunk: list[torch.Tensor]):
+    if algo.explicit_grad:
+        g, metrics = vmap(lambda *task: algo.task_grad(model, params, buffers, *task))(*chunk)
+        return {k: v.sum(0) for k, v in g.items()}, metrics
+
+    # one grad of the vmapped sum: the shared weights' backward reduces over tasks in one kernel
     def total(p: Params):
-        losses, metric = vmap(lambda *task: per_task(p, *task))(*tasks.tensors())
-        return losses.sum(), (losses.detach(), metric)
+        objective, metrics = vmap(lambda *task: algo.task_objective(model, p, buffers, *task))(*chunk)
+        return objective.sum(), metrics
 
-    grads, (losses, metric) = grad(total, has_aux=True)(params)
-    return MetaGradient(grads, losses, metric)
+    return grad(total, has_aux=True)(params)
 
 
-def looped_meta_grad(per_task: PerTaskLoss, params: Params, tasks: TaskBatch) -> MetaGradient:
-    def one(p: Params, *task):
-        loss, metric = per_task(p, *task)
-        return loss, (loss.detach(), metric)
-
+def meta_grad_loop(algo: Algorithm, model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch) -> MetaGradient:
+    """Reference twin of :func:`meta_grad`: ``algo.task_grad`` per task, summed in a loop."""
     grads = {k: torch.zeros_like(p) for k, p in params.items()}
-    losses, metrics = [], []
+    rows: list[dict[str, torch.Tensor]] = []
     for i in range(len(tasks)):
-        g, (loss, metric) = grad(one, has_aux=True)(params, *(t[i] for t in tasks.tensors()))
+        g, metrics = algo.task_grad(model, params, buffers, *(t[i] for t in tasks.tensors()))
         for k in grads:
             grads[k] += g[k]
-        losses.append(loss)
-        metrics.append(metric)
-    return MetaGradient(grads, torch.stack(losses), torch.stack(metrics))
+        rows.append(metrics)
+    return MetaGradient(grads, {k: torch.stack([m[k] for m in rows]) for k in rows[0]})

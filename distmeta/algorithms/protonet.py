@@ -7,13 +7,12 @@ the softmax over negative squared Euclidean distances, logits_n = -||f(x) - c_n|
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from distmeta.algorithms.batching import MetaGradient, Params, batched_meta_grad, looped_meta_grad
-from distmeta.algorithms.maml import forward
-from distmeta.tasks.batch import TaskBatch
+from distmeta.algorithms.base import Algorithm, Metrics, forward
 
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.Tensor:
@@ -29,19 +28,28 @@ def logits(query_features: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
     return -sq
 
 
-def task_loss(model: nn.Module, params: Params, buffers: Params, support_x, support_y, query_x, query_y, ways: int):
-    """Cross-entropy of the query set against the support prototypes, and the query accuracy."""
-    protos = prototypes(forward(model, params, buffers, support_x), support_y, ways)
-    out = logits(forward(model, params, buffers, query_x), protos)
-    accuracy = (out.argmax(1) == query_y).to(out.dtype).mean().detach()
-    return F.cross_entropy(out, query_y), accuracy
+@dataclass(frozen=True)
+class ProtoNet(Algorithm):
+    """``ways`` fixes the number of prototypes (labels are 0..ways-1)."""
 
+    name = "protonet"
+    adapts = False
+    loss: str = "cross_entropy"
+    ways: int = 5
 
-def meta_grad(model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, ways: int) -> MetaGradient:
-    """Summed gradient over the tasks, vmapped; ``preadapt`` carries the query accuracy (no adaptation)."""
-    return batched_meta_grad(lambda p, *task: task_loss(model, p, buffers, *task, ways), params, tasks)
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.classification:
+            raise ValueError("ProtoNets classify: they need a classification task family (loss cross_entropy)")
 
+    def task_logits(self, model, params, buffers, sx, sy, qx) -> torch.Tensor:
+        protos = prototypes(forward(model, params, buffers, sx), sy, self.ways)
+        return logits(forward(model, params, buffers, qx), protos)
 
-def meta_grad_loop(model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, ways: int) -> MetaGradient:
-    """Per-task twin of :func:`meta_grad`, for tests."""
-    return looped_meta_grad(lambda p, *task: task_loss(model, p, buffers, *task, ways), params, tasks)
+    def task_objective(self, model, params, buffers, sx, sy, qx, qy) -> tuple[torch.Tensor, Metrics]:
+        loss, metrics = self.query_metrics(self.task_logits(model, params, buffers, sx, sy, qx), qy)
+        return loss, {"loss": loss.detach(), **metrics}
+
+    def scores(self, model, params, buffers, sx, sy, qx, qy, steps: int = 0) -> torch.Tensor:
+        params = {k: v.detach() for k, v in params.items()}
+        return self.score(self.task_logits(model, params, buffers, sx, sy, qx), qy).unsqueeze(0)

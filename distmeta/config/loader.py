@@ -18,10 +18,12 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from distmeta.config.schema import DistMetaConfig
 from distmeta.errors import ConfigError
 
-ALGORITHMS = ("maml", "fomaml")
-FAMILIES = ("sine",)
-MODELS = ("mlp",)
+ALGORITHMS = ("maml", "fomaml", "reptile", "anil", "metasgd", "protonet")
+FAMILIES = ("sine", "glyphs", "omniglot", "miniimagenet")
+IMAGE_FAMILIES = FAMILIES[1:]
+MODELS = ("mlp", "conv4")
 LR_SCHEDULES = ("constant", "cosine")
+SHARD_BY = ("tasks", "classes")
 
 
 def load(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> DistMetaConfig:
@@ -166,10 +168,11 @@ def validate(cfg: DistMetaConfig) -> None:
         ("algorithm.meta_batch_size", a.meta_batch_size),
         ("tasks.shots", t.shots),
         ("tasks.query", t.query),
+        ("tasks.ways", t.ways),
+        ("model.filters", cfg.model.filters),
         ("checkpoint.every_n_steps", cfg.checkpoint.every_n_steps),
         ("cluster.step_timeout_s", c.step_timeout_s),
         ("evaluation.num_tasks", cfg.evaluation.num_tasks),
-        ("evaluation.query", cfg.evaluation.query),
     ]:
         if not value > 0:
             _fail(key, f"must be positive, got {value}")
@@ -180,11 +183,16 @@ def validate(cfg: DistMetaConfig) -> None:
         ("cluster.gpus_per_shard", c.gpus_per_shard),
         ("cluster.max_actor_restarts", c.max_actor_restarts),
         ("trainer.grad_clip", tr.grad_clip),
+        ("algorithm.chunk_size", a.chunk_size),
+        ("algorithm.reptile.inner_batch", a.reptile.inner_batch),
+        ("tasks.image_size", t.image_size),
+        ("evaluation.query", cfg.evaluation.query),
     ]:
         if value < 0:
             _fail(key, f"must be zero or positive, got {value}")
-    if a.name == "maml" and a.inner_steps == 0:
-        _fail("algorithm.inner_steps", "MAML needs at least one inner step (0 would be plain multi-task pre-training)")
+    if a.name != "protonet" and a.inner_steps == 0:
+        _fail("algorithm.inner_steps", f"{a.name} needs at least one inner step (0 would be plain multi-task pre-training)")
+    _validate_tasks(cfg)
     if not 0.0 <= a.min_lr_ratio <= 1.0:
         _fail("algorithm.min_lr_ratio", f"must lie in [0, 1], got {a.min_lr_ratio}")
     if c.num_shards > 0 and a.meta_batch_size < c.num_shards:
@@ -202,9 +210,36 @@ def validate(cfg: DistMetaConfig) -> None:
             _fail(key, f"must be [low, high] with low <= high, got {rng}")
     if not cfg.model.hidden or any(w <= 0 for w in cfg.model.hidden):
         _fail("model.hidden", f"must list positive layer widths, got {cfg.model.hidden}")
-    if not cfg.evaluation.shots or any(k <= 0 for k in cfg.evaluation.shots):
+    if any(k <= 0 for k in cfg.evaluation.shots):
         _fail("evaluation.shots", f"must list positive shot counts, got {cfg.evaluation.shots}")
     if not cfg.evaluation.steps or any(s < 0 for s in cfg.evaluation.steps):
         _fail("evaluation.steps", f"must list non-negative step counts, got {cfg.evaluation.steps}")
     if not cfg.tracking.experiment:
         _fail("tracking.experiment", "must not be empty")
+
+
+def _validate_tasks(cfg: DistMetaConfig) -> None:
+    """The family decides what the rest must be: image families classify, sine regresses."""
+    t, a, m = cfg.tasks, cfg.algorithm, cfg.model
+    if t.shard_by not in SHARD_BY:
+        _fail("tasks.shard_by", f"'{t.shard_by}' is not one of {', '.join(SHARD_BY)}")
+    if t.family == "sine":
+        for key, value, default in [("tasks.root", t.root, ""), ("tasks.rotations", t.rotations, None),
+                                    ("tasks.class_split", t.class_split, []), ("tasks.shard_by", t.shard_by, "tasks")]:
+            if value != default:
+                _fail(key, f"applies to image families only, not to tasks.family=sine (got {value})")
+        if a.name in ("protonet",):
+            _fail("algorithm.name", "protonet classifies; use an image family (tasks.family=glyphs, omniglot or miniimagenet)")
+        if m.name != "mlp":
+            _fail("model.name", f"sine inputs are scalars: use model.name=mlp, not {m.name}")
+        return
+    if t.family in ("omniglot", "miniimagenet") and not t.root:
+        _fail("tasks.root", f"tasks.family={t.family} reads a local copy of the dataset: set tasks.root to its folder")
+    if t.class_split and (t.family != "omniglot" or len(t.class_split) != 3 or any(n <= 0 for n in t.class_split)):
+        _fail("tasks.class_split", f"only omniglot takes one, as three positive counts [train, val, test]; got {t.class_split}")
+    if t.rotations and t.family == "miniimagenet":
+        _fail("tasks.rotations", "rotated photos are not new classes; rotations are for character families")
+    if t.ways < 2:
+        _fail("tasks.ways", f"an episode needs at least 2 classes, got {t.ways}")
+    if t.shard_by == "classes" and cfg.cluster.num_shards < 2:
+        _fail("tasks.shard_by", "'classes' partitions the classes over shard actors: it needs cluster.num_shards >= 2")

@@ -6,6 +6,7 @@ overrides are merged onto these defaults by :func:`distmeta.config.load`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass
@@ -13,7 +14,7 @@ class TrainerConfig:
     max_steps: int = 20000
     """Number of meta-steps (optimizer updates) to run."""
     val_every_n_steps: int = 2000
-    """Run validation (held-out tasks, adaptation MSE) every this many meta-steps."""
+    """Run validation (held-out tasks: adaptation MSE, or accuracy) every this many meta-steps."""
     val_tasks: int = 200
     """Held-out tasks per validation run."""
     log_every_n_steps: int = 100
@@ -25,13 +26,33 @@ class TrainerConfig:
 
 
 @dataclass
+class ReptileConfig:
+    inner_batch: int = 0
+    """Examples per Reptile inner step, cycling through a fixed shuffle of the episode; 0 uses all."""
+    use_query: bool = True
+    """Train Reptile's inner loop on the whole episode (support and query sets), as in the paper."""
+
+
+@dataclass
 class AlgorithmConfig:
     name: str = "maml"
-    """``maml`` (second order, differentiates through the inner loop) or ``fomaml`` (first order)."""
+    """``maml`` (second order), ``fomaml`` (first order), ``reptile``, ``anil`` (inner loop on the
+    head only), ``metasgd`` (learned per-weight inner LRs) or ``protonet`` (no inner loop)."""
     inner_steps: int = 1
     """Gradient steps of inner-loop adaptation on each task's support set."""
     inner_lr: float = 0.01
-    """Inner-loop SGD step size."""
+    """Inner-loop SGD step size (MetaSGD: the initial value of its learned step sizes)."""
+    first_order: bool = False
+    """Treat inner gradients as constants (maml, anil, metasgd): no second derivatives, memory of
+    one inner step's activations per step instead of their double-backward graph."""
+    checkpoint_inner: bool = False
+    """Recompute the inner loop in the backward pass (maml, fomaml, anil, metasgd): memory of one
+    inner step plus ``inner_steps`` weight copies, instead of all steps' activations; same gradient."""
+    chunk_size: int = 0
+    """Tasks a shard differentiates at once (vmap chunk); 0 does all of its tasks together. Smaller
+    chunks bound peak memory to one chunk's activations; the summed gradient is the same."""
+    reptile: ReptileConfig = field(default_factory=ReptileConfig)
+    """Reptile-only settings."""
     meta_lr: float = 0.001
     """Meta-optimizer (Adam) learning rate."""
     meta_batch_size: int = 25
@@ -48,11 +69,27 @@ class AlgorithmConfig:
 @dataclass
 class TasksConfig:
     family: str = "sine"
-    """Task family. ``sine``: y = A sin(x - phase), the MAML paper's regression benchmark."""
+    """Task family. ``sine``: y = A sin(x - phase), the MAML paper's regression benchmark;
+    ``glyphs``: procedural Omniglot-like characters (no files); ``omniglot`` and ``miniimagenet``:
+    local copies under ``tasks.root``."""
     shots: int = 10
-    """K: support points per task (used by the inner loop)."""
+    """K: support points per task (sine), or support images per class (image families)."""
     query: int = 10
-    """Query points per task (the meta-loss is measured on them)."""
+    """Query points per task (sine), or query images per class (image families)."""
+    ways: int = 5
+    """N: classes per episode (image families)."""
+    root: str = ""
+    """Dataset folder (omniglot, miniimagenet), in the dataset's own layout; never downloaded."""
+    image_size: int = 0
+    """Side images are resized to; 0 is the family's standard (28 omniglot/glyphs, 84 miniimagenet)."""
+    rotations: Optional[bool] = None
+    """Add 90/180/270-degree rotations of each training class as extra classes; unset means the
+    family's standard (on for omniglot, as in the MAML paper; off otherwise)."""
+    class_split: list[int] = field(default_factory=list)
+    """Omniglot characters per split [train, val, test]; empty is the standard 1100/100/423."""
+    shard_by: str = "tasks"
+    """``tasks``: every shard holds all training classes and computes its share of each meta-batch;
+    ``classes``: each shard holds only its own disjoint set of classes and draws its episodes from it."""
     amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
     """Range [low, high] of the sine amplitude A."""
     phase: list[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
@@ -64,9 +101,11 @@ class TasksConfig:
 @dataclass
 class ModelConfig:
     name: str = "mlp"
-    """Network: ``mlp`` (ReLU multilayer perceptron)."""
+    """Network: ``mlp`` (ReLU multilayer perceptron) or ``conv4`` (4 conv blocks, the few-shot backbone)."""
     hidden: list[int] = field(default_factory=lambda: [40, 40])
-    """Widths of the hidden layers."""
+    """Widths of the MLP's hidden layers."""
+    filters: int = 64
+    """Conv4: filters per convolution (64 in the MAML/ProtoNets papers; 32 for mini-ImageNet MAML)."""
 
 
 @dataclass
@@ -109,12 +148,12 @@ class EvaluationConfig:
     """Seed of the held-out evaluation task stream (fixed so results compare across runs)."""
     num_tasks: int = 600
     """Held-out tasks per (shots, steps) cell."""
-    shots: list[int] = field(default_factory=lambda: [5, 10, 20])
-    """Support-set sizes K to evaluate."""
+    shots: list[int] = field(default_factory=list)
+    """Support-set sizes K to evaluate; empty means 5, 10 and 20 for sine and the training shots otherwise."""
     steps: list[int] = field(default_factory=lambda: [0, 1, 5, 10])
-    """Inner gradient steps after which the query MSE is reported."""
-    query: int = 100
-    """Query points per evaluation task."""
+    """Inner gradient steps after which the query score (MSE or accuracy) is reported."""
+    query: int = 0
+    """Query points per evaluation task (sine) or per class (images); 0 means 100 for sine, 15 otherwise."""
 
 
 @dataclass

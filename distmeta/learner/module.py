@@ -15,12 +15,13 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from distmeta.evaluation.adaptation import adaptation_curve
+from distmeta.algorithms import Algorithm
+from distmeta.evaluation.adaptation import sampled_curve
 from distmeta.learner.aggregate import aggregate
 from distmeta.learner.data import train_loader, val_loader
 from distmeta.models import flatten, unflatten
 from distmeta.shard.group import ShardGroup
-from distmeta.tasks import TaskBatch
+from distmeta.tasks import VALIDATION, Family
 from distmeta.tracking import names
 
 
@@ -35,9 +36,17 @@ class LearnerSettings:
     max_steps: int
     grad_clip: float
     log_every_n_steps: int
-    inner_lr: float
+    algorithm: Algorithm
     train_inner_steps: int
     val_steps: tuple[int, ...]
+    seed: int = 0
+    val_tasks: int = 200
+
+    @property
+    def val_monitor(self) -> tuple[str, str]:
+        """The metric the best checkpoint follows, and whether lower (``min``) or higher is better."""
+        score = self.algorithm.score_name
+        return names.val_score(score), ("min" if score == "mse" else "max")
 
 
 @dataclass
@@ -54,13 +63,13 @@ class _Window:
 
 
 class MetaLearner(pl.LightningModule):
-    def __init__(self, model: nn.Module, group: ShardGroup, settings: LearnerSettings, val_tasks: TaskBatch, metadata: dict[str, Any]):
+    def __init__(self, model: nn.Module, group: ShardGroup, settings: LearnerSettings, val_family: Family, metadata: dict[str, Any]):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
         self.group = group
         self.settings = settings
-        self.val_tasks = val_tasks
+        self.val_family = val_family  # with the validation split's images; tasks are sampled per validation
         self.metadata = metadata  # travels in every checkpoint (MLflow run id, resolved config)
         self._names = [k for k, _ in model.named_parameters()]
         self._window = _Window()
@@ -105,9 +114,8 @@ class MetaLearner(pl.LightningModule):
         w = self._window
         w.steps += 1
         w.tasks += agg.task_count
-        w.add(names.META_LOSS, agg.metrics["loss"])
-        w.add(names.META_QUERY_MSE, agg.metrics["query_mse"])
-        w.add(names.META_PREADAPT_MSE, agg.metrics["preadapt_mse"])
+        for key, value in agg.metrics.items():
+            w.add(names.meta_metric(key), value)
         w.add(names.META_GRAD_NORM, agg.grad.norm().item())
         for r in results:
             w.add(names.shard_seconds(r.shard), r.seconds)
@@ -130,18 +138,21 @@ class MetaLearner(pl.LightningModule):
     # -- validation ---------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
         s = self.settings
-        curve = adaptation_curve(self.model, dict(self.model.named_parameters()), self.val_tasks.to(self.device), s.inner_lr, max(s.val_steps))
+        score = s.algorithm.score_name
+        curve = sampled_curve(s.algorithm, self.model, self.val_family, seed=s.seed, stream=VALIDATION,
+                              num_tasks=s.val_tasks, max_steps=max(s.val_steps))
         mean = curve.mean(dim=0)
-        logged = {names.val_mse_after(k): mean[k].item() for k in s.val_steps}
-        logged[names.VAL_MSE] = mean[s.train_inner_steps].item()
+        logged = {names.val_score_after(score, k): mean[k].item() for k in s.val_steps}
+        monitor, _ = s.val_monitor
+        logged[monitor] = mean[s.train_inner_steps].item()
         if not all(math.isfinite(v) for v in logged.values()):
-            raise FloatingPointError(f"non-finite validation MSE at step {self.global_step}: {logged}")
+            raise FloatingPointError(f"non-finite validation {score} at step {self.global_step}: {logged}")
         # self.log feeds ModelCheckpoint's monitor; the logger gets the values at the meta-step
         # count, the same step axis as the training metrics (Lightning's own index is one behind).
         self.log_dict(logged, on_step=False, on_epoch=True, batch_size=1, logger=False)
         if self.logger is not None:
             self.logger.log_metrics(logged, step=self.global_step)
-        self.log("val_mse", logged[names.VAL_MSE], prog_bar=True, logger=False, batch_size=1)
+        self.log(f"val_{score}", logged[monitor], prog_bar=True, logger=False, batch_size=1)
 
     # -- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

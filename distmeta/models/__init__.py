@@ -1,7 +1,8 @@
 """Functional-friendly networks (no ray/mlflow/lightning/omegaconf)."""
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -10,11 +11,35 @@ from distmeta.models.conv4 import BatchStatNorm2d, Conv4
 from distmeta.models.mlp import MLP
 
 
-def build(name: str, *, hidden: Sequence[int], in_features: int = 1, out_features: int = 1) -> nn.Module:
-    """Construct a model by name; the caller seeds torch beforehand for reproducible init."""
-    if name == "mlp":
-        return MLP(in_features, hidden, out_features)
-    raise ValueError(f"unknown model '{name}'")
+MODELS = ("mlp", "conv4")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A network by name, with the input shape and output width the task family dictates.
+
+    ``input_shape``: ``(features,)`` or ``(channels, H, W)``; ``outputs``: regression targets or
+    classes (0: an embedding network with no head, for metric methods such as ProtoNets).
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    outputs: int
+    hidden: tuple[int, ...] = (40, 40)
+    filters: int = 64
+
+    def build(self) -> nn.Module:
+        """Construct the network; the caller seeds torch beforehand for a reproducible init."""
+        if self.name == "mlp":
+            if self.outputs == 0:
+                raise ValueError("an embedding MLP needs a head width; use conv4 for ProtoNets")
+            return MLP(math.prod(self.input_shape), self.hidden, self.outputs)
+        if self.name == "conv4":
+            if len(self.input_shape) != 3 or self.input_shape[1] != self.input_shape[2]:
+                raise ValueError(f"conv4 takes square images (channels, size, size), not inputs of shape {self.input_shape}")
+            channels, size, _ = self.input_shape
+            return Conv4(channels, self.outputs, self.filters, size)
+        raise ValueError(f"unknown model '{self.name}'; known: {', '.join(MODELS)}")
 
 
 def flatten(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -34,4 +59,4 @@ def unflatten(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-__all__ = ["BatchStatNorm2d", "Conv4", "MLP", "build", "flatten", "unflatten"]
+__all__ = ["MODELS", "BatchStatNorm2d", "Conv4", "MLP", "ModelSpec", "flatten", "unflatten"]

@@ -1,7 +1,8 @@
 """Conv4: the backbone of MAML (Finn et al. 2017) and Prototypical Networks (Snell et al. 2017).
 
 Four blocks of 3x3 convolution (``hidden`` filters), batch normalisation, ReLU and 2x2 max-pooling,
-then a linear head over the flattened features.
+then a linear head over the flattened features. ``body`` maps images to features, ``head`` is the
+linear classifier (ANIL adapts only the head; ``num_classes=0`` drops it for metric methods).
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ class Conv4(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 5, hidden: int = 64, image_size: int = 28):
         super().__init__()
-        self.features = nn.Sequential(*(conv_block(in_channels if i == 0 else hidden, hidden) for i in range(4)))
+        blocks = [conv_block(in_channels if i == 0 else hidden, hidden) for i in range(4)]
+        self.body = nn.Sequential(*blocks, nn.Flatten())
         side = image_size
         for _ in range(4):
             side //= 2
@@ -62,4 +64,4 @@ class Conv4(nn.Module):
         self.head = nn.Linear(hidden * side * side, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
+        return self.head(self.body(x))

@@ -15,6 +15,7 @@ import torch
 from distmeta.errors import UserError
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardWorker, WorkerSpec
+from distmeta.tasks import ClassImages
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ class LocalShardGroup:
 
     num_shards = 0
 
-    def __init__(self, spec: WorkerSpec):
-        self.worker = ShardWorker(0, spec)
+    def __init__(self, spec: WorkerSpec, data: ClassImages | None = None):
+        self.worker = ShardWorker(0, spec, data)
         self.faults = FaultCounters()
 
     def compute(self, step, weights, version, plan):
@@ -86,12 +87,19 @@ def remote_worker_class(resources: ActorResources):
 class RayShardGroup:
     """One Ray actor per shard. Weights go out once per step through the object store.
 
+    ``shard_data[k]`` is the training images shard ``k`` draws from (None for computed families):
+    each distinct object is ``ray.put`` once, and actors read it from the object store without a
+    copy (one shared object when every shard holds all classes, one per shard when classes are
+    partitioned).
+
     A shard whose actor died, raised a system error or missed ``timeout_s`` is recomputed, on the
     (restarted) same actor or the next one, up to ``max_attempts`` times; tasks are deterministic,
-    so the step's result is unchanged.
+    so the step's result is unchanged. A shard recomputed on another actor takes its own images
+    along (an object-store reference), so class-partitioned shards recompute the same episodes.
     """
 
-    def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float, max_attempts: int = 3):
+    def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float,
+                 shard_data: Sequence[ClassImages | None] = (), max_attempts: int = 3):
         import ray
 
         _check_resources(num_shards, resources)
@@ -100,7 +108,16 @@ class RayShardGroup:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.faults = FaultCounters()
-        self.actors = [cls.remote(k, spec) for k in range(num_shards)]
+        shard_data = list(shard_data) or [None] * num_shards
+        if len(shard_data) != num_shards:
+            raise ValueError(f"{len(shard_data)} data partitions for {num_shards} shards")
+        refs: dict[int, object] = {}  # id(data) -> its one object-store reference
+        self.data_refs: list = []
+        for d in shard_data:
+            if d is not None and id(d) not in refs:
+                refs[id(d)] = ray.put(d)
+            self.data_refs.append(None if d is None else refs[id(d)])
+        self.actors = [cls.remote(k, spec, self.data_refs[k]) for k in range(num_shards)]
         try:
             self._info = ray.get([a.info.remote() for a in self.actors], timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -123,8 +140,10 @@ class RayShardGroup:
         pending: dict = {}
 
         def submit(k: int) -> None:
-            actor = self.actors[(k + attempts[k]) % len(self.actors)]
-            ref = actor.compute.remote(step, weights_ref, version, list(plan[k]))
+            host = (k + attempts[k]) % len(self.actors)
+            # another shard's actor holds other classes when they are partitioned: send shard k's
+            data = self.data_refs[k] if self.data_refs[host] is not self.data_refs[k] else None
+            ref = self.actors[host].compute.remote(step, weights_ref, version, list(plan[k]), data)
             pending[ref] = (k, time.monotonic() + self.timeout_s)
 
         def retry(k: int, why: str) -> None:

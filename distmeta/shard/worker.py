@@ -15,10 +15,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from distmeta.algorithms import InnerLoop, meta_grad
-from distmeta.models import build, flatten, unflatten
+from distmeta.algorithms import Algorithm, meta_grad
+from distmeta.models import ModelSpec, flatten, unflatten
 from distmeta.shard.result import ShardResult
-from distmeta.tasks import TRAIN, SineFamily, TaskBatch
+from distmeta.tasks import TRAIN, ClassImages, Family, TaskBatch
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +28,27 @@ class WorkerSpec:
     """Everything a worker needs, as plain values (built from the config by :mod:`distmeta.builders`)."""
 
     seed: int
-    family: SineFamily
-    model_name: str
-    hidden: tuple[int, ...]
-    inner: InnerLoop
+    family: Family
+    model: ModelSpec
+    algorithm: Algorithm
     threads: int = 1
     device: str = "cpu"
     compile: bool = False
+    chunk_size: int = 0
 
 
 class ShardWorker:
-    def __init__(self, shard: int, spec: WorkerSpec):
+    """``data``: the training images this shard draws episodes from (image families; in a Ray
+    actor, read from the object store without a copy); None for computed families (sine)."""
+
+    def __init__(self, shard: int, spec: WorkerSpec, data: ClassImages | None = None):
         self.shard = shard
         self.spec = spec
         if spec.threads > 0:
             torch.set_num_threads(spec.threads)
         self.device = torch.device(spec.device)
-        self.model = build(spec.model_name, hidden=spec.hidden).to(self.device)
+        self.family = spec.family.with_data(data)
+        self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
         self.buffers = {k: b for k, b in self.model.named_buffers()}
         self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile else self._eager
@@ -55,8 +59,9 @@ class ShardWorker:
         return self._meta_grad is not self._eager
 
     def _eager(self, params, support_x, support_y, query_x, query_y):
-        out = meta_grad(self.model, params, self.buffers, TaskBatch(support_x, support_y, query_x, query_y), self.spec.inner)
-        return out.grads, out.losses, out.preadapt
+        tasks = TaskBatch(support_x, support_y, query_x, query_y)
+        out = meta_grad(self.spec.algorithm, self.model, params, self.buffers, tasks, self.spec.chunk_size)
+        return out.grads, out.metrics
 
     def _run(self, params, tasks: TaskBatch):
         """The batched meta-gradient, through ``torch.compile`` when asked. The first call compiles
@@ -74,22 +79,25 @@ class ShardWorker:
         """Where this worker runs (host, pid, device): recorded by the learner to show placement."""
         return {"host": socket.gethostname(), "pid": str(os.getpid()), "device": str(self.device)}
 
-    def compute(self, step: int, weights: torch.Tensor | np.ndarray, version: int, indices: Sequence[int]) -> ShardResult:
-        """Meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the flat ``weights``."""
+    def compute(self, step: int, weights: torch.Tensor | np.ndarray, version: int, indices: Sequence[int],
+                data: ClassImages | None = None) -> ShardResult:
+        """Meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the flat ``weights``.
+        ``data``: draw these tasks from other images than this worker's own (recomputing a lost
+        class-partitioned shard elsewhere)."""
         start = time.perf_counter()
         # object-store arrays are read-only; the copy is tiny next to the step's compute
         flat = torch.from_numpy(np.array(weights)) if isinstance(weights, np.ndarray) else weights
         params = unflatten(flat.to(self.device), self.template)
-        tasks = self.spec.family.sample(self.spec.seed, TRAIN, step, indices).to(self.device)
-        grads, losses, preadapt = self._run(params, tasks)
-        loss_sum = losses.sum().item()
+        family = self.family if data is None else self.family.with_data(data)
+        tasks = family.sample(self.spec.seed, TRAIN, step, indices).to(self.device)
+        grads, metrics = self._run(params, tasks)
         return ShardResult(
             shard=self.shard,
             step=step,
             weights_version=version,
             grad_sum=flatten(grads).cpu(),
             task_count=len(indices),
-            family_counts={self.spec.family.name: len(indices)},
-            metrics={"loss": loss_sum, "query_mse": loss_sum, "preadapt_mse": preadapt.sum().item()},
+            family_counts={self.family.name: len(indices)},
+            metrics={k: v.sum().item() for k, v in metrics.items()},  # sums over tasks; the learner divides
             seconds=time.perf_counter() - start,
         )

@@ -27,6 +27,10 @@ class SineFamily:
     x_range: tuple[float, float] = (-5.0, 5.0)
     name: str = "sine"
 
+    def with_data(self, data: None) -> "SineFamily":
+        """Sine tasks are computed, not loaded: there is no data to attach."""
+        return self
+
     def sample(
         self,
         seed: int,

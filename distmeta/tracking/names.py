@@ -3,20 +3,28 @@ during training), ``eval/`` (the meta-test protocol), ``shard/<k>/``, ``family/<
 ``throughput/``, ``fault/``."""
 
 META_LOSS = "meta/loss"
-META_QUERY_MSE = "meta/query_mse"
-META_PREADAPT_MSE = "meta/preadapt_mse"
+"""The objective the meta-gradient differentiates, per task (Reptile: its query loss after adaptation)."""
 META_LR = "meta/lr"
 META_GRAD_NORM = "meta/grad_norm"
 THROUGHPUT_TASKS_PER_S = "throughput/tasks_per_s"
 THROUGHPUT_STEPS_PER_S = "throughput/steps_per_s"
 FAULT_RECOMPUTED_TASKS = "fault/recomputed_tasks"
 FAULT_FAILED_ATTEMPTS = "fault/failed_attempts"
-VAL_MSE = "val/mse"
-"""Validation query MSE after the training number of inner steps; best checkpoint monitors it."""
 
 
-def val_mse_after(steps: int) -> str:
-    return f"val/mse_step{steps}"
+def meta_metric(key: str) -> str:
+    """``meta/query_loss``, ``meta/preadapt_acc``, ...: per-task means of the algorithms' metrics."""
+    return f"meta/{key}"
+
+
+def val_score(score: str) -> str:
+    """``val/acc`` or ``val/mse``: the validation score after the training number of inner steps;
+    the best checkpoint monitors it (max for accuracy, min for MSE)."""
+    return f"val/{score}"
+
+
+def val_score_after(score: str, steps: int) -> str:
+    return f"val/{score}_step{steps}"
 
 
 def shard_seconds(k: int) -> str:
@@ -27,6 +35,6 @@ def family_metric(family: str, name: str) -> str:
     return f"family/{family}/{name}"
 
 
-def eval_key(shots: int, steps: int, stat: str) -> str:
-    """``mse.k10.steps1.mean`` / ``.ci95``: the eval report's keys (``eval/`` prefixed in MLflow)."""
-    return f"mse.k{shots}.steps{steps}.{stat}"
+def eval_key(score: str, shots: int, steps: int, stat: str) -> str:
+    """``mse.k10.steps1.mean`` / ``acc.k1.steps10.ci95``: the eval report's keys (``eval/`` prefixed in MLflow)."""
+    return f"{score}.k{shots}.steps{steps}.{stat}"

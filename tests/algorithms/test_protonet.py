@@ -2,9 +2,9 @@
 import torch
 import torch.nn.functional as F
 
-from distmeta.algorithms import protonet
+from distmeta.algorithms import ProtoNet, meta_grad, meta_grad_loop, protonet
 from distmeta.models import Conv4
-from distmeta.tasks.glyphs import GlyphFamily
+from distmeta.tasks import EpisodeFamily, GlyphSource
 
 
 def test_logits_are_negative_squared_distances_to_class_means():
@@ -22,9 +22,11 @@ def test_vmapped_gradient_equals_loop_and_plain_autograd():
     torch.manual_seed(0)
     model = Conv4(in_channels=1, num_classes=0, hidden=8, image_size=28).double()
     params = {k: p.detach() for k, p in model.named_parameters()}
-    tasks = GlyphFamily(ways=3, shots=2, query=2).sample(0, 0, 0, range(3), dtype=torch.float64)
-    batched = protonet.meta_grad(model, params, {}, tasks, ways=3)
-    looped = protonet.meta_grad_loop(model, params, {}, tasks, ways=3)
+    family = EpisodeFamily("glyphs", ways=3, shots=2, query=2).with_data(GlyphSource().load("val"))
+    tasks = family.sample(0, 0, 0, range(3), dtype=torch.float64)
+    algo = ProtoNet(ways=3)
+    batched = meta_grad(algo, model, params, {}, tasks)
+    looped = meta_grad_loop(algo, model, params, {}, tasks)
     # plain autograd through the nn.Module, written out without the helpers above
     model.zero_grad()
     total = 0
@@ -37,4 +39,5 @@ def test_vmapped_gradient_equals_loop_and_plain_autograd():
     for k, p in model.named_parameters():
         torch.testing.assert_close(batched.grads[k], looped.grads[k], rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(batched.grads[k], p.grad, rtol=1e-7, atol=1e-10)
-    assert torch.all((batched.preadapt >= 0) & (batched.preadapt <= 1))
+    acc = batched.metrics["query_acc"]
+    assert torch.all((acc >= 0) & (acc <= 1)) and set(batched.metrics) == {"loss", "query_loss", "query_acc"}

@@ -25,9 +25,9 @@ def test_run_is_fully_recorded_on_a_tracking_server(workdir, ray_runtime, mlflow
     assert params["trainer.max_steps"] == "20" and params["tracking.uri"] == mlflow_server
     assert len(params) == len(to_flat_dict(result_config(result)))
 
-    assert [m.step for m in client.get_metric_history(result.run_id, names.VAL_MSE)] == [10, 20]
-    for key in (names.META_LOSS, names.META_QUERY_MSE, names.THROUGHPUT_TASKS_PER_S, names.shard_seconds(0),
-                names.shard_seconds(1), names.VAL_MSE):
+    assert [m.step for m in client.get_metric_history(result.run_id, names.val_score("mse"))] == [10, 20]
+    for key in (names.META_LOSS, names.meta_metric("query_loss"), names.THROUGHPUT_TASKS_PER_S, names.shard_seconds(0),
+                names.shard_seconds(1), names.val_score("mse")):
         history = client.get_metric_history(result.run_id, key)
         assert history, key
         assert all(torch.isfinite(torch.tensor(m.value)) for m in history)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distmeta.algorithms import InnerLoop, meta_grad, meta_grad_loop
+from distmeta.algorithms import MAML, InnerLoop, meta_grad, meta_grad_loop
 from distmeta.models import BatchStatNorm2d, Conv4
 from distmeta.tasks import TaskBatch
 
@@ -74,7 +74,7 @@ class _StandardConv4(nn.Module):
     def __init__(self, ours: Conv4):
         super().__init__()
         blocks = []
-        for block in ours.features:
+        for block in ours.body[:-1]:
             conv, norm = block[0], block[1]
             bn = nn.BatchNorm2d(conv.out_channels, eps=norm.eps, track_running_stats=False).double()
             blocks += [conv, bn, nn.ReLU(), nn.MaxPool2d(2)]
@@ -125,10 +125,10 @@ def _standard_reference(model: Conv4, tasks: TaskBatch, steps: int, lr: float) -
 def test_conv4_second_order_maml_under_vmap_loop_reference_and_finite_differences(steps):
     model, tasks = _model(), _tasks()
     params = {k: p.detach() for k, p in model.named_parameters()}
-    inner = InnerLoop(steps=steps, lr=0.1, first_order=False, loss="cross_entropy")
+    algo = MAML(loss="cross_entropy", inner=InnerLoop(steps=steps, lr=0.1))
 
-    batched = meta_grad(model, params, {}, tasks, inner)
-    looped = meta_grad_loop(model, params, {}, tasks, inner)
+    batched = meta_grad(algo, model, params, {}, tasks)
+    looped = meta_grad_loop(algo, model, params, {}, tasks)
     reference = _standard_reference(model, tasks, steps, 0.1)
     assert _rel(batched.grads, looped.grads) < 1e-9
     assert _rel(batched.grads, reference) < 1e-9
@@ -136,7 +136,7 @@ def test_conv4_second_order_maml_under_vmap_loop_reference_and_finite_difference
     gen = torch.Generator().manual_seed(2)
     direction = {k: torch.randn(p.shape, generator=gen, dtype=p.dtype) for k, p in params.items()}
     eps = 1e-7  # ReLU and max-pool are piecewise smooth: a larger step can cross a kink
-    shifted = lambda sign: meta_grad(model, {k: p + sign * eps * direction[k] for k, p in params.items()}, {}, tasks, inner).losses.sum()
+    shifted = lambda sign: meta_grad(algo, model, {k: p + sign * eps * direction[k] for k, p in params.items()}, {}, tasks).metrics["loss"].sum()
     fd = (shifted(1) - shifted(-1)) / (2 * eps)
     analytic = sum((batched.grads[k] * direction[k]).sum() for k in params)
     assert abs(fd - analytic) <= 1e-6 * abs(analytic)

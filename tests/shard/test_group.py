@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from distmeta.algorithms import inner_loop
-from distmeta.models import MLP, flatten
+from distmeta.algorithms import build
+from distmeta.models import MLP, ModelSpec, flatten
 from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
 from distmeta.shard.worker import WorkerSpec
 from distmeta.tasks import SineFamily, assign
@@ -12,8 +12,8 @@ pytestmark = [pytest.mark.ray]
 
 
 def _spec():
-    return WorkerSpec(seed=1, family=SineFamily(), model_name="mlp", hidden=(40, 40),
-                      inner=inner_loop("maml", steps=1, lr=0.01), threads=1)
+    return WorkerSpec(seed=1, family=SineFamily(), model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
+                      algorithm=build("maml", steps=1, lr=0.01), threads=1)
 
 
 def test_ray_group_equals_local_and_survives_a_killed_actor(ray_runtime):

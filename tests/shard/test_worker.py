@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from distmeta.algorithms import inner_loop, meta_grad_loop
-from distmeta.models import MLP, flatten
+from distmeta.algorithms import build, meta_grad_loop
+from distmeta.models import MLP, ModelSpec, flatten
 from distmeta.shard.worker import ShardWorker, WorkerSpec
 from distmeta.tasks import TRAIN, SineFamily
 
 
 def _spec(**kw):
-    return WorkerSpec(seed=3, family=SineFamily(), model_name="mlp", hidden=(40, 40),
-                      inner=inner_loop("maml", steps=1, lr=0.01), threads=1, **kw)
+    return WorkerSpec(seed=3, family=SineFamily(), model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
+                      algorithm=build("maml", steps=1, lr=0.01), threads=1, **kw)
 
 
 def _weights():
@@ -31,9 +31,9 @@ def test_worker_samples_its_tasks_and_sums_their_meta_gradients():
         params[k] = w[offset : offset + p.numel()].view_as(p)
         offset += p.numel()
     tasks = SineFamily().sample(3, TRAIN, 5, [2, 3, 4])
-    ref = meta_grad_loop(model, params, {}, tasks, inner_loop("maml", steps=1, lr=0.01))
+    ref = meta_grad_loop(build("maml", steps=1, lr=0.01), model, params, {}, tasks)
     torch.testing.assert_close(result.grad_sum, flatten(ref.grads), rtol=1e-5, atol=1e-6)
-    assert np.isclose(result.metrics["loss"], ref.losses.sum().item(), rtol=1e-5)
+    assert np.isclose(result.metrics["loss"], ref.metrics["loss"].sum().item(), rtol=1e-5)
 
 
 @pytest.mark.slow
