@@ -56,7 +56,7 @@ class ShardWorker:
     @property
     def compiled(self) -> bool:
         """Whether the meta-gradient runs through ``torch.compile`` (False after a fallback)."""
-        return self._meta_grad is not self._eager
+        return self._meta_grad != self._eager  # bound methods compare equal, they are never identical
 
     def _eager(self, params, support_x, support_y, query_x, query_y):
         tasks = TaskBatch(support_x, support_y, query_x, query_y)

@@ -35,6 +35,12 @@ class GlyphSource:
     drawings: int = 20
     split_alphabets: tuple[int, int, int] = (36, 6, 8)
     family_seed: int = 1234
+    jitter: float = 0.15
+    """Std of the per-drawing noise on each control point (the glyph spans [-1, 1])."""
+    rotation: float = 0.5
+    """Drawings are rotated by up to this many radians either way."""
+    shift: float = 0.2
+    """... and shifted by up to this much in x and y."""
 
     def __post_init__(self):
         if sum(self.split_alphabets) != self.num_alphabets:
@@ -54,7 +60,7 @@ class GlyphSource:
 
     def drawings_of(self, cls: int) -> torch.Tensor:
         """All drawings of class ``cls``: [drawings, image_size, image_size] floats in [0, 1]."""
-        return _render(self.family_seed, self.chars_per_alphabet, self.image_size, self.drawings, cls)
+        return _render(self, cls)
 
     def load(self, split: str) -> ClassImages:
         """Render every drawing of ``split``'s classes into a :class:`ClassImages` (seconds for
@@ -96,25 +102,26 @@ def _alphabet_thickness(family_seed: int, alphabet: int) -> float:
     return float(_uniform(style, 1, 0.07, 0.13))
 
 
-def _drawing_transform(family_seed: int, cls: int, drawing: int, shape: torch.Size):
+def _drawing_transform(source: GlyphSource, cls: int, drawing: int, shape: torch.Size):
     """Per-drawing jitter of the control points and a similarity transform (rotation, scale, shift)."""
-    g = torch.Generator().manual_seed(task_seed(family_seed, 13, cls, drawing))
-    jitter = 0.06 * torch.randn(shape, generator=g, dtype=torch.float64)
-    angle = float(_uniform(g, 1, -0.25, 0.25))
+    g = torch.Generator().manual_seed(task_seed(source.family_seed, 13, cls, drawing))
+    jitter = source.jitter * torch.randn(shape, generator=g, dtype=torch.float64)
+    angle = float(_uniform(g, 1, -source.rotation, source.rotation))
     scale = float(_uniform(g, 1, 0.85, 1.1))
-    shift = _uniform(g, 2, -0.1, 0.1)
+    shift = _uniform(g, 2, -source.shift, source.shift)
     rot = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], dtype=torch.float64)
     return jitter, rot.T * scale, shift
 
 
 @lru_cache(maxsize=256)
-def _render(family_seed: int, chars_per_alphabet: int, size: int, drawings: int, cls: int) -> torch.Tensor:
+def _render(source: GlyphSource, cls: int) -> torch.Tensor:
     """Rasterise every drawing of a class at once: jitter and transform the control points, then
     shade pixels by their distance to the strokes (anti-aliased)."""
+    family_seed, chars_per_alphabet, size, drawings = source.family_seed, source.chars_per_alphabet, source.image_size, source.drawings
     strokes = _character_strokes(family_seed, chars_per_alphabet, cls)
     pts = []
     for d in range(drawings):
-        jitter, linear, shift = _drawing_transform(family_seed, cls, d, strokes.shape)
+        jitter, linear, shift = _drawing_transform(source, cls, d, strokes.shape)
         pts.append((strokes + jitter) @ linear + shift)
     p = torch.stack(pts)  # [D, strokes, 3, 2]
     t = torch.linspace(0, 1, _POINTS_PER_STROKE, dtype=torch.float64).view(1, 1, -1, 1)
