@@ -59,8 +59,9 @@ def load_miniimagenet(root: str | Path, split: str, *, image_size: int = 84) -> 
     appearance, each class's images in file order, RGB resized to ``image_size``."""
     root = Path(root)
     table = root / f"{split}.csv"
-    if not table.is_file() or not (root / "images").is_dir():
-        raise UserError(f"mini-ImageNet not found under '{root}' (no {table.name} or images/); {MINIIMAGENET_LAYOUT}")
+    missing = [name for name, ok in ((table.name, table.is_file()), ("images/", (root / "images").is_dir())) if not ok]
+    if missing:
+        raise UserError(f"mini-ImageNet not found under '{root}' (no {', '.join(missing)}); {MINIIMAGENET_LAYOUT}")
     by_label: dict[str, list[Path]] = {}
     with table.open(newline="") as f:
         reader = csv.DictReader(f)

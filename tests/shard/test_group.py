@@ -33,3 +33,53 @@ def test_ray_group_equals_local_and_survives_a_killed_actor(ray_runtime):
         assert a.shard == b.shard == c.shard and a.task_count == b.task_count
         torch.testing.assert_close(a.grad_sum, b.grad_sum, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(a.grad_sum, c.grad_sum, rtol=1e-6, atol=1e-7)
+
+
+def _image_spec():
+    from distmeta.tasks import EpisodeFamily
+
+    return WorkerSpec(seed=2, family=EpisodeFamily("glyphs", ways=3, shots=1, query=2),
+                      model=ModelSpec("mlp", (1, 28, 28), 3, hidden=(8,)), algorithm=build("maml", loss="cross_entropy", lr=0.1),
+                      threads=1)
+
+
+def test_class_partitioned_shards_keep_their_classes_through_a_lost_actor(ray_runtime):
+    """Each actor draws from its own classes; a shard recomputed on another actor brings its
+    images along (an object-store reference), so the step's result does not change."""
+    from distmeta.shard.worker import ShardWorker
+    from distmeta.tasks import GlyphSource
+
+    images = GlyphSource().load("val")
+    parts = [images.partition(k, 2) for k in range(2)]
+    assert not set(parts[0].names) & set(parts[1].names) and len(parts[0].names) + len(parts[1].names) == images.num_classes
+    spec = _image_spec()
+    torch.manual_seed(0)
+    weights = flatten({k: p.detach() for k, p in spec.model.build().named_parameters()})
+    plan = [tuple(r) for r in assign(6, 2)]
+    # what each shard must compute: its plan entry drawn from its own classes
+    expected = [ShardWorker(k, spec, parts[k]).compute(3, weights, 3, list(plan[k])) for k in range(2)]
+    group = RayShardGroup(spec, 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, shard_data=parts)
+    try:
+        assert group.data_refs[0] is not group.data_refs[1]
+        first = group.compute(3, weights, 3, plan)
+        ray_runtime.kill(group.actors[0], no_restart=True)  # shard 0 must be recomputed on actor 1
+        again = group.compute(3, weights, 3, plan)
+    finally:
+        group.close()
+    assert group.faults.recomputed_tasks == len(plan[0])
+    for exp, a, b in zip(expected, first, again):
+        torch.testing.assert_close(a.grad_sum, exp.grad_sum, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(b.grad_sum, exp.grad_sum, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(expected[0].grad_sum, ShardWorker(0, spec, parts[1]).compute(3, weights, 3, list(plan[0])).grad_sum)
+
+
+def test_shared_images_are_put_in_the_object_store_once(ray_runtime):
+    from distmeta.tasks import GlyphSource
+
+    images = GlyphSource().load("val")
+    group = RayShardGroup(_image_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60,
+                          shard_data=[images, images])
+    try:
+        assert group.data_refs[0] is group.data_refs[1]
+    finally:
+        group.close()
