@@ -7,7 +7,8 @@ pure ``torch.func`` methods over one task ``(support_x, support_y, query_x, quer
   meta-gradient, plus a dict of detached per-task metrics;
 - ``task_grad``: that gradient directly (the default differentiates ``task_objective``;
   algorithms with a memory-saving explicit gradient override it);
-- ``scores``: the evaluation score (accuracy, or MSE for regression) after 0..n adaptation steps.
+- ``scores``: the evaluation score (accuracy, or MSE for regression) after given numbers of
+  adaptation steps.
 """
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ class Algorithm:
         (then the batched path vmaps ``task_grad`` instead of differentiating a vmapped sum)."""
         return False
 
-    def scores(self, model: nn.Module, params: Params, buffers: Params, sx, sy, qx, qy, steps: int) -> torch.Tensor:
+    def scores(self, model: nn.Module, params: Params, buffers: Params, sx, sy, qx, qy, steps: tuple[int, ...]) -> torch.Tensor:
+        """``[len(steps)]``: the query score after each of ``steps`` inner steps (first order)."""
         raise NotImplementedError
 
     # -- shared helpers ---------------------------------------------------------------------------

@@ -119,16 +119,19 @@ class GradientAdaptation(Algorithm):
         _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, self.embed(model, slow, buffers, qx)), qy, "preadapt")
         return self.merge(params, g_fast, g_slow), {"loss": post["query_loss"], **post, **pre}
 
-    def scores(self, model, params, buffers, sx, sy, qx, qy, steps: int) -> torch.Tensor:
-        """Score on the query set after 0..``steps`` inner steps (first order: nothing to differentiate)."""
+    def scores(self, model, params, buffers, sx, sy, qx, qy, steps: tuple[int, ...]) -> torch.Tensor:
+        """Query score after each of ``steps`` inner steps (first order: nothing to differentiate).
+        The query set is scored only at those counts: it is most of the images of an episode."""
         params = {k: v.detach() for k, v in params.items()}
         fast, slow = self.split(params)
         zs, zq = self.embed(model, slow, buffers, sx), self.embed(model, slow, buffers, qx)
-        out = [self.score(self.predict(model, fast, slow, buffers, zq), qy)]
-        for _ in range(steps):
-            fast = self.inner_step(model, fast, slow, buffers, zs, sy, first_order=True)
-            out.append(self.score(self.predict(model, fast, slow, buffers, zq), qy))
-        return torch.stack(out)
+        at: dict[int, torch.Tensor] = {}
+        for j in range(max(steps) + 1):
+            if j in steps:
+                at[j] = self.score(self.predict(model, fast, slow, buffers, zq), qy)
+            if j < max(steps):
+                fast = self.inner_step(model, fast, slow, buffers, zs, sy, first_order=True)
+        return torch.stack([at[j] for j in steps])
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class ProtoNet(Algorithm):
         loss, metrics = self.query_metrics(self.task_logits(model, params, buffers, sx, sy, qx), qy)
         return loss, {"loss": loss.detach(), **metrics}
 
-    def scores(self, model, params, buffers, sx, sy, qx, qy, steps: int = 0) -> torch.Tensor:
+    def scores(self, model, params, buffers, sx, sy, qx, qy, steps: tuple[int, ...] = (0,)) -> torch.Tensor:
+        """No inner loop: the same score whatever the step count."""
         params = {k: v.detach() for k, v in params.items()}
-        return self.score(self.task_logits(model, params, buffers, sx, sy, qx), qy).unsqueeze(0)
+        return self.score(self.task_logits(model, params, buffers, sx, sy, qx), qy).expand(len(steps))

@@ -25,7 +25,7 @@ from distmeta.tracking.names import eval_key
 @dataclass
 class EvalReport:
     """``values``: ``{"acc.k1.steps10.mean": ..., "acc.k1.steps10.ci95": ...}`` (``mse.`` for
-    regression); ``curves``: per K, the mean score after 0..max steps (for the figure)."""
+    regression); ``curves``/``ci95``: per K, the mean score and its CI at each of ``steps``."""
 
     score: str
     values: dict[str, float]
@@ -61,18 +61,17 @@ def evaluate(
     query: int,
 ) -> EvalReport:
     """Run the protocol on ``family`` (with its evaluation data attached)."""
-    horizon = max(steps)
     report = EvalReport(algo.score_name, {}, num_tasks=num_tasks, shots=tuple(shots), steps=tuple(steps))
     for k in shots:
         curve = sampled_curve(algo, model, family, seed=seed, stream=EVALUATION, num_tasks=num_tasks,
-                              max_steps=horizon, shots=k, query=query).double()  # [num_tasks, horizon + 1]
+                              steps=steps, shots=k, query=query).double()  # [num_tasks, len(steps)]
         mean = curve.mean(0)
         ci = 1.96 * curve.std(0, unbiased=True) / math.sqrt(num_tasks) if num_tasks > 1 else torch.zeros_like(mean)
         report.curves[k] = mean.tolist()
         report.ci95[k] = ci.tolist()
-        for s in steps:
-            report.values[eval_key(report.score, k, s, "mean")] = mean[s].item()
-            report.values[eval_key(report.score, k, s, "ci95")] = ci[s].item()
+        for i, s in enumerate(steps):
+            report.values[eval_key(report.score, k, s, "mean")] = mean[i].item()
+            report.values[eval_key(report.score, k, s, "ci95")] = ci[i].item()
     return report
 
 
@@ -85,7 +84,7 @@ def plot_curves(report: EvalReport, path: Path, title: str = "") -> Path:
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for k, mean in sorted(report.curves.items()):
-        xs = list(range(len(mean)))
+        xs = list(report.steps)
         ci = report.ci95[k]
         ax.plot(xs, mean, marker="o", ms=3, label=f"K={k}")
         ax.fill_between(xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], alpha=0.2)

@@ -140,11 +140,11 @@ class MetaLearner(pl.LightningModule):
         s = self.settings
         score = s.algorithm.score_name
         curve = sampled_curve(s.algorithm, self.model, self.val_family, seed=s.seed, stream=VALIDATION,
-                              num_tasks=s.val_tasks, max_steps=max(s.val_steps))
+                              num_tasks=s.val_tasks, steps=s.val_steps)
         mean = curve.mean(dim=0)
-        logged = {names.val_score_after(score, k): mean[k].item() for k in s.val_steps}
+        logged = {names.val_score_after(score, k): mean[i].item() for i, k in enumerate(s.val_steps)}
         monitor, _ = s.val_monitor
-        logged[monitor] = mean[s.train_inner_steps].item()
+        logged[monitor] = logged[names.val_score_after(score, s.train_inner_steps)]
         if not all(math.isfinite(v) for v in logged.values()):
             raise FloatingPointError(f"non-finite validation {score} at step {self.global_step}: {logged}")
         # self.log feeds ModelCheckpoint's monitor; the logger gets the values at the meta-step

@@ -18,7 +18,7 @@ def _model():
 def test_curve_matches_plain_sgd_per_task():
     model = _model()
     tasks = SineFamily(shots=5, query=20).sample(0, EVALUATION, 0, range(3))
-    curve = score_curve(build("maml", lr=0.05), model, dict(model.named_parameters()), tasks, max_steps=3)
+    curve = score_curve(build("maml", lr=0.05), model, dict(model.named_parameters()), tasks, steps=range(4))
     assert curve.shape == (3, 4)
     for i in range(3):
         sx, sy, qx, qy = (t[i] for t in tasks.tensors())
@@ -31,6 +31,8 @@ def test_curve_matches_plain_sgd_per_task():
             opt.zero_grad()
             ((net(sx) - sy) ** 2).mean().backward()
             opt.step()
+    subset = score_curve(build("maml", lr=0.05), model, dict(model.named_parameters()), tasks, steps=(0, 3))
+    torch.testing.assert_close(subset, curve[:, [0, 3]])
 
 
 def test_anil_evaluation_adapts_only_the_head():
@@ -38,7 +40,7 @@ def test_anil_evaluation_adapts_only_the_head():
     model = Conv4(1, 5, 8, 28)
     family = EpisodeFamily("glyphs", ways=5, shots=1, query=3).with_data(GlyphSource().load("test"))
     tasks = family.sample(0, EVALUATION, 0, range(2))
-    curve = score_curve(build("anil", loss="cross_entropy", lr=0.5), model, dict(model.named_parameters()), tasks, max_steps=2)
+    curve = score_curve(build("anil", loss="cross_entropy", lr=0.5), model, dict(model.named_parameters()), tasks, steps=(0, 1, 2))
     for i in range(2):
         sx, sy, qx, qy = (t[i] for t in tasks.tensors())
         with torch.no_grad():
@@ -62,7 +64,7 @@ def test_protocol_reports_mean_and_ci95(tmp_path):
     report = evaluate(algo, model, family, seed=1, num_tasks=150, shots=[5, 10], steps=[0, 2], query=30)
     assert set(report.values) == {eval_key("mse", k, s, stat) for k in (5, 10) for s in (0, 2) for stat in ("mean", "ci95")}
     tasks = family.sample(1, EVALUATION, 0, range(150), shots=5, query=30)
-    per_task = score_curve(algo, model, dict(model.named_parameters()), tasks, 0)[:, 0].double()
+    per_task = score_curve(algo, model, dict(model.named_parameters()), tasks, (0,))[:, 0].double()
     assert math.isclose(report.values[eval_key("mse", 5, 0, "mean")], per_task.mean().item(), rel_tol=1e-6)
     assert math.isclose(report.values[eval_key("mse", 5, 0, "ci95")], 1.96 * per_task.std().item() / math.sqrt(150), rel_tol=1e-6)
     png = plot_curves(report, tmp_path / "fig.png")
