@@ -10,9 +10,11 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_says_how_to_run_it(path):
-    cfg = load(path)
+    """The first line is the command; its overrides (e.g. tasks.root=...) make the config valid."""
+    command = path.read_text().splitlines()[0].split()
+    assert command[:4] == ["#", "distmeta", "train", f"configs/{path.name}"]
+    cfg = load(path, command[4:])
     assert isinstance(cfg, DistMetaConfig)
-    assert path.read_text().splitlines()[0] == f"# distmeta train configs/{path.name}"
 
 
 def test_overrides_apply_with_types():
@@ -44,6 +46,15 @@ def test_yaml_round_trip_and_flat_params():
         (["tasks.amplitude=[5, 1]"], "config key 'tasks.amplitude'"),
         (["trainer=5"], "section such as 'trainer' must be a mapping"),
         (["noequals"], "is not of the form key=value"),
+        (["tasks.family=omniglot"], "tasks.family=omniglot reads a local copy of the dataset: set tasks.root"),
+        (["tasks.family=glyphs", "tasks.class_split=[10,2,2]"], "only omniglot takes one"),
+        (["tasks.family=miniimagenet", "tasks.root=x", "tasks.rotations=true"], "rotated photos are not new classes"),
+        (["tasks.family=glyphs", "tasks.ways=1"], "an episode needs at least 2 classes"),
+        (["tasks.family=glyphs", "tasks.shard_by=rows"], "'rows' is not one of tasks, classes"),
+        (["model.name=conv4"], "sine inputs are scalars: use model.name=mlp"),
+        (["tasks.family=glyphs", "algorithm.name=anil", "algorithm.inner_steps=0"], "anil needs at least one inner step"),
+        (["algorithm.chunk_size=-2"], "config key 'algorithm.chunk_size': must be zero or positive"),
+        (["algorithm.reptile.inner_batch=-1"], "config key 'algorithm.reptile.inner_batch'"),
     ],
 )
 def test_bad_values_name_the_key(overrides, expected):
