@@ -60,7 +60,8 @@ def test_drawings_vary_but_resemble_their_class():
     within = [corr(source.drawings_of(c)[0], source.drawings_of(c)[1]) for c in classes]
     between = [corr(source.drawings_of(c)[0], source.drawings_of(d)[1]) for c, d in zip(classes, classes[1:])]
     assert all(not torch.equal(source.drawings_of(c)[0], source.drawings_of(c)[1]) for c in classes)
-    assert sum(within) / len(within) > sum(between) / len(between) + 0.2
+    # raw-pixel correlation is modest under the drawings' shifts and rotations, but clearly higher within a class
+    assert sum(within) / len(within) > sum(between) / len(between) + 0.1
 
 
 def test_rotations_add_three_rotated_copies_of_each_class(val_images):
@@ -82,3 +83,15 @@ def test_rotations_add_three_rotated_copies_of_each_class(val_images):
 def test_impossible_episodes_are_refused(val_images, kwargs, message):
     with pytest.raises(ValueError, match=message):
         _family(val_images, **kwargs).sample(0, TRAIN, 0, [0])
+
+
+def test_episodes_are_not_solvable_by_raw_pixel_matching():
+    """Difficulty guard: 1-nearest-neighbour on raw pixels (the baseline a few-shot learner must
+    beat) is far from perfect on 5-way 1-shot test episodes, yet well above chance (0.2)."""
+    family = EpisodeFamily("glyphs", ways=5, shots=1, query=15).with_data(GlyphSource().load("test"))
+    b = family.sample(0, TRAIN, 0, range(200))
+    s, q = b.support_x.flatten(2), b.query_x.flatten(2)
+    s, q = s - s.mean(-1, keepdim=True), q - q.mean(-1, keepdim=True)
+    sim = torch.einsum("tqd,tsd->tqs", q / q.norm(dim=-1, keepdim=True), s / s.norm(dim=-1, keepdim=True))
+    accuracy = (b.support_y.gather(1, sim.argmax(-1)) == b.query_y).float().mean().item()
+    assert 0.35 < accuracy < 0.75, accuracy
