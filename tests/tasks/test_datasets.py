@@ -52,7 +52,7 @@ def test_miniimagenet_classes_follow_the_csv_files(mini):
 
 
 def test_miniimagenet_errors(mini, tmp_path):
-    with pytest.raises(UserError, match="\\(no train.csv, images/\\); expected layout .*<root>/train.csv, <root>/val.csv"):
+    with pytest.raises(UserError, match="(?s)\\(no train.csv, images/\\); expected layout .*<root>/train.csv, <root>/val.csv"):
         load_miniimagenet(tmp_path, "train")
     bad = tmp_path / "bad"
     (bad / "images").mkdir(parents=True)
