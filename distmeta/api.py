@@ -22,7 +22,7 @@ from torch import nn
 from distmeta import builders, checkpoints, config
 from distmeta.config import DistMetaConfig
 from distmeta.errors import UserError
-from distmeta.evaluation import EvalReport, evaluate as run_protocol, plot_curves
+from distmeta.evaluation import EvalReport, combine, evaluate as run_protocol, plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
 
     uri = resolve_uri(cfg.tracking.uri)
     check_reachable(uri)
-    test_family = evaluation_family(cfg)  # a protocol that cannot run should fail now, not after training
+    test_families = evaluation_families(cfg)  # a protocol that cannot run should fail now, not after training
     ckpt_path, run_id, resumed_at = None, None, None
     if resume:
         ckpt_path = checkpoints.find_resume(resume, cfg.checkpoint.dir)
@@ -96,7 +96,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         model = builders.model(cfg)
         metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": 1}
         settings = builders.learner_settings(cfg)
-        learner = MetaLearner(model, group, settings, builders.validation_family(cfg), metadata)
+        learner = MetaLearner(model, group, settings, builders.validation_families(cfg), metadata)
         trainer = _trainer(cfg, logger, run_dir, settings.val_monitor)
         trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         last = run_dir / checkpoints.LAST
@@ -118,7 +118,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
 
     best = run_dir / checkpoints.BEST
     best = best if best.is_file() else None
-    report, figure = _evaluate_and_log(cfg, model, run_id, uri, run_dir, test_family)
+    report, figure = _evaluate_and_log(cfg, model, run_id, uri, run_dir, test_families)
     tracking_run.log_checkpoints(client, run_id, {"last": last, **({"best": best} if best else {})})
     model_uri = tracking_run.log_model(uri, run_id, model)
     return TrainResult(run_id, uri, run_dir, last, best, report, figure, model, model_uri)
@@ -140,7 +140,7 @@ def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = (), log_t
     except RuntimeError as exc:
         raise UserError(f"checkpoint {path} does not match its own model config: {str(exc).splitlines()[0]}") from None
     run_id = meta["run_id"] if log_to_mlflow else None
-    return _evaluate_and_log(cfg, model, run_id, meta["tracking_uri"], path.parent, evaluation_family(cfg))
+    return _evaluate_and_log(cfg, model, run_id, meta["tracking_uri"], path.parent, evaluation_families(cfg))
 
 
 def evaluation_plan(cfg: DistMetaConfig) -> tuple[list[int], list[int], int]:
@@ -153,19 +153,23 @@ def evaluation_plan(cfg: DistMetaConfig) -> tuple[list[int], list[int], int]:
     return shots, steps, e.query or (15 if image else 100)
 
 
-def evaluation_family(cfg: DistMetaConfig):
-    """The test split's family with its images, checked against every evaluated K."""
+def evaluation_families(cfg: DistMetaConfig):
+    """The test split's families with their images, checked against every evaluated K."""
     shots, _, query = evaluation_plan(cfg)
-    family = builders.family_with_data(cfg, "test")
-    for k in shots:
-        builders.checked(family, f"test split, evaluation.shots={k}, evaluation.query={query}", shots=k, query=query)
-    return family
+    families = builders.families_with_data(cfg, "test")
+    for family in families:
+        for k in shots:
+            builders.checked(family, f"test split, evaluation.shots={k}, evaluation.query={query}", shots=k, query=query)
+    return families
 
 
-def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None, uri: str, out_dir: Path, family) -> tuple[EvalReport, Path]:
+def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None, uri: str, out_dir: Path, families) -> tuple[EvalReport, Path]:
+    """Each family's own protocol; a mixture's reports are combined into one table."""
     shots, steps, query = evaluation_plan(cfg)
-    report = run_protocol(builders.algorithm(cfg), model, family, seed=cfg.evaluation.seed,
-                          num_tasks=cfg.evaluation.num_tasks, shots=shots, steps=steps, query=query)
+    algo = builders.algorithm(cfg)
+    reports = {f.name: run_protocol(algo, model, f, seed=cfg.evaluation.seed, num_tasks=cfg.evaluation.num_tasks,
+                                    shots=shots, steps=steps, query=query) for f in families}
+    report = combine(reports) if cfg.tasks.families else reports[families[0].name]
     figure = plot_curves(report, out_dir / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
     if run_id:
         from distmeta.tracking.run import log_evaluation

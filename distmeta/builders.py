@@ -14,15 +14,17 @@ from distmeta.learner.module import LearnerSettings
 from distmeta.models import ModelSpec
 from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup, ShardGroup
 from distmeta.shard.worker import WorkerSpec
-from distmeta.tasks import ClassImages, EpisodeFamily, Family, GlyphSource, SineFamily, assign
+from distmeta.tasks import ClassImages, EpisodeFamily, Family, FunctionFamily, GlyphSource, SineFamily
 from distmeta.tasks.datasets import load_miniimagenet, load_omniglot
+from distmeta.tasks.mixture import Mixture
+from distmeta.tasks.sharding import Planner
 
 IMAGE_SIZE = {"glyphs": 28, "omniglot": 28, "miniimagenet": 84}
 CHANNELS = {"glyphs": 1, "omniglot": 1, "miniimagenet": 3}
 
 
 def is_image(cfg: DistMetaConfig) -> bool:
-    return cfg.tasks.family != "sine"
+    return not cfg.tasks.families and cfg.tasks.family in IMAGE_SIZE
 
 
 def image_size(cfg: DistMetaConfig) -> int:
@@ -30,12 +32,37 @@ def image_size(cfg: DistMetaConfig) -> int:
 
 
 def family(cfg: DistMetaConfig, split: str = "train") -> Family:
-    """The task family of ``split`` (``train``, ``val`` or ``test``), without its images attached."""
+    """The single task family of ``split`` (``train``, ``val`` or ``test``), without its images."""
     t = cfg.tasks
     if t.family == "sine":
         return SineFamily(shots=t.shots, query=t.query, amplitude=tuple(t.amplitude), phase=tuple(t.phase), x_range=tuple(t.x_range))
+    if not is_image(cfg):
+        return FunctionFamily(t.family, shots=t.shots, query=t.query, x_range=tuple(t.x_range))
     rotations = (t.family == "omniglot") if t.rotations is None else t.rotations
     return EpisodeFamily(t.family, ways=t.ways, shots=t.shots, query=t.query, rotations=rotations and split == "train")
+
+
+def families(cfg: DistMetaConfig, split: str = "train") -> tuple[Family, ...]:
+    """Every family of the run (one unless ``tasks.families`` lists a mixture), without images."""
+    t = cfg.tasks
+    if not t.families:
+        return (family(cfg, split),)
+    out = []
+    for i, f in enumerate(t.families):
+        try:
+            out.append(FunctionFamily(f.name, shots=t.shots, query=t.query, x_range=tuple(t.x_range), name=f.label or f.name,
+                                      ranges=tuple((k, tuple(v)) for k, v in f.ranges.items())))
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"tasks.families[{i}]: {exc}") from None
+    return tuple(out)
+
+
+def mixture(cfg: DistMetaConfig) -> Mixture:
+    """The families' labels and sampling weights (a one-family mixture for a single family)."""
+    t = cfg.tasks
+    if not t.families:
+        return Mixture((family(cfg).name,), (1.0,))
+    return Mixture(tuple(f.label or f.name for f in t.families), tuple(float(f.weight) for f in t.families))
 
 
 def data(cfg: DistMetaConfig, split: str) -> ClassImages | None:
@@ -50,8 +77,10 @@ def data(cfg: DistMetaConfig, split: str) -> ClassImages | None:
     return None
 
 
-def family_with_data(cfg: DistMetaConfig, split: str) -> Family:
-    return family(cfg, split).with_data(data(cfg, split))
+def families_with_data(cfg: DistMetaConfig, split: str) -> tuple[Family, ...]:
+    """The families of ``split`` with their images attached (image families are single for now)."""
+    images = data(cfg, split)
+    return tuple(f.with_data(images) for f in families(cfg, split))
 
 
 def algorithm(cfg: DistMetaConfig) -> Algorithm:
@@ -92,7 +121,8 @@ def worker_spec(cfg: DistMetaConfig, device: str = "cpu") -> WorkerSpec:
     threads = max(1, int(c.cpus_per_shard)) if c.num_shards > 0 else 0  # 0: keep the process's threads
     return WorkerSpec(
         seed=cfg.seed,
-        family=family(cfg, "train"),
+        families=families(cfg, "train"),
+        mixture=mixture(cfg),
         model=model_spec(cfg),
         algorithm=algorithm(cfg),
         threads=threads,
@@ -109,25 +139,27 @@ def shard_group(cfg: DistMetaConfig) -> ShardGroup:
     train = data(cfg, "train")
     if train is not None:
         checked(family(cfg, "train").with_data(train), "training split")
+    whole = None if train is None else (train,)  # per family; image families are single for now
     if c.num_shards == 0:
-        return LocalShardGroup(worker_spec(cfg), train)
+        return LocalShardGroup(worker_spec(cfg), whole)
     if train is not None and cfg.tasks.shard_by == "classes":
-        shard_data = [train.partition(k, c.num_shards) for k in range(c.num_shards)]
-        for k, part in enumerate(shard_data):
+        shard_data = [(train.partition(k, c.num_shards),) for k in range(c.num_shards)]
+        for k, (part,) in enumerate(shard_data):
             checked(family(cfg, "train").with_data(part), f"classes of shard {k}")
     else:
-        shard_data = [train] * c.num_shards
+        shard_data = [whole] * c.num_shards
     device = "cuda" if c.gpus_per_shard > 0 else "cpu"
     resources = ActorResources(num_cpus=c.cpus_per_shard, num_gpus=c.gpus_per_shard, max_restarts=c.max_actor_restarts)
     return RayShardGroup(worker_spec(cfg, device), c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data)
 
 
 def learner_settings(cfg: DistMetaConfig) -> LearnerSettings:
-    a, tr = cfg.algorithm, cfg.trainer
-    plan = tuple(tuple(r) for r in assign(a.meta_batch_size, cfg.cluster.num_shards))
+    a, tr, t = cfg.algorithm, cfg.trainer, cfg.tasks
+    shard_by = "family" if t.shard_by == "family" else "tasks"  # classes: a fixed split of indices too
+    planner = Planner(a.meta_batch_size, cfg.cluster.num_shards, shard_by, mixture(cfg), cfg.seed)
     algo = algorithm(cfg)
     return LearnerSettings(
-        plan=plan,
+        planner=planner,
         meta_lr=a.meta_lr,
         lr_schedule=a.lr_schedule,
         min_lr_ratio=a.min_lr_ratio,
@@ -139,13 +171,15 @@ def learner_settings(cfg: DistMetaConfig) -> LearnerSettings:
         val_steps=tuple(sorted({0, 1, a.inner_steps, 10})) if algo.adapts else (0,),
         seed=cfg.seed,
         val_tasks=tr.val_tasks,
+        family_weighting=t.family_weighting,
+        loss_weights=tuple((f.label or f.name, float(f.loss_weight)) for f in t.families),
     )
 
 
-def validation_family(cfg: DistMetaConfig) -> Family:
-    """The validation split's family with its images: its tasks (own stream, step 0) are the same
-    at every validation and across resumes."""
-    return checked(family_with_data(cfg, "val"), "validation split")
+def validation_families(cfg: DistMetaConfig) -> tuple[Family, ...]:
+    """The validation split's families with their images: their tasks (own stream, step 0) are
+    the same at every validation and across resumes."""
+    return tuple(checked(f, "validation split") for f in families_with_data(cfg, "val"))
 
 
 def checked(fam: Family, what: str, shots: int | None = None, query: int | None = None) -> Family:

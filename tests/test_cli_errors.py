@@ -31,7 +31,7 @@ QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4"
          "mini-ImageNet not found under 'no/such/dir' (no test.csv, images/)"),
         (["train", str(SINE_CONFIG), "algorithm.name=protonet"], "protonet classifies; use an image family"),
         (["train", str(SINE_CONFIG), "algorithm.name=reptil"], "'reptil' is not one of maml, fomaml, reptile, anil, metasgd, protonet"),
-        (["train", str(SINE_CONFIG), "tasks.shard_by=classes"], "'tasks.shard_by': applies to image families only"),
+        (["train", str(SINE_CONFIG), "tasks.shard_by=classes"], "'classes' partitions image classes; tasks.family=sine has none"),
         (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.shard_by=classes", "cluster.num_shards=0"],
          "'classes' partitions the classes over shard actors"),
         (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.ways=300", *QUICK],

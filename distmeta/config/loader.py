@@ -19,11 +19,13 @@ from distmeta.config.schema import DistMetaConfig
 from distmeta.errors import ConfigError
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "anil", "metasgd", "protonet")
-FAMILIES = ("sine", "glyphs", "omniglot", "miniimagenet")
-IMAGE_FAMILIES = FAMILIES[1:]
+REGRESSION_FAMILIES = ("sine", "linear", "quadratic", "harmonic")
+IMAGE_FAMILIES = ("glyphs", "omniglot", "miniimagenet")
+FAMILIES = REGRESSION_FAMILIES + IMAGE_FAMILIES
 MODELS = ("mlp", "conv4")
 LR_SCHEDULES = ("constant", "cosine")
-SHARD_BY = ("tasks", "classes")
+SHARD_BY = ("tasks", "family", "classes")
+FAMILY_WEIGHTING = ("count", "uniform", "weights")
 
 
 def load(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> DistMetaConfig:
@@ -218,20 +220,48 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("tracking.experiment", "must not be empty")
 
 
+def _validate_mixture(cfg: DistMetaConfig) -> None:
+    t = cfg.tasks
+    if t.family_weighting not in FAMILY_WEIGHTING:
+        _fail("tasks.family_weighting", f"'{t.family_weighting}' is not one of {', '.join(FAMILY_WEIGHTING)}")
+    if not t.families:
+        if t.shard_by == "family":
+            _fail("tasks.shard_by", "'family' gives each shard whole families of a mixture: list them in tasks.families")
+        return
+    labels = []
+    for i, f in enumerate(t.families):
+        key = f"tasks.families[{i}]"
+        if f.name not in FAMILIES:
+            _fail(f"{key}.name", f"'{f.name}' is not one of {', '.join(FAMILIES)}")
+        if f.name not in REGRESSION_FAMILIES:
+            _fail(f"{key}.name", f"'{f.name}': mixtures of image families are not supported yet; mix regression families "
+                                 f"({', '.join(REGRESSION_FAMILIES)})")
+        if not f.weight > 0 or not f.loss_weight > 0:
+            _fail(f"{key}", f"weight and loss_weight must be positive, got {f.weight} and {f.loss_weight}")
+        labels.append(f.label or f.name)
+    if len(set(labels)) != len(labels):
+        _fail("tasks.families", f"each family needs its own label (set label to mix two of one kind), got {labels}")
+
+
 def _validate_tasks(cfg: DistMetaConfig) -> None:
-    """The family decides what the rest must be: image families classify, sine regresses."""
+    """The family decides what the rest must be: image families classify, regression families regress."""
     t, a, m = cfg.tasks, cfg.algorithm, cfg.model
     if t.shard_by not in SHARD_BY:
         _fail("tasks.shard_by", f"'{t.shard_by}' is not one of {', '.join(SHARD_BY)}")
-    if t.family == "sine":
+    _validate_mixture(cfg)
+    regression = t.families[0].name in REGRESSION_FAMILIES if t.families else t.family in REGRESSION_FAMILIES
+    if regression:
+        what = "a mixture of regression families" if t.families else f"tasks.family={t.family}"
         for key, value, default in [("tasks.root", t.root, ""), ("tasks.rotations", t.rotations, None),
-                                    ("tasks.class_split", t.class_split, []), ("tasks.shard_by", t.shard_by, "tasks")]:
+                                    ("tasks.class_split", t.class_split, [])]:
             if value != default:
-                _fail(key, f"applies to image families only, not to tasks.family=sine (got {value})")
+                _fail(key, f"applies to image families only, not to {what} (got {value})")
+        if t.shard_by == "classes":
+            _fail("tasks.shard_by", f"'classes' partitions image classes; {what} has none")
         if a.name in ("protonet",):
             _fail("algorithm.name", "protonet classifies; use an image family (tasks.family=glyphs, omniglot or miniimagenet)")
         if m.name != "mlp":
-            _fail("model.name", f"sine inputs are scalars: use model.name=mlp, not {m.name}")
+            _fail("model.name", f"regression inputs are scalars: use model.name=mlp, not {m.name}")
         return
     if t.family in ("omniglot", "miniimagenet") and not t.root:
         _fail("tasks.root", f"tasks.family={t.family} reads a local copy of the dataset: set tasks.root to its folder")

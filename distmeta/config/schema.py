@@ -67,11 +67,34 @@ class AlgorithmConfig:
 
 
 @dataclass
+class FamilyConfig:
+    name: str = "sine"
+    """Family kind: ``sine``, ``linear``, ``quadratic``, ``harmonic`` (regression) or ``glyphs``,
+    ``omniglot``, ``miniimagenet`` (classification)."""
+    label: str = ""
+    """Name in metrics and tables; empty means ``name`` (set it to mix two variants of one kind)."""
+    weight: float = 1.0
+    """Sampling weight: each task comes from this family with probability weight / sum of weights."""
+    loss_weight: float = 1.0
+    """This family's weight in the meta-gradient when ``tasks.family_weighting: weights``."""
+    ranges: dict[str, list[float]] = field(default_factory=dict)
+    """Regression families: parameter ranges by name, e.g. ``{slope: [-1, 1]}``; unset ones keep their defaults."""
+
+
+@dataclass
 class TasksConfig:
     family: str = "sine"
     """Task family. ``sine``: y = A sin(x - phase), the MAML paper's regression benchmark;
-    ``glyphs``: procedural Omniglot-like characters (no files); ``omniglot`` and ``miniimagenet``:
-    local copies under ``tasks.root``."""
+    ``linear``, ``quadratic``, ``harmonic``: more 1-D regression families; ``glyphs``: procedural
+    Omniglot-like characters (no files); ``omniglot`` and ``miniimagenet``: local copies under
+    ``tasks.root``. Ignored when ``tasks.families`` lists a mixture."""
+    families: list[FamilyConfig] = field(default_factory=list)
+    """A mixture: every task comes from one of these families (drawn by weight from the task's
+    key). Regression families share ``shots``, ``query`` and ``x_range``; empty means the single
+    ``tasks.family``."""
+    family_weighting: str = "count"
+    """How the learner weighs families in the meta-gradient: ``count`` (every task alike),
+    ``uniform`` (every family present in the meta-batch alike) or ``weights`` (by ``loss_weight``)."""
     shots: int = 10
     """K: support points per task (sine), or support images per class (image families)."""
     query: int = 10
@@ -88,8 +111,10 @@ class TasksConfig:
     class_split: list[int] = field(default_factory=list)
     """Omniglot characters per split [train, val, test]; empty is the standard 1100/100/423."""
     shard_by: str = "tasks"
-    """``tasks``: every shard holds all training classes and computes its share of each meta-batch;
-    ``classes``: each shard holds only its own disjoint set of classes and draws its episodes from it."""
+    """``tasks``: every shard can compute any task and gets a contiguous share of each meta-batch;
+    ``family``: each shard owns whole families of a mixture (only it loads their data) and computes
+    their tasks; ``classes``: each shard holds only its own disjoint set of classes and draws its
+    episodes from it."""
     amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
     """Range [low, high] of the sine amplitude A."""
     phase: list[float] = field(default_factory=lambda: [0.0, 3.141592653589793])

@@ -25,28 +25,50 @@ from distmeta.tracking.names import eval_key
 @dataclass
 class EvalReport:
     """``values``: ``{"acc.k1.steps10.mean": ..., "acc.k1.steps10.ci95": ...}`` (``mse.`` for
-    regression); ``curves``/``ci95``: per K, the mean score and its CI at each of ``steps``."""
+    regression; ``<family>/mse.k10...`` for each family of a mixture); ``curves``/``ci95``: per
+    row (``K=10``, or ``linear K=10``), the mean score and its CI at each of ``steps``."""
 
     score: str
     values: dict[str, float]
-    curves: dict[int, list[float]] = field(default_factory=dict)
-    ci95: dict[int, list[float]] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    ci95: dict[str, list[float]] = field(default_factory=dict)
     num_tasks: int = 0
     shots: tuple[int, ...] = ()
     steps: tuple[int, ...] = ()
+    families: tuple[str, ...] = ()
+    """Empty for a single family; a mixture's family labels (the prefixes of ``values``)."""
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """``(row label, value-key prefix, K)`` for each row of the table."""
+        if not self.families:
+            return [(f"K={k}", "", k) for k in self.shots]
+        return [(f"{f} K={k}", f"{f}/", k) for f in self.families for k in self.shots]
 
     def table(self) -> str:
-        """Plain-text table: one row per K, one column per step count, ``mean ± ci95``."""
+        """Plain-text table: one row per (family,) K, one column per step count, ``mean ± ci95``."""
         what = "query accuracy" if self.score == "acc" else "query MSE"
-        head = "K \\ steps".ljust(10) + "".join(f"{s:>18}" for s in self.steps)
-        rows = [f"{what} over {self.num_tasks} held-out tasks, mean ± 95% CI", head]
-        for k in self.shots:
+        width = max(10, *(len(label) + 2 for label, _, _ in self.rows()))
+        head = "K \\ steps".ljust(width) + "".join(f"{s:>18}" for s in self.steps)
+        lines = [f"{what} over {self.num_tasks} held-out tasks{' per family' if self.families else ''}, mean ± 95% CI", head]
+        for label, prefix, k in self.rows():
             cells = "".join(
-                f"{self.values[eval_key(self.score, k, s, 'mean')]:>10.4f} ± {self.values[eval_key(self.score, k, s, 'ci95')]:<5.3f}"
+                f"{self.values[prefix + eval_key(self.score, k, s, 'mean')]:>10.4f} ± "
+                f"{self.values[prefix + eval_key(self.score, k, s, 'ci95')]:<5.3f}"
                 for s in self.steps
             )
-            rows.append(f"K={k}".ljust(10) + cells)
-        return "\n".join(rows)
+            lines.append(label.ljust(width) + cells)
+        return "\n".join(lines)
+
+
+def combine(reports: dict[str, EvalReport]) -> EvalReport:
+    """One report for a mixture: each family's values under ``<family>/``, its rows labelled by it."""
+    first = next(iter(reports.values()))
+    out = EvalReport(first.score, {}, num_tasks=first.num_tasks, shots=first.shots, steps=first.steps, families=tuple(reports))
+    for name, r in reports.items():
+        out.values.update({f"{name}/{k}": v for k, v in r.values.items()})
+        out.curves.update({f"{name} {label}": v for label, v in r.curves.items()})
+        out.ci95.update({f"{name} {label}": v for label, v in r.ci95.items()})
+    return out
 
 
 def evaluate(
@@ -67,8 +89,8 @@ def evaluate(
                               steps=steps, shots=k, query=query).double()  # [num_tasks, len(steps)]
         mean = curve.mean(0)
         ci = 1.96 * curve.std(0, unbiased=True) / math.sqrt(num_tasks) if num_tasks > 1 else torch.zeros_like(mean)
-        report.curves[k] = mean.tolist()
-        report.ci95[k] = ci.tolist()
+        report.curves[f"K={k}"] = mean.tolist()
+        report.ci95[f"K={k}"] = ci.tolist()
         for i, s in enumerate(steps):
             report.values[eval_key(report.score, k, s, "mean")] = mean[i].item()
             report.values[eval_key(report.score, k, s, "ci95")] = ci[i].item()
@@ -83,10 +105,10 @@ def plot_curves(report: EvalReport, path: Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for k, mean in sorted(report.curves.items()):
+    for label, mean in report.curves.items():
         xs = list(report.steps)
-        ci = report.ci95[k]
-        ax.plot(xs, mean, marker="o", ms=3, label=f"K={k}")
+        ci = report.ci95[label]
+        ax.plot(xs, mean, marker="o", ms=3, label=label)
         ax.fill_between(xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], alpha=0.2)
     ax.set_xlabel("number of gradient steps")
     if report.score == "mse":

@@ -22,6 +22,7 @@ from distmeta.learner.data import train_loader, val_loader
 from distmeta.models import flatten, unflatten
 from distmeta.shard.group import ShardGroup
 from distmeta.tasks import VALIDATION, Family
+from distmeta.tasks.sharding import Planner
 from distmeta.tracking import names
 
 
@@ -29,7 +30,7 @@ from distmeta.tracking import names
 class LearnerSettings:
     """Plain settings of the learner (built from the config by :mod:`distmeta.builders`)."""
 
-    plan: tuple[tuple[int, ...], ...]
+    planner: Planner
     meta_lr: float
     lr_schedule: str
     min_lr_ratio: float
@@ -41,6 +42,8 @@ class LearnerSettings:
     val_steps: tuple[int, ...]
     seed: int = 0
     val_tasks: int = 200
+    family_weighting: str = "count"
+    loss_weights: tuple[tuple[str, float], ...] = ()
 
     @property
     def val_monitor(self) -> tuple[str, str]:
@@ -56,20 +59,26 @@ class _Window:
     steps: int = 0
     tasks: int = 0
     started: float = field(default_factory=time.perf_counter)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # divided by the window's steps
+    per_family: dict[str, dict[str, float]] = field(default_factory=dict)  # sums over the family's tasks
+    family_tasks: dict[str, int] = field(default_factory=dict)
+    shard_tasks: dict[int, int] = field(default_factory=dict)
+    shard_seconds: dict[int, float] = field(default_factory=dict)
 
     def add(self, key: str, value: float) -> None:
         self.metrics[key] = self.metrics.get(key, 0.0) + value
 
 
 class MetaLearner(pl.LightningModule):
-    def __init__(self, model: nn.Module, group: ShardGroup, settings: LearnerSettings, val_family: Family, metadata: dict[str, Any]):
+    def __init__(self, model: nn.Module, group: ShardGroup, settings: LearnerSettings, val_families: tuple[Family, ...],
+                 metadata: dict[str, Any]):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
         self.group = group
         self.settings = settings
-        self.val_family = val_family  # with the validation split's images; tasks are sampled per validation
+        self.val_families = val_families  # with the validation splits' images; tasks are sampled per validation
+        self._tasks_seen: dict[str, int] = {}
         self.metadata = metadata  # travels in every checkpoint (MLflow run id, resolved config)
         self._names = [k for k, _ in model.named_parameters()]
         self._window = _Window()
@@ -95,8 +104,9 @@ class MetaLearner(pl.LightningModule):
         step = self.global_step  # the meta-step; restored on resume, so the task stream continues
         params = dict(self.model.named_parameters())
         weights = flatten({k: p.detach() for k, p in params.items()}).cpu()
-        results = self.group.compute(step, weights, step, self.settings.plan)
-        agg = aggregate(results, step=step, version=step)
+        s = self.settings
+        results = self.group.compute(step, weights, step, s.planner.plan(step))
+        agg = aggregate(results, step=step, version=step, weighting=s.family_weighting, loss_weights=dict(s.loss_weights))
 
         grads = unflatten(agg.grad.to(self.device), params)
         for name, p in params.items():
@@ -117,13 +127,27 @@ class MetaLearner(pl.LightningModule):
         for key, value in agg.metrics.items():
             w.add(names.meta_metric(key), value)
         w.add(names.META_GRAD_NORM, agg.grad.norm().item())
+        for f, n in agg.family_counts.items():
+            w.family_tasks[f] = w.family_tasks.get(f, 0) + n
+            self._tasks_seen[f] = self._tasks_seen.get(f, 0) + n
+            sums = w.per_family.setdefault(f, {})
+            for key, value in agg.family_metrics[f].items():
+                sums[key] = sums.get(key, 0.0) + value * n
+            w.add(names.family_metric(f, "grad_share"), agg.family_shares[f])
         for r in results:
-            w.add(names.shard_seconds(r.shard), r.seconds)
+            w.shard_seconds[r.shard] = w.shard_seconds.get(r.shard, 0.0) + r.seconds
+            w.shard_tasks[r.shard] = w.shard_tasks.get(r.shard, 0) + r.task_count
         done = step + 1
         if done % self.settings.log_every_n_steps and done != self.settings.max_steps:
             return
         elapsed = max(time.perf_counter() - w.started, 1e-9)
         logged = {k: v / w.steps for k, v in w.metrics.items()}
+        for f, sums in w.per_family.items():
+            logged.update({names.family_metric(f, k): v / w.family_tasks[f] for k, v in sums.items()})
+            logged[names.family_metric(f, "tasks_seen")] = float(self._tasks_seen[f])
+        for k, seconds in w.shard_seconds.items():
+            logged[names.shard_seconds(k)] = seconds / w.steps
+            logged[names.shard_tasks_per_s(k)] = w.shard_tasks[k] / max(seconds, 1e-9)
         logged[names.THROUGHPUT_TASKS_PER_S] = w.tasks / elapsed
         logged[names.THROUGHPUT_STEPS_PER_S] = w.steps / elapsed
         logged[names.META_LR] = self.optimizers().param_groups[0]["lr"]
@@ -139,11 +163,18 @@ class MetaLearner(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         s = self.settings
         score = s.algorithm.score_name
-        curve = sampled_curve(s.algorithm, self.model, self.val_family, seed=s.seed, stream=VALIDATION,
-                              num_tasks=s.val_tasks, steps=s.val_steps)
-        mean = curve.mean(dim=0)
-        logged = {names.val_score_after(score, k): mean[i].item() for i, k in enumerate(s.val_steps)}
         monitor, _ = s.val_monitor
+        means = []
+        logged: dict[str, float] = {}
+        for family in self.val_families:  # each family's own held-out tasks; the score is their mean
+            curve = sampled_curve(s.algorithm, self.model, family, seed=s.seed, stream=VALIDATION,
+                                  num_tasks=s.val_tasks, steps=s.val_steps)
+            means.append(curve.mean(dim=0))
+            if len(self.val_families) > 1:
+                at = s.val_steps.index(s.train_inner_steps)
+                logged[names.family_metric(family.name, f"val_{score}")] = means[-1][at].item()
+        mean = torch.stack(means).mean(dim=0)
+        logged.update({names.val_score_after(score, k): mean[i].item() for i, k in enumerate(s.val_steps)})
         logged[monitor] = logged[names.val_score_after(score, s.train_inner_steps)]
         if not all(math.isfinite(v) for v in logged.values()):
             raise FloatingPointError(f"non-finite validation {score} at step {self.global_step}: {logged}")

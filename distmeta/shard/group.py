@@ -14,8 +14,7 @@ import torch
 
 from distmeta.errors import UserError
 from distmeta.shard.result import ShardResult
-from distmeta.shard.worker import ShardWorker, WorkerSpec
-from distmeta.tasks import ClassImages
+from distmeta.shard.worker import ShardData, ShardWorker, WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class ShardGroup(Protocol):
     faults: FaultCounters
 
     def compute(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]]) -> list[ShardResult]:
-        """One result per entry of ``plan`` (global task indices), in plan order."""
+        """One result per non-empty entry of ``plan`` (global task indices of shard k), in plan order."""
 
     def workers_info(self) -> list[dict[str, str]]:
         """Host/pid/device of each shard's worker."""
@@ -47,13 +46,15 @@ class LocalShardGroup:
 
     num_shards = 0
 
-    def __init__(self, spec: WorkerSpec, data: ClassImages | None = None):
+    def __init__(self, spec: WorkerSpec, data: ShardData | None = None):
         self.worker = ShardWorker(0, spec, data)
         self.faults = FaultCounters()
 
     def compute(self, step, weights, version, plan):
         results = []
         for k, idx in enumerate(plan):
+            if not idx:
+                continue
             result = self.worker.compute(step, weights, version, list(idx))
             result.shard = k
             results.append(result)
@@ -87,10 +88,10 @@ def remote_worker_class(resources: ActorResources):
 class RayShardGroup:
     """One Ray actor per shard. Weights go out once per step through the object store.
 
-    ``shard_data[k]`` is the training images shard ``k`` draws from (None for computed families):
-    each distinct object is ``ray.put`` once, and actors read it from the object store without a
-    copy (one shared object when every shard holds all classes, one per shard when classes are
-    partitioned).
+    ``shard_data[k]`` is, per family, the training images shard ``k`` draws from (None for
+    computed families and families it does not own): each distinct object is ``ray.put`` once, and
+    actors read it from the object store without a copy (one shared object when every shard holds
+    everything, one per shard when classes or families are partitioned).
 
     A shard whose actor died, raised a system error or missed ``timeout_s`` is recomputed, on the
     (restarted) same actor or the next one, up to ``max_attempts`` times; tasks are deterministic,
@@ -99,7 +100,7 @@ class RayShardGroup:
     """
 
     def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float,
-                 shard_data: Sequence[ClassImages | None] = (), max_attempts: int = 3):
+                 shard_data: Sequence[ShardData | None] = (), max_attempts: int = 3):
         import ray
 
         _check_resources(num_shards, resources)
@@ -156,12 +157,13 @@ class RayShardGroup:
             submit(k)
 
         for k in range(len(plan)):
-            submit(k)
+            if plan[k]:  # under shard_by=family a shard may have no task at a step
+                submit(k)
         try:  # the common case, all shards healthy: one blocking get for the whole step
             for result, (k, _) in zip(ray.get(list(pending), timeout=self.timeout_s), pending.values()):
                 result.shard, result.worker = k, self._info[k]
                 results[k] = result
-            return results  # type: ignore[return-value]
+            return [r for r in results if r is not None]
         except (ray.exceptions.RayError, TimeoutError):
             pass  # fall through: collect shard by shard, recomputing the ones that failed
         while pending:
@@ -185,7 +187,7 @@ class RayShardGroup:
             result.shard = k
             result.worker = self._info[(k + attempts[k]) % len(self.actors)]
             results[k] = result
-        return results  # type: ignore[return-value]
+        return [r for r in results if r is not None]
 
     def close(self) -> None:
         import ray

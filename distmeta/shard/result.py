@@ -8,20 +8,42 @@ import torch
 
 @dataclass
 class ShardResult:
-    """What one shard computed for one meta-step.
+    """What one shard computed for one meta-step, per task family.
 
-    ``grad_sum`` is the flat (contiguous, parameter order) sum over the shard's tasks of each task's
-    meta-gradient; the learner divides by the total task count, so results combine exactly however
-    the meta-batch was split. ``metrics`` are sums over tasks too. ``weights_version`` names the
-    weights the gradient was computed against: the learner never applies a result for another version.
+    ``family_grads[f]`` is the flat (contiguous, parameter order) sum over the shard's tasks of
+    family ``f`` of each task's meta-gradient; ``family_metrics[f]`` are sums over those tasks too.
+    The learner divides by task counts (and weighs families as configured), so results combine
+    exactly however the meta-batch was split. ``weights_version`` names the weights the gradients
+    were computed against: the learner never applies a result for another version.
     """
 
     shard: int
     step: int
     weights_version: int
-    grad_sum: torch.Tensor
-    task_count: int
+    family_grads: dict[str, torch.Tensor]
     family_counts: dict[str, int]
-    metrics: dict[str, float]
+    family_metrics: dict[str, dict[str, float]]
     seconds: float
     worker: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def task_count(self) -> int:
+        return sum(self.family_counts.values())
+
+    @property
+    def grad_sum(self) -> torch.Tensor:
+        """The sum over all of the shard's tasks, whatever their family."""
+        grads = list(self.family_grads.values())
+        total = grads[0].clone()
+        for g in grads[1:]:
+            total += g
+        return total
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Metric sums over all of the shard's tasks."""
+        out: dict[str, float] = {}
+        for per_family in self.family_metrics.values():
+            for k, v in per_family.items():
+                out[k] = out.get(k, 0.0) + v
+        return out

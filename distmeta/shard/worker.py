@@ -19,6 +19,7 @@ from distmeta.algorithms import Algorithm, meta_grad
 from distmeta.models import ModelSpec, flatten, unflatten
 from distmeta.shard.result import ShardResult
 from distmeta.tasks import TRAIN, ClassImages, Family, TaskBatch
+from distmeta.tasks.mixture import Mixture
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ class WorkerSpec:
     """Everything a worker needs, as plain values (built from the config by :mod:`distmeta.builders`)."""
 
     seed: int
-    family: Family
+    families: tuple[Family, ...]
+    mixture: Mixture
     model: ModelSpec
     algorithm: Algorithm
     threads: int = 1
@@ -37,21 +39,33 @@ class WorkerSpec:
     chunk_size: int = 0
 
 
-class ShardWorker:
-    """``data``: the training images this shard draws episodes from (image families; in a Ray
-    actor, read from the object store without a copy); None for computed families (sine)."""
+ShardData = tuple["ClassImages | None", ...]
+"""Per family of the mixture, the training images this shard draws from (None: a computed family,
+or one this shard does not own)."""
 
-    def __init__(self, shard: int, spec: WorkerSpec, data: ClassImages | None = None):
+
+class ShardWorker:
+    """``data``: per family, the training images this shard draws episodes from (in a Ray actor,
+    read from the object store without a copy); None for computed families (regression)."""
+
+    def __init__(self, shard: int, spec: WorkerSpec, data: ShardData | None = None):
         self.shard = shard
         self.spec = spec
         if spec.threads > 0:
             torch.set_num_threads(spec.threads)
         self.device = torch.device(spec.device)
-        self.family = spec.family.with_data(data)
+        self.families = self._attach(data)
         self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
         self.buffers = {k: b for k, b in self.model.named_buffers()}
-        self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile else self._eager
+        # dynamic=None: static shapes first; a mixture's varying per-family task counts then
+        # recompile once into a kernel dynamic in the task dimension instead of once per count
+        self._meta_grad = torch.compile(self._eager, dynamic=None) if spec.compile else self._eager
+
+    def _attach(self, data: ShardData | None) -> tuple[Family, ...]:
+        """The families with their images; a family whose images this shard lacks cannot sample."""
+        data = data or (None,) * len(self.spec.families)
+        return tuple(f if d is None else f.with_data(d) for f, d in zip(self.spec.families, data))
 
     @property
     def compiled(self) -> bool:
@@ -80,24 +94,29 @@ class ShardWorker:
         return {"host": socket.gethostname(), "pid": str(os.getpid()), "device": str(self.device)}
 
     def compute(self, step: int, weights: torch.Tensor | np.ndarray, version: int, indices: Sequence[int],
-                data: ClassImages | None = None) -> ShardResult:
-        """Meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the flat ``weights``.
-        ``data``: draw these tasks from other images than this worker's own (recomputing a lost
-        class-partitioned shard elsewhere)."""
+                data: ShardData | None = None) -> ShardResult:
+        """Per family, the meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the
+        flat ``weights``. ``data``: draw these tasks from other images than this worker's own
+        (recomputing a lost shard that owned other classes or families elsewhere)."""
         start = time.perf_counter()
         # object-store arrays are read-only; the copy is tiny next to the step's compute
         flat = torch.from_numpy(np.array(weights)) if isinstance(weights, np.ndarray) else weights
         params = unflatten(flat.to(self.device), self.template)
-        family = self.family if data is None else self.family.with_data(data)
-        tasks = family.sample(self.spec.seed, TRAIN, step, indices).to(self.device)
-        grads, metrics = self._run(params, tasks)
+        families = self.families if data is None else self._attach(data)
+        grads, counts, metrics = {}, {}, {}
+        for f, idx in self.spec.mixture.group(self.spec.seed, TRAIN, step, indices).items():
+            family = families[f]
+            tasks = family.sample(self.spec.seed, TRAIN, step, idx).to(self.device)
+            g, m = self._run(params, tasks)
+            grads[family.name] = flatten(g).cpu()
+            counts[family.name] = len(idx)
+            metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides
         return ShardResult(
             shard=self.shard,
             step=step,
             weights_version=version,
-            grad_sum=flatten(grads).cpu(),
-            task_count=len(indices),
-            family_counts={self.family.name: len(indices)},
-            metrics={k: v.sum().item() for k, v in metrics.items()},  # sums over tasks; the learner divides
+            family_grads=grads,
+            family_counts=counts,
+            family_metrics=metrics,
             seconds=time.perf_counter() - start,
         )

@@ -5,11 +5,12 @@ from distmeta.tasks.glyphs import GlyphSource
 from distmeta.tasks.images import ClassImages, EpisodeFamily
 from distmeta.tasks.seeding import EVALUATION, TRAIN, VALIDATION, task_seed
 from distmeta.tasks.sharding import assign
-from distmeta.tasks.sine import SineFamily
+from distmeta.tasks.functions import KINDS as FUNCTION_KINDS, FunctionFamily, SineFamily
 
-Family = SineFamily | EpisodeFamily
+Family = FunctionFamily | EpisodeFamily
 
 __all__ = [
-    "EVALUATION", "TRAIN", "VALIDATION", "ClassImages", "EpisodeFamily", "Family", "GlyphSource", "SineFamily", "TaskBatch",
+    "EVALUATION", "FUNCTION_KINDS", "TRAIN", "VALIDATION", "ClassImages", "EpisodeFamily", "Family", "FunctionFamily",
+    "GlyphSource", "SineFamily", "TaskBatch",
     "assign", "load_miniimagenet", "load_omniglot", "task_seed",
 ]

@@ -31,7 +31,12 @@ def shard_seconds(k: int) -> str:
     return f"shard/{k}/seconds"
 
 
+def shard_tasks_per_s(k: int) -> str:
+    return f"shard/{k}/tasks_per_s"
+
+
 def family_metric(family: str, name: str) -> str:
+    """``family/<name>/query_loss``, ``.../tasks_seen``, ``.../grad_share``, ``.../val_mse``."""
     return f"family/{family}/{name}"
 
 

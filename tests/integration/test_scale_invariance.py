@@ -22,3 +22,19 @@ def test_in_process_one_and_two_actors_agree_after_20_steps(algorithm, workdir, 
     while ray_runtime.available_resources().get("CPU") != 2.0 and time.time() < deadline:
         time.sleep(0.2)
     assert ray_runtime.available_resources().get("CPU") == 2.0, "shard actors were released after fit"
+
+
+MIXTURE = ["tasks.families=[{name: sine, weight: 2}, {name: linear}]", "trainer.max_steps=20", "algorithm.meta_lr=0.01"]
+
+
+@pytest.mark.parametrize("weighting", ["count", "uniform"])
+def test_mixture_by_family_on_two_actors_equals_by_tasks_on_one_and_in_process(weighting, workdir, ray_runtime):
+    """Same task stream, same aggregation: who owns which family does not change the result."""
+    common = [*MIXTURE, f"tasks.family_weighting={weighting}"]
+    by_family = params_of(small_run(*common, "tasks.shard_by=family", "cluster.num_shards=2"))
+    by_tasks = params_of(small_run(*common, "tasks.shard_by=tasks", "cluster.num_shards=1"))
+    in_process = params_of(small_run(*common, "tasks.shard_by=family", "cluster.num_shards=0"))
+    sine_only = params_of(small_run("trainer.max_steps=20", "algorithm.meta_lr=0.01", "cluster.num_shards=0"))
+    assert rel_diff(in_process, sine_only) > 1e-3  # the mixture is not the sine run under another name
+    assert rel_diff(by_family, in_process) < 1e-5
+    assert rel_diff(by_tasks, in_process) < 1e-5

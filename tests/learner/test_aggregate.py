@@ -8,9 +8,9 @@ from distmeta.learner.aggregate import StaleResultError, aggregate
 from distmeta.shard.result import ShardResult
 
 
-def _result(shard, grad, count, version=3, step=3, loss=1.0):
-    return ShardResult(shard=shard, step=step, weights_version=version, grad_sum=torch.tensor(grad),
-                       task_count=count, family_counts={"sine": count}, metrics={"loss": loss * count}, seconds=0.1)
+def _result(shard, grad, count, version=3, step=3, loss=1.0, family="sine"):
+    return ShardResult(shard=shard, step=step, weights_version=version, family_grads={family: torch.tensor(grad)},
+                       family_counts={family: count}, family_metrics={family: {"loss": loss * count}}, seconds=0.1)
 
 
 def test_task_weighted_mean_over_shards_in_any_arrival_order():
@@ -29,5 +29,29 @@ def test_result_for_other_weights_is_never_applied():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_gradient_names_step_shard_family(bad):
-    with pytest.raises(NonFiniteGradientError, match="at step 3 from shard 1 \\(families sine\\)"):
+    with pytest.raises(NonFiniteGradientError, match="at step 3 from shard 1 \\(family sine\\)"):
         aggregate([_result(0, [1.0], 1), _result(1, [bad], 1)], step=3, version=3)
+
+
+def _two_families():
+    a = ShardResult(0, 3, 3, {"sine": torch.tensor([3.0, 0.0]), "linear": torch.tensor([0.0, 2.0])},
+                    {"sine": 3, "linear": 1}, {"sine": {"loss": 3.0}, "linear": {"loss": 4.0}}, 0.1)
+    b = ShardResult(1, 3, 3, {"linear": torch.tensor([0.0, 4.0])}, {"linear": 1}, {"linear": {"loss": 2.0}}, 0.1)
+    return [a, b]
+
+
+@pytest.mark.parametrize("weighting, expected", [
+    ("count", [3.0 / 5, 6.0 / 5]),                       # all 5 tasks alike
+    ("uniform", [0.5 * 3.0 / 3, 0.5 * 6.0 / 2]),         # mean of the two family means
+    ("weights", [0.25 * 3.0 / 3, 0.75 * 6.0 / 2]),       # loss weights 1 (sine) and 3 (linear)
+])
+def test_family_weightings(weighting, expected):
+    agg = aggregate(_two_families(), step=3, version=3, weighting=weighting, loss_weights={"sine": 1.0, "linear": 3.0})
+    torch.testing.assert_close(agg.grad, torch.tensor(expected))
+    assert agg.family_counts == {"linear": 2, "sine": 3} and agg.task_count == 5
+    assert agg.family_metrics == {"linear": {"loss": 3.0}, "sine": {"loss": 1.0}}
+    assert math.isclose(agg.metrics["loss"], 9.0 / 5)
+    assert math.isclose(sum(agg.family_shares.values()), 1.0)
+    # the families' gradients are orthogonal here: each share is its squared part of the norm
+    g = agg.grad
+    assert math.isclose(agg.family_shares["sine"], (g[0] ** 2 / (g ** 2).sum()).item(), rel_tol=1e-6)

@@ -5,6 +5,7 @@ import torch
 from distmeta.algorithms import build
 from distmeta.models import MLP, ModelSpec, flatten
 from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
+from distmeta.tasks.mixture import Mixture
 from distmeta.shard.worker import WorkerSpec
 from distmeta.tasks import SineFamily, assign
 
@@ -12,7 +13,7 @@ pytestmark = [pytest.mark.ray]
 
 
 def _spec():
-    return WorkerSpec(seed=1, family=SineFamily(), model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
+    return WorkerSpec(seed=1, families=(SineFamily(),), mixture=Mixture(("sine",), (1.0,)), model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
                       algorithm=build("maml", steps=1, lr=0.01), threads=1)
 
 
@@ -38,7 +39,7 @@ def test_ray_group_equals_local_and_survives_a_killed_actor(ray_runtime):
 def _image_spec():
     from distmeta.tasks import EpisodeFamily
 
-    return WorkerSpec(seed=2, family=EpisodeFamily("glyphs", ways=3, shots=1, query=2),
+    return WorkerSpec(seed=2, families=(EpisodeFamily("glyphs", ways=3, shots=1, query=2),), mixture=Mixture(("glyphs",), (1.0,)),
                       model=ModelSpec("mlp", (1, 28, 28), 3, hidden=(8,)), algorithm=build("maml", loss="cross_entropy", lr=0.1),
                       threads=1)
 
@@ -57,8 +58,8 @@ def test_class_partitioned_shards_keep_their_classes_through_a_lost_actor(ray_ru
     weights = flatten({k: p.detach() for k, p in spec.model.build().named_parameters()})
     plan = [tuple(r) for r in assign(6, 2)]
     # what each shard must compute: its plan entry drawn from its own classes
-    expected = [ShardWorker(k, spec, parts[k]).compute(3, weights, 3, list(plan[k])) for k in range(2)]
-    group = RayShardGroup(spec, 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, shard_data=parts)
+    expected = [ShardWorker(k, spec, (parts[k],)).compute(3, weights, 3, list(plan[k])) for k in range(2)]
+    group = RayShardGroup(spec, 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, shard_data=[(p,) for p in parts])
     try:
         assert group.data_refs[0] is not group.data_refs[1]
         first = group.compute(3, weights, 3, plan)
@@ -70,16 +71,41 @@ def test_class_partitioned_shards_keep_their_classes_through_a_lost_actor(ray_ru
     for exp, a, b in zip(expected, first, again):
         torch.testing.assert_close(a.grad_sum, exp.grad_sum, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(b.grad_sum, exp.grad_sum, rtol=1e-6, atol=1e-7)
-    assert not torch.allclose(expected[0].grad_sum, ShardWorker(0, spec, parts[1]).compute(3, weights, 3, list(plan[0])).grad_sum)
+    assert not torch.allclose(expected[0].grad_sum, ShardWorker(0, spec, (parts[1],)).compute(3, weights, 3, list(plan[0])).grad_sum)
 
 
 def test_shared_images_are_put_in_the_object_store_once(ray_runtime):
     from distmeta.tasks import GlyphSource
 
-    images = GlyphSource().load("val")
+    shared = (GlyphSource().load("val"),)  # one family's images, the same object for both shards
     group = RayShardGroup(_image_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60,
-                          shard_data=[images, images])
+                          shard_data=[shared, shared])
     try:
         assert group.data_refs[0] is group.data_refs[1]
+    finally:
+        group.close()
+
+
+def test_under_shard_by_family_each_actor_computes_only_its_families(ray_runtime):
+    from distmeta.tasks import FunctionFamily
+    from distmeta.tasks.sharding import Planner
+
+    mixture = Mixture(("sine", "linear", "quadratic"), (1.0, 1.0, 1.0))
+    spec = WorkerSpec(seed=1, families=(SineFamily(), FunctionFamily("linear"), FunctionFamily("quadratic")), mixture=mixture,
+                      model=ModelSpec("mlp", (1,), 1, hidden=(8,)), algorithm=build("maml", steps=1, lr=0.01), threads=1)
+    torch.manual_seed(0)
+    weights = flatten({k: p.detach() for k, p in spec.model.build().named_parameters()})
+    planner = Planner(24, 2, "family", mixture, seed=1)
+    group = RayShardGroup(spec, 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60)
+    try:
+        for step in range(3):
+            results = group.compute(step, weights, step, planner.plan(step))
+            owned = {0: {"sine", "quadratic"}, 1: {"linear"}}  # 3 families over 2 shards: f % 2
+            for r in results:
+                assert set(r.family_counts) <= owned[r.shard], (step, r.shard, r.family_counts)
+            assert sum(r.task_count for r in results) == 24
+            local = LocalShardGroup(spec).compute(step, weights, step, [list(range(24))])[0]
+            total = sum((r.grad_sum for r in results), torch.zeros_like(weights))
+            torch.testing.assert_close(total, local.grad_sum, rtol=1e-5, atol=1e-6)
     finally:
         group.close()

@@ -4,12 +4,13 @@ import torch
 
 from distmeta.algorithms import build, meta_grad_loop
 from distmeta.models import MLP, ModelSpec, flatten
+from distmeta.tasks.mixture import Mixture
 from distmeta.shard.worker import ShardWorker, WorkerSpec
 from distmeta.tasks import TRAIN, SineFamily
 
 
 def _spec(**kw):
-    return WorkerSpec(seed=3, family=SineFamily(), model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
+    return WorkerSpec(seed=3, families=(SineFamily(),), mixture=Mixture(("sine",), (1.0,)), model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
                       algorithm=build("maml", steps=1, lr=0.01), threads=1, **kw)
 
 

@@ -1,8 +1,9 @@
 import math
 
+import pytest
 import torch
 
-from distmeta.tasks import EVALUATION, TRAIN, VALIDATION, SineFamily, assign, task_seed
+from distmeta.tasks import EVALUATION, TRAIN, VALIDATION, FunctionFamily, SineFamily, assign, task_seed
 
 
 def test_task_is_a_pure_function_of_seed_step_index():
@@ -54,3 +55,41 @@ def test_assign_splits_contiguously_and_covers_all():
     plan = assign(10, 3)
     assert [len(r) for r in plan] == [4, 3, 3]
     assert [i for r in plan for i in r] == list(range(10))
+
+
+def _draws(seed, stream, step, index, n):
+    """The uniforms a task draws: its parameters first, then its inputs (independent code)."""
+    g = torch.Generator().manual_seed(task_seed(seed, stream, step, index))
+    return torch.rand(n, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind, formula", [
+    ("sine", lambda p, x: p[0] * torch.sin(x - p[1])),
+    ("linear", lambda p, x: p[0] * x + p[1]),
+    ("quadratic", lambda p, x: p[0] * x * x + p[1] * x + p[2]),
+    ("harmonic", lambda p, x: p[0] * torch.sin(p[1] * x + p[2]) + p[3] * torch.sin(p[4] * x + p[5])),
+])
+def test_each_kind_is_its_formula_with_parameters_in_their_ranges(kind, formula):
+    f = FunctionFamily(kind, shots=4, query=6)
+    b = f.sample(3, TRAIN, 5, [2, 7])
+    ranges = f.param_ranges()
+    for row, index in enumerate([2, 7]):
+        u = _draws(3, TRAIN, 5, index, len(ranges) + 10)
+        p = [lo + (hi - lo) * u[i] for i, (lo, hi) in enumerate(ranges)]
+        x = -5 + 10 * u[len(ranges):]
+        y = formula(p, x).float()
+        torch.testing.assert_close(torch.cat([b.support_y[row, :, 0], b.query_y[row, :, 0]]), y)
+        torch.testing.assert_close(torch.cat([b.support_x[row, :, 0], b.query_x[row, :, 0]]), x.float())
+
+
+def test_ranges_override_by_name_and_bad_ones_are_named():
+    f = FunctionFamily("linear", ranges=(("slope", (2.0, 2.0)),), name="steep")
+    assert f.name == "steep" and f.param_ranges() == [(2.0, 2.0), (-3.0, 3.0)]
+    b = f.sample(0, TRAIN, 0, range(3))
+    x, y = b.query_x[:, :, 0], b.query_y[:, :, 0]
+    slopes = (y[:, 1] - y[:, 0]) / (x[:, 1] - x[:, 0])
+    torch.testing.assert_close(slopes, torch.full((3,), 2.0), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="linear has no parameter 'amplitude'; its parameters: slope, intercept"):
+        FunctionFamily("linear", ranges=(("amplitude", (0.0, 1.0)),))
+    with pytest.raises(ValueError, match="unknown function family 'cubic'"):
+        FunctionFamily("cubic")

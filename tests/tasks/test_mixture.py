@@ -1,0 +1,47 @@
+from collections import Counter
+
+import pytest
+
+from distmeta.tasks import TRAIN, VALIDATION
+from distmeta.tasks.mixture import Mixture, family_owners, family_plan
+
+
+def test_family_draws_follow_the_weights_and_are_pure_functions_of_the_key():
+    m = Mixture(("sine", "linear", "quadratic"), (2.0, 1.0, 1.0))
+    draws = [m.family_of(0, TRAIN, s, i) for s in range(200) for i in range(25)]
+    counts = Counter(draws)
+    assert abs(counts[0] / len(draws) - 0.5) < 0.03 and abs(counts[1] / len(draws) - 0.25) < 0.03
+    assert draws == [m.family_of(0, TRAIN, s, i) for s in range(200) for i in range(25)]
+    assert draws != [m.family_of(0, VALIDATION, s, i) for s in range(200) for i in range(25)]
+    assert Mixture(("sine",), (1.0,)).family_of(0, TRAIN, 3, 4) == 0
+
+
+def test_group_keeps_order_and_covers_the_indices():
+    m = Mixture(("a", "b"), (1.0, 1.0))
+    groups = m.group(1, TRAIN, 0, range(30))
+    assert sorted(i for idx in groups.values() for i in idx) == list(range(30))
+    assert all(idx == sorted(idx) for idx in groups.values()) and set(groups) == {0, 1}
+
+
+@pytest.mark.parametrize("families, shards, owners", [
+    (2, 2, [[0], [1]]), (2, 4, [[0, 2], [1, 3]]), (3, 2, [[0], [1], [0]]), (2, 0, [[0], [0]]), (2, 3, [[0, 2], [1]]),
+])
+def test_family_owners(families, shards, owners):
+    assert family_owners(families, shards) == owners
+
+
+def test_family_plan_sends_each_task_to_an_owner_of_its_family():
+    m = Mixture(("a", "b", "c"), (1.0, 2.0, 1.0))
+    for shards in (1, 2, 3, 5):
+        plan = family_plan(m, 4, TRAIN, 7, 40, shards)
+        assert sorted(i for p in plan for i in p) == list(range(40))
+        owners = family_owners(3, shards)
+        for k, idx in enumerate(plan):
+            assert all(k in owners[m.family_of(4, TRAIN, 7, i)] for i in idx)
+
+
+def test_bad_mixtures_are_refused():
+    with pytest.raises(ValueError, match="must differ"):
+        Mixture(("a", "a"), (1.0, 1.0))
+    with pytest.raises(ValueError, match="positive"):
+        Mixture(("a", "b"), (1.0, 0.0))
