@@ -83,11 +83,27 @@ class ShardWorker:
         if not self.compiled:
             return self._eager(params, *tasks.tensors())
         try:
+            if len(self.spec.mixture.names) > 1:
+                return self._compiled_in_powers_of_two(params, tasks)
             return self._meta_grad(params, *tasks.tensors())
         except Exception as exc:  # a missing C++ compiler or an unsupported op: eager is still right
             log.warning("shard %d: torch.compile failed (%s: %s); continuing eagerly", self.shard, type(exc).__name__, str(exc)[:300])
             self._meta_grad = self._eager
             return self._eager(params, *tasks.tensors())
+
+    def _compiled_in_powers_of_two(self, params, tasks: TaskBatch):
+        """A mixture's per-family task counts change every step, and each new count would compile
+        anew (the vmapped graph is specialised to its batch size). Cut the tasks into chunks of
+        1, 2, 4, 8, ... (13 = 8 + 4 + 1): a handful of shapes compile once; gradients add up."""
+        grads, parts, start, n = None, [], 0, len(tasks)
+        while start < n:
+            size = 1 << ((n - start).bit_length() - 1)
+            chunk = [t[start : start + size] for t in tasks.tensors()]
+            g, m = self._meta_grad(params, *chunk)
+            grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
+            parts.append(m)
+            start += size
+        return grads, {k: torch.cat([m[k] for m in parts]) for k in parts[0]}
 
     def info(self) -> dict[str, str]:
         """Where this worker runs (host, pid, device): recorded by the learner to show placement."""

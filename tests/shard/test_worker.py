@@ -10,8 +10,10 @@ from distmeta.tasks import TRAIN, SineFamily
 
 
 def _spec(**kw):
-    return WorkerSpec(seed=3, families=(SineFamily(),), mixture=Mixture(("sine",), (1.0,)), model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
-                      algorithm=build("maml", steps=1, lr=0.01), threads=1, **kw)
+    kw.setdefault("families", (SineFamily(),))
+    kw.setdefault("mixture", Mixture(("sine",), (1.0,)))
+    return WorkerSpec(seed=3, model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)), algorithm=build("maml", steps=1, lr=0.01),
+                      threads=1, **kw)
 
 
 def _weights():
@@ -47,3 +49,21 @@ def test_compiled_worker_matches_eager_worker():
         assert compiled.compiled, "torch.compile fell back to eager: the compiled path was not tested"
         assert ((a.grad_sum - b.grad_sum).norm() / a.grad_sum.norm()).item() < 1e-5
         assert np.isclose(a.metrics["loss"], b.metrics["loss"], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_mixture_worker_matches_eager_with_changing_family_counts():
+    """Per-family task counts change each step; the compiled path cuts them into powers of two
+    (a few shapes, each compiled once) and must still equal the eager sum."""
+    from distmeta.tasks import FunctionFamily
+    from distmeta.tasks.mixture import Mixture
+
+    spec = _spec(families=(SineFamily(), FunctionFamily("linear")), mixture=Mixture(("sine", "linear"), (1.0, 1.0)))
+    eager, compiled = ShardWorker(0, spec), ShardWorker(0, _spec(compile=True, families=spec.families, mixture=spec.mixture))
+    w = _weights()
+    for step in range(6):
+        a = eager.compute(step, w, step, range(11))
+        b = compiled.compute(step, w, step, range(11))
+        assert compiled.compiled and a.family_counts == b.family_counts
+        for f in a.family_grads:
+            assert ((a.family_grads[f] - b.family_grads[f]).norm() / a.family_grads[f].norm()).item() < 1e-5
