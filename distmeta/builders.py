@@ -3,6 +3,8 @@ sections into the plain arguments the core takes (families, data, models, algori
 specs, learner settings)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -16,71 +18,101 @@ from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup,
 from distmeta.shard.worker import WorkerSpec
 from distmeta.tasks import ClassImages, EpisodeFamily, Family, FunctionFamily, GlyphSource, SineFamily
 from distmeta.tasks.datasets import load_miniimagenet, load_omniglot
-from distmeta.tasks.mixture import Mixture
+from distmeta.tasks.mixture import Mixture, family_owners
 from distmeta.tasks.sharding import Planner
 
 IMAGE_SIZE = {"glyphs": 28, "omniglot": 28, "miniimagenet": 84}
 CHANNELS = {"glyphs": 1, "omniglot": 1, "miniimagenet": 3}
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One family of the run as the config states it (a single ``tasks.family`` is one entry)."""
+
+    kind: str
+    label: str
+    weight: float = 1.0
+    loss_weight: float = 1.0
+    ranges: tuple[tuple[str, tuple[float, float]], ...] = ()
+    root: str = ""
+
+
+def entries(cfg: DistMetaConfig) -> list[Entry]:
+    t = cfg.tasks
+    if not t.families:
+        return [Entry(t.family, t.family, root=t.root)]
+    return [Entry(f.name, f.label or f.name, float(f.weight), float(f.loss_weight),
+                  tuple((k, tuple(v)) for k, v in f.ranges.items()), f.root or t.root) for f in t.families]
+
+
 def is_image(cfg: DistMetaConfig) -> bool:
-    return not cfg.tasks.families and cfg.tasks.family in IMAGE_SIZE
+    return entries(cfg)[0].kind in IMAGE_SIZE
 
 
 def image_size(cfg: DistMetaConfig) -> int:
-    return cfg.tasks.image_size or IMAGE_SIZE[cfg.tasks.family]
+    """The one side every family's images are resized to: ``tasks.image_size``, else the largest standard."""
+    return cfg.tasks.image_size or max(IMAGE_SIZE[e.kind] for e in entries(cfg))
+
+
+def channels(cfg: DistMetaConfig) -> int:
+    """Grey families are repeated to 3 channels when mixed with colour ones (one input shape)."""
+    return max(CHANNELS[e.kind] for e in entries(cfg))
+
+
+def family_of(cfg: DistMetaConfig, entry: Entry, split: str = "train") -> Family:
+    """One family of ``split`` (``train``, ``val`` or ``test``), without its images."""
+    t = cfg.tasks
+    if entry.kind == "sine" and not t.families:
+        return SineFamily(shots=t.shots, query=t.query, amplitude=tuple(t.amplitude), phase=tuple(t.phase), x_range=tuple(t.x_range))
+    if entry.kind not in IMAGE_SIZE:
+        try:
+            return FunctionFamily(entry.kind, shots=t.shots, query=t.query, ranges=entry.ranges, x_range=tuple(t.x_range),
+                                  name=entry.label)
+        except ValueError as exc:
+            raise UserError(f"tasks.families ({entry.label}): {exc}") from None
+    rotations = (entry.kind == "omniglot") if t.rotations is None else t.rotations
+    return EpisodeFamily(entry.label, ways=t.ways, shots=t.shots, query=t.query, rotations=rotations and split == "train")
 
 
 def family(cfg: DistMetaConfig, split: str = "train") -> Family:
-    """The single task family of ``split`` (``train``, ``val`` or ``test``), without its images."""
-    t = cfg.tasks
-    if t.family == "sine":
-        return SineFamily(shots=t.shots, query=t.query, amplitude=tuple(t.amplitude), phase=tuple(t.phase), x_range=tuple(t.x_range))
-    if not is_image(cfg):
-        return FunctionFamily(t.family, shots=t.shots, query=t.query, x_range=tuple(t.x_range))
-    rotations = (t.family == "omniglot") if t.rotations is None else t.rotations
-    return EpisodeFamily(t.family, ways=t.ways, shots=t.shots, query=t.query, rotations=rotations and split == "train")
+    """The first (for a single-family run, the only) family of ``split``."""
+    return family_of(cfg, entries(cfg)[0], split)
 
 
 def families(cfg: DistMetaConfig, split: str = "train") -> tuple[Family, ...]:
     """Every family of the run (one unless ``tasks.families`` lists a mixture), without images."""
-    t = cfg.tasks
-    if not t.families:
-        return (family(cfg, split),)
-    out = []
-    for i, f in enumerate(t.families):
-        try:
-            out.append(FunctionFamily(f.name, shots=t.shots, query=t.query, x_range=tuple(t.x_range), name=f.label or f.name,
-                                      ranges=tuple((k, tuple(v)) for k, v in f.ranges.items())))
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"tasks.families[{i}]: {exc}") from None
-    return tuple(out)
+    return tuple(family_of(cfg, e, split) for e in entries(cfg))
 
 
 def mixture(cfg: DistMetaConfig) -> Mixture:
     """The families' labels and sampling weights (a one-family mixture for a single family)."""
-    t = cfg.tasks
-    if not t.families:
-        return Mixture((family(cfg).name,), (1.0,))
-    return Mixture(tuple(f.label or f.name for f in t.families), tuple(float(f.weight) for f in t.families))
+    es = entries(cfg)
+    return Mixture(tuple(e.label for e in es), tuple(e.weight for e in es))
+
+
+def data_of(cfg: DistMetaConfig, entry: Entry, split: str) -> ClassImages | None:
+    """The images of one family's ``split`` (None for regression): rendered for glyphs, read from
+    the family's root otherwise; resized to the run's one side and channel count."""
+    t, size = cfg.tasks, image_size(cfg) if is_image(cfg) else 0
+    if entry.kind == "glyphs":
+        images = GlyphSource(image_size=size).load(split)
+    elif entry.kind == "omniglot":
+        images = load_omniglot(entry.root, split, image_size=size, class_split=t.class_split)
+    elif entry.kind == "miniimagenet":
+        images = load_miniimagenet(entry.root, split, image_size=size)
+    else:
+        return None
+    return images.with_channels(channels(cfg))
 
 
 def data(cfg: DistMetaConfig, split: str) -> ClassImages | None:
-    """The images of ``split`` (None for sine): rendered for glyphs, read from ``tasks.root`` otherwise."""
-    t = cfg.tasks
-    if t.family == "glyphs":
-        return GlyphSource(image_size=image_size(cfg)).load(split)
-    if t.family == "omniglot":
-        return load_omniglot(t.root, split, image_size=image_size(cfg), class_split=t.class_split)
-    if t.family == "miniimagenet":
-        return load_miniimagenet(t.root, split, image_size=image_size(cfg))
-    return None
+    """The first family's images of ``split`` (the only family's, for a single-family run)."""
+    return data_of(cfg, entries(cfg)[0], split)
 
 
 def families_with_data(cfg: DistMetaConfig, split: str) -> tuple[Family, ...]:
-    """The families of ``split`` with their images attached (image families are single for now)."""
-    images = data(cfg, split)
-    return tuple(f.with_data(images) for f in families(cfg, split))
+    """The families of ``split`` with their images attached."""
+    return tuple(family_of(cfg, e, split).with_data(data_of(cfg, e, split)) for e in entries(cfg))
 
 
 def algorithm(cfg: DistMetaConfig) -> Algorithm:
@@ -102,7 +134,7 @@ def model_spec(cfg: DistMetaConfig) -> ModelSpec:
     m = cfg.model
     if is_image(cfg):
         size = image_size(cfg)
-        shape: tuple[int, ...] = (CHANNELS[cfg.tasks.family], size, size)
+        shape: tuple[int, ...] = (channels(cfg), size, size)
         outputs = 0 if cfg.algorithm.name == "protonet" else cfg.tasks.ways  # ProtoNets embed, the rest classify
     else:
         shape, outputs = (1,), 1
@@ -135,17 +167,21 @@ def worker_spec(cfg: DistMetaConfig, device: str = "cpu") -> WorkerSpec:
 def shard_group(cfg: DistMetaConfig) -> ShardGroup:
     """In-process group for ``num_shards=0``, else one Ray actor per shard (Ray must be initialised).
     Training images are loaded here, once, and reach the actors through the object store."""
-    c = cfg.cluster
-    train = data(cfg, "train")
-    if train is not None:
-        checked(family(cfg, "train").with_data(train), "training split")
-    whole = None if train is None else (train,)  # per family; image families are single for now
+    c, es = cfg.cluster, entries(cfg)
+    train = tuple(data_of(cfg, e, "train") for e in es)  # per family; None for regression
+    for e, images in zip(es, train):
+        if images is not None:
+            checked(family_of(cfg, e, "train").with_data(images), "training split")
+    whole = train if any(d is not None for d in train) else ()
     if c.num_shards == 0:
         return LocalShardGroup(worker_spec(cfg), whole)
-    if train is not None and cfg.tasks.shard_by == "classes":
-        shard_data = [(train.partition(k, c.num_shards),) for k in range(c.num_shards)]
+    if whole and cfg.tasks.shard_by == "classes":  # a single image family (validated)
+        shard_data = [(train[0].partition(k, c.num_shards),) for k in range(c.num_shards)]
         for k, (part,) in enumerate(shard_data):
             checked(family(cfg, "train").with_data(part), f"classes of shard {k}")
+    elif whole and cfg.tasks.shard_by == "family":  # each actor gets only the families it owns
+        owners = family_owners(len(es), c.num_shards)
+        shard_data = [tuple(d if k in owners[f] else None for f, d in enumerate(train)) for k in range(c.num_shards)]
     else:
         shard_data = [whole] * c.num_shards
     device = "cuda" if c.gpus_per_shard > 0 else "cpu"

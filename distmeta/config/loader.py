@@ -229,18 +229,25 @@ def _validate_mixture(cfg: DistMetaConfig) -> None:
             _fail("tasks.shard_by", "'family' gives each shard whole families of a mixture: list them in tasks.families")
         return
     labels = []
+    regression = t.families[0].name in REGRESSION_FAMILIES
     for i, f in enumerate(t.families):
         key = f"tasks.families[{i}]"
         if f.name not in FAMILIES:
             _fail(f"{key}.name", f"'{f.name}' is not one of {', '.join(FAMILIES)}")
-        if f.name not in REGRESSION_FAMILIES:
-            _fail(f"{key}.name", f"'{f.name}': mixtures of image families are not supported yet; mix regression families "
-                                 f"({', '.join(REGRESSION_FAMILIES)})")
+        if (f.name in REGRESSION_FAMILIES) != regression:
+            _fail(f"{key}.name", f"'{f.name}': a mixture is all regression ({', '.join(REGRESSION_FAMILIES)}) "
+                                 f"or all image families ({', '.join(IMAGE_FAMILIES)}), not both")
         if not f.weight > 0 or not f.loss_weight > 0:
             _fail(f"{key}", f"weight and loss_weight must be positive, got {f.weight} and {f.loss_weight}")
+        if f.name in ("omniglot", "miniimagenet") and not (f.root or t.root):
+            _fail(f"{key}.root", f"{f.name} reads a local copy of the dataset: set its root (or tasks.root)")
+        if f.ranges and f.name not in REGRESSION_FAMILIES:
+            _fail(f"{key}.ranges", f"ranges are for regression families, not {f.name}")
         labels.append(f.label or f.name)
     if len(set(labels)) != len(labels):
         _fail("tasks.families", f"each family needs its own label (set label to mix two of one kind), got {labels}")
+    if t.shard_by == "classes":
+        _fail("tasks.shard_by", "'classes' partitions one image family's classes; a mixture shards by 'family' or 'tasks'")
 
 
 def _validate_tasks(cfg: DistMetaConfig) -> None:
@@ -263,11 +270,12 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
         if m.name != "mlp":
             _fail("model.name", f"regression inputs are scalars: use model.name=mlp, not {m.name}")
         return
-    if t.family in ("omniglot", "miniimagenet") and not t.root:
+    if not t.families and t.family in ("omniglot", "miniimagenet") and not t.root:
         _fail("tasks.root", f"tasks.family={t.family} reads a local copy of the dataset: set tasks.root to its folder")
-    if t.class_split and (t.family != "omniglot" or len(t.class_split) != 3 or any(n <= 0 for n in t.class_split)):
+    kinds = [f.name for f in t.families] or [t.family]
+    if t.class_split and ("omniglot" not in kinds or len(t.class_split) != 3 or any(n <= 0 for n in t.class_split)):
         _fail("tasks.class_split", f"only omniglot takes one, as three positive counts [train, val, test]; got {t.class_split}")
-    if t.rotations and t.family == "miniimagenet":
+    if t.rotations and "miniimagenet" in kinds:
         _fail("tasks.rotations", "rotated photos are not new classes; rotations are for character families")
     if t.ways < 2:
         _fail("tasks.ways", f"an episode needs at least 2 classes, got {t.ways}")

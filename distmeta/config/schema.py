@@ -79,6 +79,8 @@ class FamilyConfig:
     """This family's weight in the meta-gradient when ``tasks.family_weighting: weights``."""
     ranges: dict[str, list[float]] = field(default_factory=dict)
     """Regression families: parameter ranges by name, e.g. ``{slope: [-1, 1]}``; unset ones keep their defaults."""
+    root: str = ""
+    """omniglot, miniimagenet: the dataset folder; empty means ``tasks.root``."""
 
 
 @dataclass
@@ -90,8 +92,9 @@ class TasksConfig:
     ``tasks.root``. Ignored when ``tasks.families`` lists a mixture."""
     families: list[FamilyConfig] = field(default_factory=list)
     """A mixture: every task comes from one of these families (drawn by weight from the task's
-    key). Regression families share ``shots``, ``query`` and ``x_range``; empty means the single
-    ``tasks.family``."""
+    key). All regression (sharing ``shots``, ``query``, ``x_range``) or all image families (sharing
+    ``ways``, ``shots``, ``query``, resized to one ``image_size`` and channel count); empty means
+    the single ``tasks.family``."""
     family_weighting: str = "count"
     """How the learner weighs families in the meta-gradient: ``count`` (every task alike),
     ``uniform`` (every family present in the meta-batch alike) or ``weights`` (by ``loss_weight``)."""

@@ -46,8 +46,8 @@ class LocalShardGroup:
 
     num_shards = 0
 
-    def __init__(self, spec: WorkerSpec, data: ShardData | None = None):
-        self.worker = ShardWorker(0, spec, data)
+    def __init__(self, spec: WorkerSpec, data: ShardData = ()):
+        self.worker = ShardWorker(0, spec, *data)
         self.faults = FaultCounters()
 
     def compute(self, step, weights, version, plan):
@@ -89,9 +89,10 @@ class RayShardGroup:
     """One Ray actor per shard. Weights go out once per step through the object store.
 
     ``shard_data[k]`` is, per family, the training images shard ``k`` draws from (None for
-    computed families and families it does not own): each distinct object is ``ray.put`` once, and
-    actors read it from the object store without a copy (one shared object when every shard holds
-    everything, one per shard when classes or families are partitioned).
+    computed families and families it does not own): each distinct images object is ``ray.put``
+    once and reaches the actors as a top-level argument, which Ray resolves from the node's
+    object store without a copy (one object per family when shards share it, one per shard's
+    part when classes are partitioned; an actor is given only the families it owns).
 
     A shard whose actor died, raised a system error or missed ``timeout_s`` is recomputed, on the
     (restarted) same actor or the next one, up to ``max_attempts`` times; tasks are deterministic,
@@ -100,7 +101,7 @@ class RayShardGroup:
     """
 
     def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float,
-                 shard_data: Sequence[ShardData | None] = (), max_attempts: int = 3):
+                 shard_data: Sequence[ShardData] = (), max_attempts: int = 3):
         import ray
 
         _check_resources(num_shards, resources)
@@ -109,16 +110,17 @@ class RayShardGroup:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.faults = FaultCounters()
-        shard_data = list(shard_data) or [None] * num_shards
+        shard_data = list(shard_data) or [()] * num_shards
         if len(shard_data) != num_shards:
             raise ValueError(f"{len(shard_data)} data partitions for {num_shards} shards")
-        refs: dict[int, object] = {}  # id(data) -> its one object-store reference
-        self.data_refs: list = []
-        for d in shard_data:
-            if d is not None and id(d) not in refs:
-                refs[id(d)] = ray.put(d)
-            self.data_refs.append(None if d is None else refs[id(d)])
-        self.actors = [cls.remote(k, spec, self.data_refs[k]) for k in range(num_shards)]
+        refs: dict[int, object] = {}  # id(images) -> its one object-store reference
+        self.data_refs: list[tuple] = []
+        for per_family in shard_data:
+            for d in per_family:
+                if d is not None and id(d) not in refs:
+                    refs[id(d)] = ray.put(d)
+            self.data_refs.append(tuple(None if d is None else refs[id(d)] for d in per_family))
+        self.actors = [cls.remote(k, spec, *self.data_refs[k]) for k in range(num_shards)]
         try:
             self._info = ray.get([a.info.remote() for a in self.actors], timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -142,9 +144,9 @@ class RayShardGroup:
 
         def submit(k: int) -> None:
             host = (k + attempts[k]) % len(self.actors)
-            # another shard's actor holds other classes when they are partitioned: send shard k's
-            data = self.data_refs[k] if self.data_refs[host] is not self.data_refs[k] else None
-            ref = self.actors[host].compute.remote(step, weights_ref, version, list(plan[k]), data)
+            # another shard's actor may hold other classes or families: then send shard k's own
+            data = self.data_refs[k] if self.data_refs[host] != self.data_refs[k] else ()
+            ref = self.actors[host].compute.remote(step, weights_ref, version, list(plan[k]), *data)
             pending[ref] = (k, time.monotonic() + self.timeout_s)
 
         def retry(k: int, why: str) -> None:

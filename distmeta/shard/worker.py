@@ -45,10 +45,11 @@ or one this shard does not own)."""
 
 
 class ShardWorker:
-    """``data``: per family, the training images this shard draws episodes from (in a Ray actor,
-    read from the object store without a copy); None for computed families (regression)."""
+    """``data``: per family of the mixture, the training images this shard draws episodes from
+    (in a Ray actor each is an object-store reference resolved without a copy); None for computed
+    families and for families this shard does not own. Empty for a run without images."""
 
-    def __init__(self, shard: int, spec: WorkerSpec, data: ShardData | None = None):
+    def __init__(self, shard: int, spec: WorkerSpec, *data: "ClassImages | None"):
         self.shard = shard
         self.spec = spec
         if spec.threads > 0:
@@ -62,10 +63,14 @@ class ShardWorker:
         # recompile once into a kernel dynamic in the task dimension instead of once per count
         self._meta_grad = torch.compile(self._eager, dynamic=None) if spec.compile else self._eager
 
-    def _attach(self, data: ShardData | None) -> tuple[Family, ...]:
+    def _attach(self, data: ShardData) -> tuple[Family, ...]:
         """The families with their images; a family whose images this shard lacks cannot sample."""
         data = data or (None,) * len(self.spec.families)
         return tuple(f if d is None else f.with_data(d) for f, d in zip(self.spec.families, data))
+
+    def families_with_images(self) -> list[str]:
+        """The families whose training images this worker holds (shows who loaded what)."""
+        return [f.name for f in self.families if getattr(f, "data", None) is not None]
 
     @property
     def compiled(self) -> bool:
@@ -110,7 +115,7 @@ class ShardWorker:
         return {"host": socket.gethostname(), "pid": str(os.getpid()), "device": str(self.device)}
 
     def compute(self, step: int, weights: torch.Tensor | np.ndarray, version: int, indices: Sequence[int],
-                data: ShardData | None = None) -> ShardResult:
+                *data: "ClassImages | None") -> ShardResult:
         """Per family, the meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the
         flat ``weights``. ``data``: draw these tasks from other images than this worker's own
         (recomputing a lost shard that owned other classes or families elsewhere)."""
@@ -118,7 +123,7 @@ class ShardWorker:
         # object-store arrays are read-only; the copy is tiny next to the step's compute
         flat = torch.from_numpy(np.array(weights)) if isinstance(weights, np.ndarray) else weights
         params = unflatten(flat.to(self.device), self.template)
-        families = self.families if data is None else self._attach(data)
+        families = self._attach(data) if data else self.families
         grads, counts, metrics = {}, {}, {}
         for f, idx in self.spec.mixture.group(self.spec.seed, TRAIN, step, indices).items():
             family = families[f]

@@ -41,6 +41,15 @@ class ClassImages:
     def examples(self) -> int:
         return self.pixels.shape[1]
 
+    def with_channels(self, channels: int) -> "ClassImages":
+        """Grey images repeated to ``channels`` (to mix with colour families); unchanged if they match."""
+        have = self.pixels.shape[2]
+        if have == channels:
+            return self
+        if have != 1:
+            raise ValueError(f"cannot turn {have}-channel images into {channels} channels")
+        return ClassImages(np.repeat(self.pixels, channels, axis=2), self.names)
+
     def partition(self, part: int, parts: int) -> "ClassImages":
         """Classes ``part, part + parts, ...``: disjoint class sets for class-partitioned shards."""
         rows = np.arange(part, self.num_classes, parts)

@@ -59,7 +59,9 @@ def test_yaml_round_trip_and_flat_params():
         (["tasks.families=[{name: sine}, {name: cubic}]"], "'tasks.families[1].name': 'cubic' is not one of"),
         (["tasks.families=[{name: sine}, {name: sine}]"], "each family needs its own label"),
         (["tasks.families=[{name: sine, weight: 0}]"], "weight and loss_weight must be positive"),
-        (["tasks.families=[{name: glyphs}, {name: omniglot}]"], "mixtures of image families are not supported yet"),
+        (["tasks.families=[{name: glyphs}, {name: omniglot}]"], "'tasks.families[1].root': omniglot reads a local copy"),
+        (["tasks.families=[{name: glyphs}, {name: sine}]"], "a mixture is all regression"),
+        (["tasks.families=[{name: glyphs}, {name: glyphs, label: g2}]", "tasks.shard_by=classes"], "a mixture shards by 'family'"),
         (["tasks.family_weighting=equal"], "'equal' is not one of count, uniform, weights"),
     ],
 )

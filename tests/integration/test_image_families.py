@@ -60,3 +60,37 @@ def test_glyph_protonet_runs_in_process(workdir):
     result = distmeta.train(cfg)
     assert set(result.evaluation.values) == {"acc.k1.steps0.mean", "acc.k1.steps0.ci95"}
     assert result.evaluation.values["acc.k1.steps0.mean"] > 0.2  # chance is 1/5
+
+
+def _mixture(root):
+    return [*TINY, "tasks.families=[{name: glyphs}, {name: omniglot}]", f"tasks.root={root}", "tasks.class_split=[10,3,5]",
+            "tasks.ways=3", "tasks.shard_by=family", "cluster.num_shards=2", "evaluation.steps=[0,1]"]
+
+
+def test_under_shard_by_family_only_the_owning_actor_holds_a_familys_images(workdir, ray_runtime):
+    from distmeta import builders
+    from distmeta.models import flatten
+
+    cfg = distmeta.load_config(None, _mixture(omniglot_tree(workdir / "omniglot")))
+    group = builders.shard_group(cfg)
+    try:
+        held = [ray_runtime.get(a.families_with_images.remote()) for a in group.actors]
+        assert held == [["glyphs"], ["omniglot"]]
+        planner = builders.learner_settings(cfg).planner
+        weights = flatten({k: p.detach() for k, p in builders.model(cfg).named_parameters()})
+        for step in range(3):
+            for r in group.compute(step, weights, step, planner.plan(step)):
+                assert list(r.family_counts) == held[r.shard]
+    finally:
+        group.close()
+
+
+def test_glyphs_and_omniglot_train_jointly_and_evaluate_per_family(workdir, ray_runtime):
+    cfg = distmeta.load_config(None, _mixture(omniglot_tree(workdir / "omniglot")))
+    result = distmeta.train(cfg)
+    client = MlflowClient(result.tracking_uri)
+    for family in ("glyphs", "omniglot"):
+        assert 0.0 <= result.evaluation.values[f"{family}/acc.k1.steps1.mean"] <= 1.0
+        assert client.get_metric_history(result.run_id, names.family_metric(family, "query_acc"))
+        assert client.get_metric_history(result.run_id, names.family_metric(family, "val_acc"))
+    assert "glyphs K=1" in result.evaluation.table() and "omniglot K=1" in result.evaluation.table()
