@@ -32,13 +32,14 @@ class Mixture:
             raise ValueError(f"family names in a mixture must differ, got {self.names}")
         if any(not w > 0 for w in self.weights):
             raise ValueError(f"family weights must be positive, got {self.weights}")
+        object.__setattr__(self, "_cumulative", tuple(itertools.accumulate(self.weights)))
 
     def family_of(self, seed: int, stream: int, step: int, index: int) -> int:
         """Index into ``names`` of the family task ``index`` of ``step`` is drawn from."""
         if len(self.names) == 1:
             return 0
         u = task_seed(seed, stream + FAMILY_STREAM_OFFSET, step, index) / 2**63  # uniform in [0, 1)
-        cumulative = list(itertools.accumulate(self.weights))
+        cumulative = self._cumulative  # type: ignore[attr-defined]
         return min(bisect.bisect_right(cumulative, u * cumulative[-1]), len(self.names) - 1)
 
     def group(self, seed: int, stream: int, step: int, indices: Sequence[int]) -> dict[int, list[int]]:
