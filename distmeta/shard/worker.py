@@ -59,9 +59,10 @@ class ShardWorker:
         self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
         self.buffers = {k: b for k, b in self.model.named_buffers()}
-        # dynamic=None: static shapes first; a mixture's varying per-family task counts then
-        # recompile once into a kernel dynamic in the task dimension instead of once per count
-        self._meta_grad = torch.compile(self._eager, dynamic=None) if spec.compile else self._eager
+        # static shapes: 20-30% faster than dynamic=None for a fixed task count (sine, 13 tasks:
+        # 1.12 vs 1.44 ms); a mixture's changing per-family counts go in power-of-two chunks
+        # (_compiled_in_powers_of_two), so at most a handful of shapes ever compile
+        self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile else self._eager
 
     def _attach(self, data: ShardData) -> tuple[Family, ...]:
         """The families with their images; a family whose images this shard lacks cannot sample."""
