@@ -19,8 +19,9 @@ def score_curve(algo: Algorithm, model: nn.Module, params: dict[str, torch.Tenso
     params = {k: p.detach() for k, p in params.items()}
     steps = tuple(steps)
     # On CPU, vmapping many tasks' convolutions (each task has its own adapted weights) runs as one
-    # large grouped convolution, 2-3x slower than one task at a time; on a GPU the batch wins.
-    chunk = 1 if tasks.support_x.device.type == "cpu" else None
+    # large grouped convolution, 2-3x slower than one task at a time; small dense nets (regression)
+    # and GPUs do better batched. Image tasks are [T, N, C, H, W].
+    chunk = 1 if tasks.support_x.device.type == "cpu" and tasks.support_x.dim() == 5 else None
     with torch.enable_grad():
         return vmap(lambda *task: algo.scores(model, params, buffers, *task, steps), chunk_size=chunk)(*tasks.tensors()).detach()
 
