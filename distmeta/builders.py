@@ -18,7 +18,7 @@ from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup,
 from distmeta.shard.worker import WorkerSpec
 from distmeta.tasks import ClassImages, EpisodeFamily, Family, FunctionFamily, GlyphSource, SineFamily
 from distmeta.tasks.datasets import load_miniimagenet, load_omniglot
-from distmeta.tasks.mixture import Mixture, family_owners
+from distmeta.tasks.mixture import Mixture, unit_owners
 from distmeta.tasks.sharding import Planner
 
 IMAGE_SIZE = {"glyphs": 28, "omniglot": 28, "miniimagenet": 84}
@@ -161,7 +161,13 @@ def worker_spec(cfg: DistMetaConfig, device: str = "cpu") -> WorkerSpec:
         device=device,
         compile=a.compile,
         chunk_size=a.chunk_size,
+        partitions=class_partitions(cfg),
     )
+
+
+def class_partitions(cfg: DistMetaConfig) -> int:
+    """Class partitions per family: ``tasks.class_partitions`` under ``shard_by: classes``, else 1."""
+    return cfg.tasks.class_partitions if cfg.tasks.shard_by == "classes" else 1
 
 
 def shard_group(cfg: DistMetaConfig) -> ShardGroup:
@@ -172,18 +178,20 @@ def shard_group(cfg: DistMetaConfig) -> ShardGroup:
     for e, images in zip(es, train):
         if images is not None:
             checked(family_of(cfg, e, "train").with_data(images), "training split")
-    whole = train if any(d is not None for d in train) else ()
+    parts = class_partitions(cfg)
+    units: tuple = ()  # per data unit (family, or family's class partition f * parts + p)
+    if any(d is not None for d in train):
+        units = tuple(None if d is None else d.partition(p, parts) if parts > 1 else d for d in train for p in range(parts))
+    for u, part in enumerate(units):
+        if parts > 1 and part is not None:
+            checked(family_of(cfg, es[u // parts], "train").with_data(part), f"class partition {u % parts} of the training split")
     if c.num_shards == 0:
-        return LocalShardGroup(worker_spec(cfg), whole)
-    if whole and cfg.tasks.shard_by == "classes":  # a single image family (validated)
-        shard_data = [(train[0].partition(k, c.num_shards),) for k in range(c.num_shards)]
-        for k, (part,) in enumerate(shard_data):
-            checked(family(cfg, "train").with_data(part), f"classes of shard {k}")
-    elif whole and cfg.tasks.shard_by == "family":  # each actor gets only the families it owns
-        owners = family_owners(len(es), c.num_shards)
-        shard_data = [tuple(d if k in owners[f] else None for f, d in enumerate(train)) for k in range(c.num_shards)]
+        return LocalShardGroup(worker_spec(cfg), units)
+    if units and cfg.tasks.shard_by in ("family", "classes"):  # each actor gets only the units it owns
+        owners = unit_owners(len(units), c.num_shards)
+        shard_data = [tuple(d if k in owners[u] else None for u, d in enumerate(units)) for k in range(c.num_shards)]
     else:
-        shard_data = [whole] * c.num_shards
+        shard_data = [units] * c.num_shards
     device = "cuda" if c.gpus_per_shard > 0 else "cpu"
     resources = ActorResources(num_cpus=c.cpus_per_shard, num_gpus=c.gpus_per_shard, max_restarts=c.max_actor_restarts)
     return RayShardGroup(worker_spec(cfg, device), c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data)
@@ -191,8 +199,7 @@ def shard_group(cfg: DistMetaConfig) -> ShardGroup:
 
 def learner_settings(cfg: DistMetaConfig) -> LearnerSettings:
     a, tr, t = cfg.algorithm, cfg.trainer, cfg.tasks
-    shard_by = "family" if t.shard_by == "family" else "tasks"  # classes: a fixed split of indices too
-    planner = Planner(a.meta_batch_size, cfg.cluster.num_shards, shard_by, mixture(cfg), cfg.seed)
+    planner = Planner(a.meta_batch_size, cfg.cluster.num_shards, t.shard_by, mixture(cfg), cfg.seed, class_partitions(cfg))
     algo = algorithm(cfg)
     return LearnerSettings(
         planner=planner,

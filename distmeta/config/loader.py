@@ -246,8 +246,6 @@ def _validate_mixture(cfg: DistMetaConfig) -> None:
         labels.append(f.label or f.name)
     if len(set(labels)) != len(labels):
         _fail("tasks.families", f"each family needs its own label (set label to mix two of one kind), got {labels}")
-    if t.shard_by == "classes":
-        _fail("tasks.shard_by", "'classes' partitions one image family's classes; a mixture shards by 'family' or 'tasks'")
 
 
 def _validate_tasks(cfg: DistMetaConfig) -> None:
@@ -279,5 +277,5 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
         _fail("tasks.rotations", "rotated photos are not new classes; rotations are for character families")
     if t.ways < 2:
         _fail("tasks.ways", f"an episode needs at least 2 classes, got {t.ways}")
-    if t.shard_by == "classes" and cfg.cluster.num_shards < 2:
-        _fail("tasks.shard_by", "'classes' partitions the classes over shard actors: it needs cluster.num_shards >= 2")
+    if t.shard_by == "classes" and t.class_partitions < 1:
+        _fail("tasks.class_partitions", f"must be at least 1, got {t.class_partitions}")

@@ -116,8 +116,13 @@ class TasksConfig:
     shard_by: str = "tasks"
     """``tasks``: every shard can compute any task and gets a contiguous share of each meta-batch;
     ``family``: each shard owns whole families of a mixture (only it loads their data) and computes
-    their tasks; ``classes``: each shard holds only its own disjoint set of classes and draws its
-    episodes from it."""
+    their tasks; ``classes``: each image family's classes are dealt into ``class_partitions``
+    disjoint parts, each task draws from one part (fixed by its key), and each shard holds and
+    computes only the parts it owns."""
+    class_partitions: int = 4
+    """Under ``shard_by: classes``: disjoint class parts per family. Fixed in the config, not by
+    the shard count, so the task stream (and the result) is the same on any number of actors;
+    with more shards than parts, parts have several owners."""
     amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
     """Range [low, high] of the sine amplitude A."""
     phase: list[float] = field(default_factory=lambda: [0.0, 3.141592653589793])

@@ -36,8 +36,11 @@ class BatchStatNorm2d(nn.Module):
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    # no convolution bias: the normalisation subtracts it again, so its true gradient is zero and
+    # Adam would turn float noise in it into full-size steps (weights that differ between shard
+    # layouts while the network's outputs do not)
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
         BatchStatNorm2d(out_channels),
         nn.ReLU(),
         nn.MaxPool2d(2),

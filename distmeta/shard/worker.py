@@ -37,17 +37,21 @@ class WorkerSpec:
     device: str = "cpu"
     compile: bool = False
     chunk_size: int = 0
+    partitions: int = 1
+    """Class partitions per family (``shard_by: classes``): a task of family ``f`` draws from the
+    classes of partition ``p`` (hashed from its key), data unit ``f * partitions + p``."""
 
 
 ShardData = tuple["ClassImages | None", ...]
-"""Per family of the mixture, the training images this shard draws from (None: a computed family,
-or one this shard does not own)."""
+"""Per data unit (a family of the mixture, or with class partitions one partition of a family:
+unit ``f * partitions + p``), the training images this shard draws from (None: a computed family,
+or a unit this shard does not own)."""
 
 
 class ShardWorker:
-    """``data``: per family of the mixture, the training images this shard draws episodes from
-    (in a Ray actor each is an object-store reference resolved without a copy); None for computed
-    families and for families this shard does not own. Empty for a run without images."""
+    """``data``: per data unit, the training images this shard draws episodes from (in a Ray actor
+    each is an object-store reference resolved without a copy); None for computed families and
+    for units this shard does not own. Empty for a run without images."""
 
     def __init__(self, shard: int, spec: WorkerSpec, *data: "ClassImages | None"):
         self.shard = shard
@@ -55,7 +59,7 @@ class ShardWorker:
         if spec.threads > 0:
             torch.set_num_threads(spec.threads)
         self.device = torch.device(spec.device)
-        self.families = self._attach(data)
+        self.units = self._attach(data)
         self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
         self.buffers = {k: b for k, b in self.model.named_buffers()}
@@ -65,13 +69,17 @@ class ShardWorker:
         self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile else self._eager
 
     def _attach(self, data: ShardData) -> tuple[Family, ...]:
-        """The families with their images; a family whose images this shard lacks cannot sample."""
-        data = data or (None,) * len(self.spec.families)
-        return tuple(f if d is None else f.with_data(d) for f, d in zip(self.spec.families, data))
+        """Per data unit, its family with the unit's images; a unit whose images this shard lacks
+        cannot sample."""
+        per_family = self.spec.partitions
+        data = data or (None,) * (len(self.spec.families) * per_family)
+        return tuple(f if d is None else f.with_data(d)
+                     for f, d in zip((f for f in self.spec.families for _ in range(per_family)), data))
 
     def families_with_images(self) -> list[str]:
-        """The families whose training images this worker holds (shows who loaded what)."""
-        return [f.name for f in self.families if getattr(f, "data", None) is not None]
+        """The families some of whose training images this worker holds (shows who loaded what)."""
+        held = (u.name for u in self.units if getattr(u, "data", None) is not None)
+        return list(dict.fromkeys(held))
 
     @property
     def compiled(self) -> bool:
@@ -89,7 +97,7 @@ class ShardWorker:
         if not self.compiled:
             return self._eager(params, *tasks.tensors())
         try:
-            if len(self.spec.mixture.names) > 1:
+            if len(self.spec.mixture.names) > 1 or self.spec.partitions > 1:  # counts change by step
                 return self._compiled_in_powers_of_two(params, tasks)
             return self._meta_grad(params, *tasks.tensors())
         except Exception as exc:  # a missing C++ compiler or an unsupported op: eager is still right
@@ -98,7 +106,7 @@ class ShardWorker:
             return self._eager(params, *tasks.tensors())
 
     def _compiled_in_powers_of_two(self, params, tasks: TaskBatch):
-        """A mixture's per-family task counts change every step, and each new count would compile
+        """A mixture's per-family task counts (and a class-partitioned shard's) change every step, and each new count would compile
         anew (the vmapped graph is specialised to its batch size). Cut the tasks into chunks of
         1, 2, 4, 8, ... (13 = 8 + 4 + 1): a handful of shapes compile once; gradients add up."""
         grads, parts, start, n = None, [], 0, len(tasks)
@@ -124,14 +132,18 @@ class ShardWorker:
         # object-store arrays are read-only; the copy is tiny next to the step's compute
         flat = torch.from_numpy(np.array(weights)) if isinstance(weights, np.ndarray) else weights
         params = unflatten(flat.to(self.device), self.template)
-        families = self._attach(data) if data else self.families
+        units = self._attach(data) if data else self.units
+        seed, parts = self.spec.seed, self.spec.partitions
+        by_family: dict[int, list[TaskBatch]] = {}
+        for u, idx in self.spec.mixture.group(seed, TRAIN, step, indices, parts).items():
+            by_family.setdefault(u // parts, []).append(units[u].sample(seed, TRAIN, step, idx))
         grads, counts, metrics = {}, {}, {}
-        for f, idx in self.spec.mixture.group(self.spec.seed, TRAIN, step, indices).items():
-            family = families[f]
-            tasks = family.sample(self.spec.seed, TRAIN, step, idx).to(self.device)
+        for f, batches in by_family.items():
+            family = self.spec.families[f]
+            tasks = TaskBatch.cat(batches).to(self.device)
             g, m = self._run(params, tasks)
             grads[family.name] = flatten(g).cpu()
-            counts[family.name] = len(idx)
+            counts[family.name] = len(tasks)
             metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides
         return ShardResult(
             shard=self.shard,

@@ -28,5 +28,12 @@ class TaskBatch:
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.support_x, self.support_y, self.query_x, self.query_y
 
+    @staticmethod
+    def cat(batches: "list[TaskBatch]") -> "TaskBatch":
+        """The tasks of ``batches`` one after another (shapes beyond the task dim must agree)."""
+        if len(batches) == 1:
+            return batches[0]
+        return TaskBatch(*(torch.cat(ts) for ts in zip(*(b.tensors() for b in batches))))
+
     def to(self, device: torch.device | str) -> "TaskBatch":
         return TaskBatch(*(t.to(device) for t in self.tensors()))

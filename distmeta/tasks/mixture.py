@@ -16,6 +16,8 @@ from distmeta.tasks.seeding import task_seed
 
 FAMILY_STREAM_OFFSET = 1000
 """The family draw uses stream ``stream + 1000``: independent of the draws the task itself makes."""
+PARTITION_STREAM_OFFSET = 2000
+"""The class-partition draw (``shard_by: classes``) uses stream ``stream + 2000``."""
 
 
 @dataclass(frozen=True)
@@ -42,31 +44,43 @@ class Mixture:
         cumulative = self._cumulative  # type: ignore[attr-defined]
         return min(bisect.bisect_right(cumulative, u * cumulative[-1]), len(self.names) - 1)
 
-    def group(self, seed: int, stream: int, step: int, indices: Sequence[int]) -> dict[int, list[int]]:
-        """``indices`` by family (family index -> its task indices, in order); families without tasks omitted."""
+    def unit_of(self, seed: int, stream: int, step: int, index: int, partitions: int = 1) -> int:
+        """The data unit task ``index`` of ``step`` is drawn from: ``family * partitions + part``,
+        where ``part`` (uniform over the family's ``partitions`` class partitions, ``shard_by:
+        classes``) is hashed from the same key. With ``partitions=1`` the unit is the family."""
+        f = self.family_of(seed, stream, step, index)
+        if partitions == 1:
+            return f
+        return f * partitions + task_seed(seed, stream + PARTITION_STREAM_OFFSET, step, index) % partitions
+
+    def group(self, seed: int, stream: int, step: int, indices: Sequence[int], partitions: int = 1) -> dict[int, list[int]]:
+        """``indices`` by unit (:meth:`unit_of`; with ``partitions=1`` by family), in order; units
+        without tasks omitted."""
         out: dict[int, list[int]] = {}
         for i in indices:
-            out.setdefault(self.family_of(seed, stream, step, int(i)), []).append(int(i))
+            out.setdefault(self.unit_of(seed, stream, step, int(i), partitions), []).append(int(i))
         return dict(sorted(out.items()))
 
 
-def family_owners(num_families: int, num_shards: int) -> list[list[int]]:
-    """Which shards own each family under ``shard_by: family``: with at least as many shards as
-    families, shard ``k`` owns family ``k % num_families`` (a family may have several owners);
-    with fewer, shard ``k`` owns the families ``f`` with ``f % num_shards == k``."""
+def unit_owners(num_units: int, num_shards: int) -> list[list[int]]:
+    """Which shards own each data unit (a family under ``shard_by: family``, one class partition
+    of a family under ``classes``): with at least as many shards as units, shard ``k`` owns unit
+    ``k % num_units`` (a unit may have several owners); with fewer, shard ``k`` owns the units
+    ``u`` with ``u % num_shards == k``."""
     n = max(num_shards, 1)
-    if n >= num_families:
-        return [[k for k in range(n) if k % num_families == f] for f in range(num_families)]
-    return [[f % n] for f in range(num_families)]
+    if n >= num_units:
+        return [[k for k in range(n) if k % num_units == u] for u in range(num_units)]
+    return [[u % n] for u in range(num_units)]
 
 
-def family_plan(mixture: Mixture, seed: int, stream: int, step: int, meta_batch_size: int, num_shards: int) -> list[list[int]]:
-    """Per shard, the task indices of ``step`` it computes under ``shard_by: family``: each family's
+def owner_plan(mixture: Mixture, seed: int, stream: int, step: int, meta_batch_size: int, num_shards: int,
+               partitions: int = 1) -> list[list[int]]:
+    """Per shard, the task indices of ``step`` it computes when shards own data units: each unit's
     tasks go to its owners, split contiguously among them. A shard may get no task at a step."""
-    owners = family_owners(len(mixture.names), num_shards)
+    owners = unit_owners(len(mixture.names) * partitions, num_shards)
     plan: list[list[int]] = [[] for _ in range(max(num_shards, 1))]
-    for f, idx in mixture.group(seed, stream, step, range(meta_batch_size)).items():
-        who = owners[f]
+    for u, idx in mixture.group(seed, stream, step, range(meta_batch_size), partitions).items():
+        who = owners[u]
         base, extra = divmod(len(idx), len(who))
         start = 0
         for j, k in enumerate(who):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distmeta.tasks.mixture import Mixture, family_plan
+from distmeta.tasks.mixture import Mixture, owner_plan
 from distmeta.tasks.seeding import TRAIN
 
 
@@ -27,19 +27,23 @@ def assign(meta_batch_size: int, num_shards: int) -> list[range]:
 
 @dataclass(frozen=True)
 class Planner:
-    """Which task indices each shard computes at a step. ``tasks`` (and ``classes``): the fixed
-    contiguous split of :func:`assign`; ``family``: each task goes to a shard that owns its
-    family (:func:`distmeta.tasks.mixture.family_plan`), so the split changes from step to step."""
+    """Which task indices each shard computes at a step. ``tasks``: the fixed contiguous split of
+    :func:`assign`; ``family`` and ``classes``: each task goes to a shard that owns its data unit
+    (its family, or its family's class partition: :func:`distmeta.tasks.mixture.owner_plan`), so
+    the split changes from step to step while the tasks themselves do not."""
 
     meta_batch_size: int
     num_shards: int
     shard_by: str = "tasks"
     mixture: Mixture | None = None
     seed: int = 0
+    partitions: int = 1
+    """Class partitions per family (``shard_by: classes``)."""
 
     def plan(self, step: int) -> list[list[int]]:
-        if self.shard_by == "family":
+        if self.shard_by in ("family", "classes"):
             if self.mixture is None:
-                raise ValueError("shard_by='family' needs the mixture")
-            return family_plan(self.mixture, self.seed, TRAIN, step, self.meta_batch_size, self.num_shards)
+                raise ValueError(f"shard_by={self.shard_by!r} needs the mixture")
+            parts = self.partitions if self.shard_by == "classes" else 1
+            return owner_plan(self.mixture, self.seed, TRAIN, step, self.meta_batch_size, self.num_shards, parts)
         return [list(r) for r in assign(self.meta_batch_size, self.num_shards)]

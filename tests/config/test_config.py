@@ -61,7 +61,7 @@ def test_yaml_round_trip_and_flat_params():
         (["tasks.families=[{name: sine, weight: 0}]"], "weight and loss_weight must be positive"),
         (["tasks.families=[{name: glyphs}, {name: omniglot}]"], "'tasks.families[1].root': omniglot reads a local copy"),
         (["tasks.families=[{name: glyphs}, {name: sine}]"], "a mixture is all regression"),
-        (["tasks.families=[{name: glyphs}, {name: glyphs, label: g2}]", "tasks.shard_by=classes"], "a mixture shards by 'family'"),
+        (["tasks.family=glyphs", "tasks.shard_by=classes", "tasks.class_partitions=0"], "'tasks.class_partitions': must be at least 1"),
         (["tasks.family_weighting=equal"], "'equal' is not one of count, uniform, weights"),
     ],
 )

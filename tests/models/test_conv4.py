@@ -89,8 +89,8 @@ def _standard_reference(model: Conv4, tasks: TaskBatch, steps: int, lr: float) -
     """Explicit per-task double backward (no torch.func) through nn.BatchNorm2d."""
     std = _StandardConv4(model)
     names = [n for n, _ in model.named_parameters()]
-    # map our parameter order onto the standard network's parameters (conv, bn, conv, bn, ..., head)
-    std_params = [p for m in std.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for p in (m.weight, m.bias)]
+    # map our parameter order onto the standard network's parameters (conv weight, bn, conv weight, bn, ..., head)
+    std_params = [p for m in std.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for p in (m.weight, m.bias) if p is not None]
     std_params += [std.head.weight, std.head.bias]
     theta = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
     total = [torch.zeros_like(t) for t in theta]
@@ -100,7 +100,7 @@ def _standard_reference(model: Conv4, tasks: TaskBatch, steps: int, lr: float) -
         h = x
         for m in std.features:
             if isinstance(m, nn.Conv2d):
-                h = F.conv2d(h, next(it), next(it), padding=1)
+                h = F.conv2d(h, next(it), None, padding=1)  # Conv4 has no conv bias
             elif isinstance(m, nn.BatchNorm2d):
                 h = F.batch_norm(h, None, None, next(it), next(it), training=True, eps=m.eps)
             elif isinstance(m, nn.ReLU):

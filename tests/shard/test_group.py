@@ -45,23 +45,27 @@ def _image_spec():
 
 
 def test_class_partitioned_shards_keep_their_classes_through_a_lost_actor(ray_runtime):
-    """Each actor draws from its own classes; a shard recomputed on another actor brings its
-    images along (an object-store reference), so the step's result does not change."""
-    from distmeta.shard.worker import ShardWorker
+    """Each actor holds and computes only its class partitions; a shard recomputed on another
+    actor brings its images along (an object-store reference), so the step's result does not
+    change, and equals the in-process group holding every partition."""
+    from dataclasses import replace
+
     from distmeta.tasks import GlyphSource
+    from distmeta.tasks.sharding import Planner
 
     images = GlyphSource().load("val")
     parts = [images.partition(k, 2) for k in range(2)]
     assert not set(parts[0].names) & set(parts[1].names) and len(parts[0].names) + len(parts[1].names) == images.num_classes
-    spec = _image_spec()
+    spec = replace(_image_spec(), partitions=2)
     torch.manual_seed(0)
     weights = flatten({k: p.detach() for k, p in spec.model.build().named_parameters()})
-    plan = [tuple(r) for r in assign(6, 2)]
-    # what each shard must compute: its plan entry drawn from its own classes
-    expected = [ShardWorker(k, spec, parts[k]).compute(3, weights, 3, list(plan[k])) for k in range(2)]
-    group = RayShardGroup(spec, 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, shard_data=[(p,) for p in parts])
+    plan = Planner(8, 2, "classes", spec.mixture, seed=spec.seed, partitions=2).plan(3)
+    assert all(plan) and plan != [list(range(4)), list(range(4, 8))]  # tasks follow their partition's owner
+    expected = LocalShardGroup(spec, tuple(parts)).compute(3, weights, 3, plan)
+    owned = [(parts[0], None), (None, parts[1])]
+    group = RayShardGroup(spec, 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, shard_data=owned)
     try:
-        assert group.data_refs[0] != group.data_refs[1]
+        assert [ray_runtime.get(a.families_with_images.remote()) for a in group.actors] == [["glyphs"], ["glyphs"]]
         first = group.compute(3, weights, 3, plan)
         ray_runtime.kill(group.actors[0], no_restart=True)  # shard 0 must be recomputed on actor 1
         again = group.compute(3, weights, 3, plan)
@@ -71,7 +75,8 @@ def test_class_partitioned_shards_keep_their_classes_through_a_lost_actor(ray_ru
     for exp, a, b in zip(expected, first, again):
         torch.testing.assert_close(a.grad_sum, exp.grad_sum, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(b.grad_sum, exp.grad_sum, rtol=1e-6, atol=1e-7)
-    assert not torch.allclose(expected[0].grad_sum, ShardWorker(0, spec, parts[1]).compute(3, weights, 3, list(plan[0])).grad_sum)
+    swapped = LocalShardGroup(spec, (parts[1], parts[0])).compute(3, weights, 3, plan)  # the classes matter
+    assert not torch.allclose(expected[0].grad_sum, swapped[0].grad_sum)
 
 
 def test_shared_images_are_put_in_the_object_store_once(ray_runtime):

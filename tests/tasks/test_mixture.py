@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 
 from distmeta.tasks import TRAIN, VALIDATION
-from distmeta.tasks.mixture import Mixture, family_owners, family_plan
+from distmeta.tasks.mixture import Mixture, owner_plan, unit_owners
 
 
 def test_family_draws_follow_the_weights_and_are_pure_functions_of_the_key():
@@ -26,18 +26,28 @@ def test_group_keeps_order_and_covers_the_indices():
 @pytest.mark.parametrize("families, shards, owners", [
     (2, 2, [[0], [1]]), (2, 4, [[0, 2], [1, 3]]), (3, 2, [[0], [1], [0]]), (2, 0, [[0], [0]]), (2, 3, [[0, 2], [1]]),
 ])
-def test_family_owners(families, shards, owners):
-    assert family_owners(families, shards) == owners
+def test_unit_owners(families, shards, owners):
+    assert unit_owners(families, shards) == owners
 
 
-def test_family_plan_sends_each_task_to_an_owner_of_its_family():
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_owner_plan_sends_each_task_to_an_owner_of_its_unit(partitions):
     m = Mixture(("a", "b", "c"), (1.0, 2.0, 1.0))
-    for shards in (1, 2, 3, 5):
-        plan = family_plan(m, 4, TRAIN, 7, 40, shards)
+    for shards in (1, 2, 3, 5, 11):
+        plan = owner_plan(m, 4, TRAIN, 7, 40, shards, partitions)
         assert sorted(i for p in plan for i in p) == list(range(40))
-        owners = family_owners(3, shards)
+        owners = unit_owners(3 * partitions, shards)
         for k, idx in enumerate(plan):
-            assert all(k in owners[m.family_of(4, TRAIN, 7, i)] for i in idx)
+            assert all(k in owners[m.unit_of(4, TRAIN, 7, i, partitions)] for i in idx)
+
+
+def test_class_partition_draws_are_uniform_and_keep_the_family_draw():
+    m = Mixture(("a", "b"), (1.0, 3.0))
+    keys = [(s, i) for s in range(100) for i in range(25)]
+    units = [m.unit_of(0, TRAIN, s, i, 4) for s, i in keys]
+    assert [u // 4 for u in units] == [m.family_of(0, TRAIN, s, i) for s, i in keys]
+    parts = Counter(u % 4 for u in units)
+    assert all(abs(parts[p] / len(units) - 0.25) < 0.03 for p in range(4))
 
 
 def test_bad_mixtures_are_refused():
