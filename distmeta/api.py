@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from distmeta import builders, checkpoints, config
+from distmeta import builders, checkpoints, config, jobs
 from distmeta.config import DistMetaConfig
 from distmeta.errors import UserError
 from distmeta.evaluation import EvalReport, combine, evaluate as run_protocol, plot_curves
@@ -64,6 +64,8 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
 
     uri = resolve_uri(cfg.tracking.uri)
     check_reachable(uri)
+    if cfg.cluster.learner_device == "cuda" and not torch.cuda.is_available():
+        raise UserError("cluster.learner_device=cuda but this process sees no CUDA device; use cpu, or run the driver on a GPU node")
     test_families = evaluation_families(cfg)  # a protocol that cannot run should fail now, not after training
     ckpt_path, run_id, resumed_at = None, None, None
     if resume:
@@ -79,6 +81,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
     logger = tracking_run.make_logger(uri, cfg.tracking.experiment, cfg.tracking.run_name, run_id)
     run_id = logger.run_id
     client = logger.experiment
+    print(jobs.announce(run_id, logger.experiment_id, uri), flush=True)  # distmeta submit reads it from the job's log
     tracking_run.log_config(client, run_id, config.to_flat_dict(cfg), config.to_yaml(cfg), resumed_at)
 
     run_dir = Path(cfg.checkpoint.dir).resolve() / run_id
@@ -93,6 +96,9 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         group = builders.shard_group(cfg)
         for k, info in enumerate(group.workers_info()):
             client.set_tag(run_id, f"shard.{k}.worker", f"{info['host']} pid {info['pid']} {info['device']}")
+            for key in ("node", "gpus"):
+                if info.get(key):
+                    client.set_tag(run_id, f"shard.{k}.{key}", info[key])
         model = builders.model(cfg)
         metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": 1}
         settings = builders.learner_settings(cfg)
@@ -194,7 +200,7 @@ def _trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple[str, str
     if tr.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(100, tr.log_every_n_steps))))
     return pl.Trainer(
-        accelerator="cpu",
+        accelerator="gpu" if cfg.cluster.learner_device == "cuda" else "cpu",
         devices=1,
         max_steps=tr.max_steps,
         logger=logger,

@@ -161,6 +161,7 @@ def worker_spec(cfg: DistMetaConfig, device: str = "cpu") -> WorkerSpec:
         device=device,
         compile=a.compile,
         chunk_size=a.chunk_size,
+        precision=cfg.trainer.precision,
         partitions=class_partitions(cfg),
     )
 
@@ -193,7 +194,8 @@ def shard_group(cfg: DistMetaConfig) -> ShardGroup:
     else:
         shard_data = [units] * c.num_shards
     device = "cuda" if c.gpus_per_shard > 0 else "cpu"
-    resources = ActorResources(num_cpus=c.cpus_per_shard, num_gpus=c.gpus_per_shard, max_restarts=c.max_actor_restarts)
+    resources = ActorResources(num_cpus=c.cpus_per_shard, num_gpus=c.gpus_per_shard, max_restarts=c.max_actor_restarts,
+                               strategy=c.placement_strategy)
     return RayShardGroup(worker_spec(cfg, device), c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data)
 
 

@@ -1,4 +1,5 @@
-"""``distmeta train | eval``: a thin layer over :mod:`distmeta.api`.
+"""``distmeta train | eval | submit | jobs``: a thin layer over :mod:`distmeta.api` and
+:mod:`distmeta.jobs`.
 
 Exit codes: 0 success, 1 a failure during the run (message printed), 2 bad input (one paragraph,
 no traceback).
@@ -28,9 +29,35 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     e.add_argument("--no-mlflow", action="store_true", help="do not log the results to the checkpoint's MLflow run")
     e.add_argument("overrides", nargs="*", help="dot-list overrides of the checkpoint's config, e.g. evaluation.num_tasks=1000")
+
+    s = sub.add_parser("submit", help="run a config on a Ray cluster as a Ray job",
+                       description="Submit `distmeta train CONFIG overrides` to a Ray cluster through the Jobs API, with this "
+                                   "folder as the job's working directory and the pinned lock file as its pip requirements; "
+                                   "then follow its logs and exit with its status.")
+    s.add_argument("config", help="YAML config inside this folder, e.g. configs/sine_maml.yaml")
+    s.add_argument("overrides", nargs="*", help="dot-list overrides, as for train")
+    _address(s)
+    s.add_argument("--no-wait", action="store_true", help="return after submission instead of following the job")
+    s.add_argument("--no-pip", action="store_true", help="the cluster's image already holds the pinned stack: send no pip requirements")
+    s.add_argument("--submission-id", help="the job's id (default distmeta-<time>-<random>)")
+
+    j = sub.add_parser("jobs", help="list, inspect, follow or stop Ray jobs")
+    jsub = j.add_subparsers(dest="action", required=True)
+    _address(jsub.add_parser("list", help="all jobs of the cluster"))
+    for action, text in [("status", "a job's status"), ("logs", "a job's logs (--follow to stream them)"), ("stop", "stop a job")]:
+        a = jsub.add_parser(action, help=text)
+        a.add_argument("id", help="the submission id distmeta submit printed")
+        _address(a)
+        if action == "logs":
+            a.add_argument("--follow", action="store_true", help="stream until the job ends")
     return p
 
 
+def _address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="the Ray dashboard, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS, RAY_ADDRESS)")
+
+
+COMMANDS = {"train": "_train", "eval": "_eval", "submit": "_submit", "jobs": "_jobs"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "train":
-            return _train(args)
-        return _eval(args)
+        return globals()[COMMANDS[args.command]](args)
     except UserError as exc:
         print(_paragraph(f"distmeta {args.command}: error: {exc}"), file=sys.stderr)
         return 2
@@ -73,6 +98,50 @@ def _eval(args) -> int:
     else:
         print(report.table())
         print(f"adaptation figure: {figure}")
+    return 0
+
+
+def _submit(args) -> int:
+    from pathlib import Path
+
+    from distmeta import jobs
+
+    job = jobs.prepare(args.config, args.overrides, Path.cwd(), pip=not args.no_pip, submission_id=args.submission_id)
+    client = jobs.client(args.address)
+    job_id = jobs.submit(client, job)
+    print(f"submitted Ray job {job_id}", flush=True)
+    if args.no_wait:
+        print(f"follow it with: distmeta jobs logs {job_id} --follow" + (f" --address {args.address}" if args.address else ""))
+        return 0
+
+    def on_run(run_id: str, experiment_id: str, uri: str) -> None:
+        print(f"[distmeta submit] MLflow run {run_id}: {jobs.run_url(run_id, experiment_id, uri)}", flush=True)
+
+    status = jobs.follow(client, job_id, on_run=on_run)
+    print(f"[distmeta submit] job {job_id} {status}", flush=True)
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def _jobs(args) -> int:
+    from distmeta import jobs
+
+    client = jobs.client(args.address)
+    if args.action == "list":
+        for info in sorted(client.list_jobs(), key=lambda i: i.start_time or 0):
+            print(f"{info.submission_id or info.job_id}\t{info.status.value}\t{info.entrypoint}")
+        return 0
+    try:
+        if args.action == "status":
+            print(client.get_job_status(args.id).value)
+        elif args.action == "stop":
+            print("stopping" if client.stop_job(args.id) else "already finished")
+        elif args.follow:
+            status = jobs.follow(client, args.id)
+            print(f"[distmeta jobs] job {args.id} {status}")
+        else:
+            print(client.get_job_logs(args.id), end="")
+    except RuntimeError as exc:  # the job server answers 404 for an unknown id
+        raise UserError(f"job {args.id}: {exc}") from None
     return 0
 
 

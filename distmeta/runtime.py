@@ -13,14 +13,18 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def start_ray(address: str, timeout_s: float = 5.0) -> bool:
-    """Join ``address`` or, when empty, start Ray in this process. Returns whether Ray was started
-    here (the caller shuts it down then); an already initialised Ray is reused as it is."""
+    """Join ``address`` (empty: ``RAY_ADDRESS`` when set, as in a Ray job) or start Ray in this
+    process. Returns whether Ray was initialised here (the caller shuts it down then); an already
+    initialised Ray is reused as it is."""
     import ray
 
     if address and address != "auto":
         _check_tcp(address, timeout_s)
     if ray.is_initialized():
         return False
+    if not address and os.environ.get("RAY_ADDRESS"):
+        # a Ray job's driver (distmeta submit): the job server points it at its own cluster
+        address = os.environ["RAY_ADDRESS"]
     if not address:
         # Ray lowers its workers to nice 15 so drivers stay responsive; here the shard actors do
         # the work while the learner mostly waits on them, and on a small machine the lowered

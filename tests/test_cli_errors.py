@@ -87,7 +87,7 @@ def test_impossible_resources_fail_fast_and_mark_the_run_failed(workdir, ray_run
     argv = ["train", str(SINE_CONFIG), "cluster.cpus_per_shard=3", *QUICK[:1], "algorithm.compile=false"]
     assert main(argv) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "needs 6 CPU (cluster has 2)" in err
+    assert "cluster.num_shards=2 shards of {3 CPU} each (placement PACK) need 6 CPU; the cluster has 2 CPU in all" in err
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("sine_maml").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]

@@ -25,6 +25,8 @@ FAMILIES = REGRESSION_FAMILIES + IMAGE_FAMILIES
 MODELS = ("mlp", "conv4")
 LR_SCHEDULES = ("constant", "cosine")
 SHARD_BY = ("tasks", "family", "classes")
+PRECISIONS = ("32", "bf16-mixed")
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")  # Ray placement-group strategies
 FAMILY_WEIGHTING = ("count", "uniform", "weights")
 
 
@@ -216,6 +218,12 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("evaluation.shots", f"must list positive shot counts, got {cfg.evaluation.shots}")
     if not cfg.evaluation.steps or any(s < 0 for s in cfg.evaluation.steps):
         _fail("evaluation.steps", f"must list non-negative step counts, got {cfg.evaluation.steps}")
+    if c.placement_strategy not in STRATEGIES:
+        _fail("cluster.placement_strategy", f"'{c.placement_strategy}' is not one of {', '.join(STRATEGIES)}")
+    if c.learner_device not in ("cpu", "cuda"):
+        _fail("cluster.learner_device", f"'{c.learner_device}' is not one of cpu, cuda")
+    if tr.precision not in PRECISIONS:
+        _fail("trainer.precision", f"'{tr.precision}' is not one of {', '.join(PRECISIONS)}")
     if not cfg.tracking.experiment:
         _fail("tracking.experiment", "must not be empty")
 

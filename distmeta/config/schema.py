@@ -23,6 +23,9 @@ class TrainerConfig:
     """Clip the aggregated meta-gradient to this global L2 norm; 0 disables clipping."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
+    precision: str = "32"
+    """Shard actors' meta-gradient arithmetic: ``32`` (float32) or ``bf16-mixed`` (bfloat16
+    autocast; gradients are returned, aggregated and applied in float32, validation is float32)."""
 
 
 @dataclass
@@ -155,6 +158,13 @@ class ClusterConfig:
     """Seconds to wait for a shard's result before treating the shard as failed."""
     max_actor_restarts: int = 2
     """How often Ray may restart a dead shard actor; its tasks are recomputed."""
+    placement_strategy: str = "PACK"
+    """How the shards' placement-group bundles (one per shard: cpus_per_shard, gpus_per_shard)
+    spread over nodes: ``PACK`` (few nodes), ``SPREAD`` (many nodes), ``STRICT_PACK`` (one node)
+    or ``STRICT_SPREAD`` (one shard per node)."""
+    learner_device: str = "cpu"
+    """Where the learner (optimizer, validation, evaluation) runs: ``cpu`` or ``cuda`` (a GPU of
+    the driver's node, outside the shards' bundles)."""
 
 
 @dataclass

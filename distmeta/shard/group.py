@@ -13,6 +13,7 @@ from typing import Protocol, Sequence
 import torch
 
 from distmeta.errors import UserError
+from distmeta.shard.placement import Bundle, reserve
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardData, ShardWorker, WorkerSpec
 
@@ -72,6 +73,8 @@ class ActorResources:
     num_cpus: float
     num_gpus: float
     max_restarts: int
+    strategy: str = "PACK"
+    """Placement-group strategy for the shards' bundles (``cluster.placement_strategy``)."""
 
 
 def remote_worker_class(resources: ActorResources):
@@ -83,6 +86,12 @@ def remote_worker_class(resources: ActorResources):
         max_restarts=resources.max_restarts,
         max_task_retries=0,  # the group decides where lost tasks are recomputed
     )(ShardWorker)
+
+
+def _in_bundle(group, k: int) -> dict:
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k)}
 
 
 class RayShardGroup:
@@ -104,7 +113,8 @@ class RayShardGroup:
                  shard_data: Sequence[ShardData] = (), max_attempts: int = 3):
         import ray
 
-        _check_resources(num_shards, resources)
+        # one bundle per shard, reserved up front: a cluster that cannot hold them fails here, by name
+        self.placement = reserve(Bundle(resources.num_cpus, resources.num_gpus), num_shards, resources.strategy, timeout_s)
         cls = remote_worker_class(resources)
         self.num_shards = num_shards
         self.timeout_s = timeout_s
@@ -120,7 +130,7 @@ class RayShardGroup:
                 if d is not None and id(d) not in refs:
                     refs[id(d)] = ray.put(d)
             self.data_refs.append(tuple(None if d is None else refs[id(d)] for d in per_family))
-        self.actors = [cls.remote(k, spec, *self.data_refs[k]) for k in range(num_shards)]
+        self.actors = [cls.options(**_in_bundle(self.placement, k)).remote(k, spec, *self.data_refs[k]) for k in range(num_shards)]
         try:
             self._info = ray.get([a.info.remote() for a in self.actors], timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -200,6 +210,11 @@ class RayShardGroup:
             except Exception:  # already gone: nothing to release
                 pass
         self.actors = []
+        if self.placement is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.placement)
+            self.placement = None
 
 
 INLINE_WEIGHTS_BYTES = 100 * 1024
@@ -218,18 +233,3 @@ def share_weights(weights: torch.Tensor):
 
     array = weights.detach().cpu().numpy()
     return array if array.nbytes < INLINE_WEIGHTS_BYTES else ray.put(array)
-
-
-def _check_resources(num_shards: int, res: ActorResources) -> None:
-    """Fail fast, naming the shortfall, when the cluster can never host the shards."""
-    import ray
-
-    total = ray.cluster_resources()
-    need = {"CPU": num_shards * res.num_cpus, "GPU": num_shards * res.num_gpus}
-    missing = {k: (v, total.get(k, 0.0)) for k, v in need.items() if v > 0 and v > total.get(k, 0.0) + 1e-9}
-    if missing:
-        parts = ", ".join(f"{need_v:g} {k} (cluster has {have:g})" for k, (need_v, have) in missing.items())
-        raise UserError(
-            f"cluster.num_shards={num_shards} with cluster.cpus_per_shard={res.num_cpus:g} and "
-            f"cluster.gpus_per_shard={res.num_gpus:g} needs {parts}; lower the shard count or the per-shard resources"
-        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -37,6 +38,8 @@ class WorkerSpec:
     device: str = "cpu"
     compile: bool = False
     chunk_size: int = 0
+    precision: str = "32"
+    """``32`` or ``bf16-mixed`` (the meta-gradient computed under bfloat16 autocast)."""
     partitions: int = 1
     """Class partitions per family (``shard_by: classes``): a task of family ``f`` draws from the
     classes of partition ``p`` (hashed from its key), data unit ``f * partitions + p``."""
@@ -46,6 +49,17 @@ ShardData = tuple["ClassImages | None", ...]
 """Per data unit (a family of the mixture, or with class partitions one partition of a family:
 unit ``f * partitions + p``), the training images this shard draws from (None: a computed family,
 or a unit this shard does not own)."""
+
+
+def _device(name: str, shard: int) -> torch.device:
+    """``cuda`` means the GPU Ray assigned this actor (Ray sets ``CUDA_VISIBLE_DEVICES``, so it is
+    ``cuda:0`` here). Ray can also advertise GPUs that CUDA cannot see (``ray start --num-gpus``
+    on a host without them): then the shard computes on the CPU, and says so."""
+    if name == "cuda" and not torch.cuda.is_available():
+        log.warning("shard %d: Ray assigned GPUs %s but CUDA is not available in this process; computing on the CPU",
+                    shard, os.environ.get("CUDA_VISIBLE_DEVICES", "(none)"))
+        return torch.device("cpu")
+    return torch.device(name)
 
 
 class ShardWorker:
@@ -58,7 +72,7 @@ class ShardWorker:
         self.spec = spec
         if spec.threads > 0:
             torch.set_num_threads(spec.threads)
-        self.device = torch.device(spec.device)
+        self.device = _device(spec.device, shard)
         self.units = self._attach(data)
         self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
@@ -88,8 +102,9 @@ class ShardWorker:
 
     def _eager(self, params, support_x, support_y, query_x, query_y):
         tasks = TaskBatch(support_x, support_y, query_x, query_y)
-        out = meta_grad(self.spec.algorithm, self.model, params, self.buffers, tasks, self.spec.chunk_size)
-        return out.grads, out.metrics
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16-mixed"):
+            out = meta_grad(self.spec.algorithm, self.model, params, self.buffers, tasks, self.spec.chunk_size)
+        return {k: g.float() for k, g in out.grads.items()}, {k: v.float() for k, v in out.metrics.items()}
 
     def _run(self, params, tasks: TaskBatch):
         """The batched meta-gradient, through ``torch.compile`` when asked. The first call compiles
@@ -120,8 +135,14 @@ class ShardWorker:
         return grads, {k: torch.cat([m[k] for m in parts]) for k in parts[0]}
 
     def info(self) -> dict[str, str]:
-        """Where this worker runs (host, pid, device): recorded by the learner to show placement."""
-        return {"host": socket.gethostname(), "pid": str(os.getpid()), "device": str(self.device)}
+        """Where this worker runs (host, pid, device; in a Ray actor also the node id and the GPU
+        ids Ray assigned): recorded by the learner to show placement."""
+        out = {"host": socket.gethostname(), "pid": str(os.getpid()), "device": str(self.device)}
+        ray = sys.modules.get("ray")  # in a Ray worker process ray is imported; the plain class never imports it
+        if ray is not None and ray.is_initialized():
+            out["node"] = ray.get_runtime_context().get_node_id()
+            out["gpus"] = ",".join(str(g) for g in ray.get_gpu_ids())
+        return out
 
     def compute(self, step: int, weights: torch.Tensor | np.ndarray, version: int, indices: Sequence[int],
                 *data: "ClassImages | None") -> ShardResult:

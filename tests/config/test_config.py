@@ -63,6 +63,9 @@ def test_yaml_round_trip_and_flat_params():
         (["tasks.families=[{name: glyphs}, {name: sine}]"], "a mixture is all regression"),
         (["tasks.family=glyphs", "tasks.shard_by=classes", "tasks.class_partitions=0"], "'tasks.class_partitions': must be at least 1"),
         (["tasks.family_weighting=equal"], "'equal' is not one of count, uniform, weights"),
+        (["cluster.placement_strategy=spread"], "'cluster.placement_strategy': 'spread' is not one of PACK, SPREAD"),
+        (["cluster.learner_device=gpu"], "'cluster.learner_device': 'gpu' is not one of cpu, cuda"),
+        (["trainer.precision=16"], "'trainer.precision': '16' is not one of 32, bf16-mixed"),
     ],
 )
 def test_bad_values_name_the_key(overrides, expected):

@@ -67,3 +67,19 @@ def test_compiled_mixture_worker_matches_eager_with_changing_family_counts():
         assert compiled.compiled and a.family_counts == b.family_counts
         for f in a.family_grads:
             assert ((a.family_grads[f] - b.family_grads[f]).norm() / a.family_grads[f].norm()).item() < 1e-5
+
+
+def test_bf16_mixed_precision_is_close_to_float32_and_returns_float32():
+    w = _weights()
+    exact = ShardWorker(0, _spec()).compute(2, w, 2, list(range(8)))
+    mixed = ShardWorker(0, _spec(precision="bf16-mixed")).compute(2, w, 2, list(range(8)))
+    assert mixed.grad_sum.dtype == torch.float32 and not torch.equal(mixed.grad_sum, exact.grad_sum)  # autocast took effect
+    cos = torch.nn.functional.cosine_similarity(mixed.grad_sum, exact.grad_sum, dim=0).item()
+    assert cos > 0.999 and ((mixed.grad_sum - exact.grad_sum).norm() / exact.grad_sum.norm()).item() < 0.05
+
+
+def test_a_cuda_shard_without_cuda_computes_on_the_cpu_and_says_so(caplog):
+    if torch.cuda.is_available():
+        pytest.skip("this host has CUDA")
+    worker = ShardWorker(0, _spec(device="cuda"))
+    assert worker.device.type == "cpu" and "CUDA is not available" in caplog.text

@@ -1,0 +1,107 @@
+"""distmeta on a real two-node Ray cluster on localhost: ``distmeta submit`` through the Jobs API
+(token authentication on), shards placed with ``SPREAD`` on different nodes, the run in a real
+``mlflow server``; GPU scheduling with GPUs Ray advertises but CUDA does not have."""
+import json
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.cluster import LocalCluster
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalCluster()
+    try:
+        c.start_head(num_cpus=2, num_gpus=2)
+        c.add_node(num_cpus=2)
+        yield c
+    finally:
+        c.stop()
+        assert not c.processes(), "every process of the local cluster is gone"
+
+
+def distmeta(cluster: LocalCluster, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distmeta", *args], env=cluster.env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout_s)
+
+
+def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlflow_server, tmp_path):
+    overrides = ["trainer.max_steps=20", "trainer.val_every_n_steps=10", "trainer.val_tasks=10", "trainer.log_every_n_steps=5",
+                 "trainer.progress_bar=false", "evaluation.num_tasks=10", "evaluation.shots=[10]", "algorithm.compile=false",
+                 "cluster.num_shards=2", "cluster.placement_strategy=SPREAD", f"tracking.uri={mlflow_server}",
+                 "tracking.experiment=cluster_test", f"checkpoint.dir={tmp_path / 'ckpt'}"]
+    proc = distmeta(cluster, "submit", "--address", cluster.dashboard, "configs/sine_maml.yaml", *overrides)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    lines = proc.stdout.splitlines()
+    job_id = next(line.split()[-1] for line in lines if line.startswith("submitted Ray job "))
+    run_line = next(line for line in lines if line.startswith("[distmeta submit] MLflow run "))
+    run_id = run_line.split()[4].rstrip(":")
+    assert f"{mlflow_server}/#/experiments/" in run_line and run_line.endswith(f"/runs/{run_id}")
+    assert lines[-1] == f"[distmeta submit] job {job_id} SUCCEEDED"
+
+    run = MlflowClient(mlflow_server).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["cluster.placement_strategy"] == "SPREAD"
+    assert "val/mse" in run.data.metrics and "eval/mse.k10.steps1.mean" in run.data.metrics
+    nodes = {run.data.tags["shard.0.node"], run.data.tags["shard.1.node"]}
+    assert len(nodes) == 2, "SPREAD put the two shard actors on different nodes"
+
+    status = distmeta(cluster, "jobs", "status", job_id, "--address", cluster.dashboard)
+    assert status.stdout.strip() == "SUCCEEDED"
+    listed = distmeta(cluster, "jobs", "list", "--address", cluster.dashboard)
+    assert job_id in listed.stdout
+    logs = distmeta(cluster, "jobs", "logs", job_id, "--address", cluster.dashboard)
+    assert f"distmeta: MLflow run {run_id}" in logs.stdout
+
+
+def test_submit_without_the_token_is_refused(cluster):
+    env = {k: v for k, v in cluster.env.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(cluster.token_path.parent)  # no ~/.ray/auth_token either
+    proc = subprocess.run([sys.executable, "-m", "distmeta", "jobs", "list", "--address", cluster.dashboard], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "token" in proc.stderr.lower(), proc.stderr
+
+
+SCHEDULING = """
+import json
+from distmeta.algorithms import build
+from distmeta.errors import UserError
+from distmeta.models import ModelSpec
+from distmeta.shard.group import ActorResources, RayShardGroup
+from distmeta.shard.worker import WorkerSpec
+from distmeta.tasks import SineFamily
+from distmeta.tasks.mixture import Mixture
+import ray
+
+ray.init()
+spec = WorkerSpec(seed=0, families=(SineFamily(),), mixture=Mixture(("sine",), (1.0,)), model=ModelSpec("mlp", (1,), 1),
+                  algorithm=build("maml"), device="cuda")
+out = {}
+for n, gpus in [(2, 1.0), (4, 0.5)]:
+    group = RayShardGroup(spec, n, ActorResources(num_cpus=0.25, num_gpus=gpus, max_restarts=0), timeout_s=120)
+    out[f"{n}x{gpus}"] = [info["gpus"] for info in group.workers_info()]
+    group.close()
+try:
+    RayShardGroup(spec, 3, ActorResources(num_cpus=0.25, num_gpus=1.0, max_restarts=0), timeout_s=120)
+except UserError as exc:
+    out["3x1.0"] = str(exc)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_fake_gpus_are_assigned_per_shard_packed_by_fractions_and_oversubscription_fails_fast(cluster):
+    proc = cluster.run_python(SCHEDULING)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    assert sorted(out["2x1.0"]) == ["0", "1"], "two whole-GPU shards get distinct GPUs"
+    per_gpu = sorted(out["4x0.5"])
+    assert per_gpu == ["0", "0", "1", "1"], "half-GPU shards pack two per GPU"
+    assert ("cluster.num_shards=3 shards of {0.25 CPU, 1 GPU} each (placement PACK) need 3 GPU; the cluster has 4 CPU, 2 GPU "
+            "in all, room for 2 shards") in out["3x1.0"]
