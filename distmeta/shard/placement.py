@@ -57,7 +57,7 @@ def reserve(bundle: Bundle, count: int, strategy: str, timeout_s: float):
     problem = fits(bundle, count, strategy, nodes)
     if problem:
         raise UserError(problem)
-    group = placement_group([bundle.as_dict() or {"CPU": 0.001}] * count, strategy=strategy, name="distmeta-shards")
+    group = placement_group([bundle.as_dict() or {"CPU": 0.001}] * count, strategy=strategy)
     try:
         ray.get(group.ready(), timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:
