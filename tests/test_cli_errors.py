@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from distmeta.cli import main
 from tests.conftest import REPO, SINE_CONFIG, free_port
@@ -39,6 +40,8 @@ QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4"
         (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.shots=10", "tasks.query=15", *QUICK],
          "shots + query = 25 exceeds the 20 images per class"),
         (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "model.name=resnet"], "'resnet' is not one of mlp, conv4"),
+        *([(["train", str(SINE_CONFIG), "cluster.learner_device=cuda", *QUICK],
+            "cluster.learner_device=cuda but this process sees no CUDA device")] if not torch.cuda.is_available() else []),
     ],
 )
 def test_bad_input_exits_2_with_named_problem(argv, expected, workdir, capsys):

@@ -4,6 +4,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -105,3 +106,28 @@ def test_fake_gpus_are_assigned_per_shard_packed_by_fractions_and_oversubscripti
     assert per_gpu == ["0", "0", "1", "1"], "half-GPU shards pack two per GPU"
     assert ("cluster.num_shards=3 shards of {0.25 CPU, 1 GPU} each (placement PACK) need 3 GPU; the cluster has 4 CPU, 2 GPU "
             "in all, room for 2 shards") in out["3x1.0"]
+
+
+def test_no_wait_returns_at_once_and_jobs_stop_ends_the_job(cluster, mlflow_server, tmp_path):
+    """The address from RAY_API_SERVER_ADDRESS, as Ray's own CLI takes it; --no-pip (the nodes
+    already hold the stack, as with the distmeta image)."""
+    env = {**cluster.env, "RAY_API_SERVER_ADDRESS": cluster.dashboard}
+    argv = ["submit", "--no-wait", "--no-pip", "configs/sine_maml.yaml", "trainer.max_steps=100000", "algorithm.compile=false",
+            f"tracking.uri={mlflow_server}", f"checkpoint.dir={tmp_path}", "trainer.progress_bar=false"]
+    proc = subprocess.run([sys.executable, "-m", "distmeta", *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job_id = proc.stdout.split("submitted Ray job ")[1].split()[0]
+    assert f"distmeta jobs logs {job_id} --follow" in proc.stdout
+
+    def jobs(*args):
+        return subprocess.run([sys.executable, "-m", "distmeta", "jobs", *args], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+
+    assert jobs("status", job_id).stdout.strip() in ("PENDING", "RUNNING")
+    assert jobs("stop", job_id).returncode == 0
+    deadline = time.time() + 60
+    while (status := jobs("status", job_id).stdout.strip()) != "STOPPED" and time.time() < deadline:
+        time.sleep(1)
+    assert status == "STOPPED"
+    unknown = jobs("status", "no-such-job")
+    assert unknown.returncode == 2 and "job no-such-job" in unknown.stderr
