@@ -23,6 +23,7 @@ from distmeta import builders, checkpoints, config, jobs
 from distmeta.config import DistMetaConfig
 from distmeta.errors import UserError
 from distmeta.evaluation import EvalReport, combine, evaluate as run_protocol, plot_curves
+from distmeta.models import family_view
 
 log = logging.getLogger(__name__)
 
@@ -149,32 +150,37 @@ def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = (), log_t
     return _evaluate_and_log(cfg, model, run_id, meta["tracking_uri"], path.parent, evaluation_families(cfg))
 
 
-def evaluation_plan(cfg: DistMetaConfig) -> tuple[list[int], list[int], int]:
-    """``(shots, steps, query)`` of the protocol, the config's empty/zero defaults resolved: sine
-    evaluates K = 5, 10, 20 on 100 query points; image families the training shots on 15 query
-    images per class; methods without an inner loop at step 0 only."""
+def evaluation_plan(cfg: DistMetaConfig, family: str | None = None) -> tuple[list[int], list[int], int]:
+    """``(shots, steps, query)`` of the protocol for ``family`` (a label; default the first), the
+    config's empty/zero defaults resolved: regression evaluates K = 5, 10, 20 on 100 query points;
+    an image family its own training shots on 15 query images per class; methods without an inner
+    loop at step 0 only."""
     e, image = cfg.evaluation, builders.is_image(cfg)
-    shots = list(e.shots) or ([cfg.tasks.shots] if image else [5, 10, 20])
+    entry = next(x for x in builders.entries(cfg) if family in (None, x.label))
+    shots = list(e.shots) or ([entry.shots] if image else [5, 10, 20])
     steps = list(e.steps) if builders.algorithm(cfg).adapts else [0]
     return shots, steps, e.query or (15 if image else 100)
 
 
 def evaluation_families(cfg: DistMetaConfig):
-    """The test split's families with their images, checked against every evaluated K."""
-    shots, _, query = evaluation_plan(cfg)
+    """The test split's families with their images, each checked against every K it is evaluated at."""
     families = builders.families_with_data(cfg, "test")
     for family in families:
+        shots, _, query = evaluation_plan(cfg, family.name)
         for k in shots:
             builders.checked(family, f"test split, evaluation.shots={k}, evaluation.query={query}", shots=k, query=query)
     return families
 
 
 def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None, uri: str, out_dir: Path, families) -> tuple[EvalReport, Path]:
-    """Each family's own protocol; a mixture's reports are combined into one table."""
-    shots, steps, query = evaluation_plan(cfg)
+    """Each family's own protocol (its shots; with per-family heads its own head); a mixture's
+    reports are combined into one table."""
     algo = builders.algorithm(cfg)
-    reports = {f.name: run_protocol(algo, model, f, seed=cfg.evaluation.seed, num_tasks=cfg.evaluation.num_tasks,
-                                    shots=shots, steps=steps, query=query) for f in families}
+    reports = {}
+    for f in families:
+        shots, steps, query = evaluation_plan(cfg, f.name)
+        reports[f.name] = run_protocol(algo, family_view(model, f.name), f, seed=cfg.evaluation.seed,
+                                       num_tasks=cfg.evaluation.num_tasks, shots=shots, steps=steps, query=query)
     report = combine(reports) if cfg.tasks.families else reports[families[0].name]
     figure = plot_curves(report, out_dir / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
     if run_id:

@@ -35,14 +35,19 @@ class Entry:
     loss_weight: float = 1.0
     ranges: tuple[tuple[str, tuple[float, float]], ...] = ()
     root: str = ""
+    ways: int = 5
+    shots: int = 10
+    query: int = 10
 
 
 def entries(cfg: DistMetaConfig) -> list[Entry]:
+    """The run's families, each with its own settings resolved (a family's 0 means ``tasks.*``)."""
     t = cfg.tasks
     if not t.families:
-        return [Entry(t.family, t.family, root=t.root)]
+        return [Entry(t.family, t.family, root=t.root, ways=t.ways, shots=t.shots, query=t.query)]
     return [Entry(f.name, f.label or f.name, float(f.weight), float(f.loss_weight),
-                  tuple((k, tuple(v)) for k, v in f.ranges.items()), f.root or t.root) for f in t.families]
+                  tuple((k, tuple(v)) for k, v in f.ranges.items()), f.root or t.root,
+                  f.ways or t.ways, f.shots or t.shots, f.query or t.query) for f in t.families]
 
 
 def is_image(cfg: DistMetaConfig) -> bool:
@@ -63,15 +68,15 @@ def family_of(cfg: DistMetaConfig, entry: Entry, split: str = "train") -> Family
     """One family of ``split`` (``train``, ``val`` or ``test``), without its images."""
     t = cfg.tasks
     if entry.kind == "sine" and not t.families:
-        return SineFamily(shots=t.shots, query=t.query, amplitude=tuple(t.amplitude), phase=tuple(t.phase), x_range=tuple(t.x_range))
+        return SineFamily(shots=entry.shots, query=entry.query, amplitude=tuple(t.amplitude), phase=tuple(t.phase), x_range=tuple(t.x_range))
     if entry.kind not in IMAGE_SIZE:
         try:
-            return FunctionFamily(entry.kind, shots=t.shots, query=t.query, ranges=entry.ranges, x_range=tuple(t.x_range),
+            return FunctionFamily(entry.kind, shots=entry.shots, query=entry.query, ranges=entry.ranges, x_range=tuple(t.x_range),
                                   name=entry.label)
         except ValueError as exc:
             raise UserError(f"tasks.families ({entry.label}): {exc}") from None
     rotations = (entry.kind == "omniglot") if t.rotations is None else t.rotations
-    return EpisodeFamily(entry.label, ways=t.ways, shots=t.shots, query=t.query, rotations=rotations and split == "train")
+    return EpisodeFamily(entry.label, ways=entry.ways, shots=entry.shots, query=entry.query, rotations=rotations and split == "train")
 
 
 def family(cfg: DistMetaConfig, split: str = "train") -> Family:
@@ -124,21 +129,22 @@ def algorithm(cfg: DistMetaConfig) -> Algorithm:
         lr=a.inner_lr,
         first_order=a.first_order,
         checkpoint=a.checkpoint_inner,
-        ways=t.ways,
+        ways=max(e.ways for e in entries(cfg)),  # ProtoNets: prototypes for the largest N, absent classes masked
         reptile_inner_batch=a.reptile.inner_batch,
         reptile_use_query=a.reptile.use_query,
     )
 
 
 def model_spec(cfg: DistMetaConfig) -> ModelSpec:
-    m = cfg.model
+    m, es = cfg.model, entries(cfg)
     if is_image(cfg):
         size = image_size(cfg)
         shape: tuple[int, ...] = (channels(cfg), size, size)
-        outputs = 0 if cfg.algorithm.name == "protonet" else cfg.tasks.ways  # ProtoNets embed, the rest classify
+        outputs = [0 if cfg.algorithm.name == "protonet" else e.ways for e in es]  # ProtoNets embed, the rest classify
     else:
-        shape, outputs = (1,), 1
-    return ModelSpec(m.name, shape, outputs, hidden=tuple(m.hidden), filters=m.filters)
+        shape, outputs = (1,), [1] * len(es)
+    heads = tuple((e.label, n) for e, n in zip(es, outputs)) if m.heads == "per_family" else ()
+    return ModelSpec(m.name, shape, outputs[0], hidden=tuple(m.hidden), filters=m.filters, heads=heads)
 
 
 def model(cfg: DistMetaConfig) -> nn.Module:

@@ -26,8 +26,10 @@ class ANIL(GradientAdaptation):
     name = "anil"
 
     def meta_model(self, model: nn.Module) -> nn.Module:
-        if not isinstance(getattr(model, "head", None), nn.Linear) or not hasattr(model, "body"):
-            raise ValueError(f"ANIL needs a model with a 'body' and a linear 'head'; {type(model).__name__} has none")
+        # per-family heads: every family's view must be a body with a linear head
+        for net in [model.view(label) for label in getattr(model, "labels", None) or []] or [model]:
+            if not isinstance(getattr(net, "head", None), nn.Linear) or not hasattr(net, "body"):
+                raise ValueError(f"ANIL needs a model with a 'body' and a linear 'head'; {type(net).__name__} has none")
         return model
 
     def split(self, params: Params) -> tuple[Params, Params]:

@@ -20,10 +20,22 @@ NET, LRS = "net.", "lrs."
 class MetaSGDModel(nn.Module):
     """The network (``net``) plus one step-size tensor per weight (``lrs.<i>``, in ``net``'s order)."""
 
-    def __init__(self, net: nn.Module, init_lr: float):
+    def __init__(self, net: nn.Module, init_lr: float, lrs: list[nn.Parameter] | None = None):
         super().__init__()
         self.net = net
-        self.lrs = nn.ParameterList([nn.Parameter(torch.full_like(p.detach(), init_lr)) for p in net.parameters()])
+        self.lrs = nn.ParameterList(lrs if lrs is not None else
+                                    [nn.Parameter(torch.full_like(p.detach(), init_lr)) for p in net.parameters()])
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The families of a per-family-head network (None for one head)."""
+        return getattr(self.net, "labels", None)
+
+    def view(self, label: str) -> "MetaSGDModel":
+        """Family ``label``'s network (per-family heads) with the step sizes of its own weights."""
+        net = self.net.view(label)
+        index = {id(p): i for i, p in enumerate(self.net.parameters())}
+        return MetaSGDModel(net, 0.0, [self.lrs[index[id(p)]] for p in net.parameters()])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

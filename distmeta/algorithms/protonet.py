@@ -15,22 +15,26 @@ import torch.nn.functional as F
 from distmeta.algorithms.base import Algorithm, Metrics, forward
 
 
-def prototypes(features: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.Tensor:
-    """Class means: ``features [N, D]``, integer ``labels [N]`` in 0..ways-1 -> ``[ways, D]``.
-    Written with a one-hot matrix so it vmaps (no data-dependent shapes)."""
+def prototypes(features: torch.Tensor, labels: torch.Tensor, ways: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class means: ``features [N, D]``, integer ``labels [N]`` in 0..ways-1 -> ``[ways, D]``, and
+    which classes the support set has (``[ways]`` bool: a mixture's families may have fewer than
+    ``ways``). Written with a one-hot matrix so it vmaps (no data-dependent shapes)."""
     onehot = F.one_hot(labels, ways).to(features.dtype)  # [N, ways]
-    return (onehot.T @ features) / onehot.sum(0).unsqueeze(1)
+    counts = onehot.sum(0)
+    return (onehot.T @ features) / counts.clamp(min=1).unsqueeze(1), counts > 0
 
 
-def logits(query_features: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
-    """``-||q - c||^2`` for ``query_features [Q, D]`` and ``protos [ways, D]`` -> ``[Q, ways]``."""
+def logits(query_features: torch.Tensor, protos: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """``-||q - c||^2`` for ``query_features [Q, D]`` and ``protos [ways, D]`` -> ``[Q, ways]``;
+    classes not ``present`` get -inf (probability 0, never the prediction)."""
     sq = (query_features**2).sum(1, keepdim=True) - 2 * query_features @ protos.T + (protos**2).sum(1)
-    return -sq
+    return -sq if present is None else torch.where(present, -sq, float("-inf"))
 
 
 @dataclass(frozen=True)
 class ProtoNet(Algorithm):
-    """``ways`` fixes the number of prototypes (labels are 0..ways-1)."""
+    """``ways``: the most classes an episode may have (labels are 0..ways-1); an episode with
+    fewer (a mixture family with a smaller N) scores only its own classes."""
 
     name = "protonet"
     adapts = False
@@ -43,8 +47,8 @@ class ProtoNet(Algorithm):
             raise ValueError("ProtoNets classify: they need a classification task family (loss cross_entropy)")
 
     def task_logits(self, model, params, buffers, sx, sy, qx) -> torch.Tensor:
-        protos = prototypes(forward(model, params, buffers, sx), sy, self.ways)
-        return logits(forward(model, params, buffers, qx), protos)
+        protos, present = prototypes(forward(model, params, buffers, sx), sy, self.ways)
+        return logits(forward(model, params, buffers, qx), protos, present)
 
     def task_objective(self, model, params, buffers, sx, sy, qx, qy) -> tuple[torch.Tensor, Metrics]:
         loss, metrics = self.query_metrics(self.task_logits(model, params, buffers, sx, sy, qx), qy)

@@ -27,6 +27,7 @@ LR_SCHEDULES = ("constant", "cosine")
 SHARD_BY = ("tasks", "family", "classes")
 PRECISIONS = ("32", "bf16-mixed")
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")  # Ray placement-group strategies
+HEADS = ("shared", "per_family")
 FAMILY_WEIGHTING = ("count", "uniform", "weights")
 
 
@@ -232,10 +233,17 @@ def _validate_mixture(cfg: DistMetaConfig) -> None:
     t = cfg.tasks
     if t.family_weighting not in FAMILY_WEIGHTING:
         _fail("tasks.family_weighting", f"'{t.family_weighting}' is not one of {', '.join(FAMILY_WEIGHTING)}")
+    heads = cfg.model.heads
+    if heads not in HEADS:
+        _fail("model.heads", f"'{heads}' is not one of {', '.join(HEADS)}")
     if not t.families:
         if t.shard_by == "family":
             _fail("tasks.shard_by", "'family' gives each shard whole families of a mixture: list them in tasks.families")
+        if heads == "per_family":
+            _fail("model.heads", "'per_family' gives each family of a mixture its own head: list them in tasks.families")
         return
+    if heads == "per_family" and cfg.algorithm.name == "protonet":
+        _fail("model.heads", "protonet has no head (it classifies by distances to prototypes, any N per family): use shared")
     labels = []
     regression = t.families[0].name in REGRESSION_FAMILIES
     for i, f in enumerate(t.families):
@@ -251,9 +259,23 @@ def _validate_mixture(cfg: DistMetaConfig) -> None:
             _fail(f"{key}.root", f"{f.name} reads a local copy of the dataset: set its root (or tasks.root)")
         if f.ranges and f.name not in REGRESSION_FAMILIES:
             _fail(f"{key}.ranges", f"ranges are for regression families, not {f.name}")
+        for field_name in ("ways", "shots", "query"):
+            if getattr(f, field_name) < 0:
+                _fail(f"{key}.{field_name}", f"must be zero (tasks.{field_name}) or positive, got {getattr(f, field_name)}")
+        if f.ways and regression:
+            _fail(f"{key}.ways", f"ways are for image families, not {f.name}")
+        if f.ways == 1:
+            _fail(f"{key}.ways", "an episode needs at least 2 classes, got 1")
+        if heads == "per_family" and "." in (f.label or f.name):
+            _fail(f"{key}.label", f"'{f.label}': a head is named after its family's label, which cannot contain '.'")
         labels.append(f.label or f.name)
     if len(set(labels)) != len(labels):
         _fail("tasks.families", f"each family needs its own label (set label to mix two of one kind), got {labels}")
+    ways = {label: f.ways or t.ways for label, f in zip(labels, t.families)}
+    if not regression and len(set(ways.values())) > 1 and heads == "shared" and cfg.algorithm.name != "protonet":
+        listed = ", ".join(f"{label} {n}" for label, n in ways.items())
+        _fail("model.heads", f"the families have different ways ({listed}): one shared head cannot classify them all; "
+                             "set model.heads=per_family")
 
 
 def _validate_tasks(cfg: DistMetaConfig) -> None:

@@ -84,6 +84,13 @@ class FamilyConfig:
     """Regression families: parameter ranges by name, e.g. ``{slope: [-1, 1]}``; unset ones keep their defaults."""
     root: str = ""
     """omniglot, miniimagenet: the dataset folder; empty means ``tasks.root``."""
+    ways: int = 0
+    """This family's N (image families); 0 means ``tasks.ways``. Families with different N need
+    ``model.heads: per_family`` (or ProtoNets, which have no head)."""
+    shots: int = 0
+    """This family's K; 0 means ``tasks.shots``."""
+    query: int = 0
+    """This family's query points or images per class; 0 means ``tasks.query``."""
 
 
 @dataclass
@@ -142,6 +149,9 @@ class ModelConfig:
     """Widths of the MLP's hidden layers."""
     filters: int = 64
     """Conv4: filters per convolution (64 in the MAML/ProtoNets papers; 32 for mini-ImageNet MAML)."""
+    heads: str = "shared"
+    """``shared``: one head for every family of a mixture; ``per_family``: one shared body and a
+    linear head per family (its own number of classes), trained only on that family's tasks."""
 
 
 @dataclass

@@ -37,12 +37,14 @@ class EvalReport:
     steps: tuple[int, ...] = ()
     families: tuple[str, ...] = ()
     """Empty for a single family; a mixture's family labels (the prefixes of ``values``)."""
+    family_shots: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """A mixture's K values per family (families may have their own ``shots``)."""
 
     def rows(self) -> list[tuple[str, str, int]]:
         """``(row label, value-key prefix, K)`` for each row of the table."""
         if not self.families:
             return [(f"K={k}", "", k) for k in self.shots]
-        return [(f"{f} K={k}", f"{f}/", k) for f in self.families for k in self.shots]
+        return [(f"{f} K={k}", f"{f}/", k) for f in self.families for k in self.family_shots.get(f, self.shots)]
 
     def table(self) -> str:
         """Plain-text table: one row per (family,) K, one column per step count, ``mean ± ci95``."""
@@ -63,7 +65,8 @@ class EvalReport:
 def combine(reports: dict[str, EvalReport]) -> EvalReport:
     """One report for a mixture: each family's values under ``<family>/``, its rows labelled by it."""
     first = next(iter(reports.values()))
-    out = EvalReport(first.score, {}, num_tasks=first.num_tasks, shots=first.shots, steps=first.steps, families=tuple(reports))
+    out = EvalReport(first.score, {}, num_tasks=first.num_tasks, shots=first.shots, steps=first.steps, families=tuple(reports),
+                     family_shots={name: r.shots for name, r in reports.items()})
     for name, r in reports.items():
         out.values.update({f"{name}/{k}": v for k, v in r.values.items()})
         out.curves.update({f"{name} {label}": v for label, v in r.curves.items()})

@@ -20,7 +20,7 @@ from distmeta.algorithms import Algorithm
 from distmeta.evaluation.adaptation import sampled_curve
 from distmeta.learner.aggregate import aggregate
 from distmeta.learner.data import train_loader, val_loader
-from distmeta.models import flatten, unflatten
+from distmeta.models import family_view, flatten, unflatten
 from distmeta.shard.group import ShardGroup
 from distmeta.tasks import VALIDATION, Family
 from distmeta.tasks.sharding import Planner
@@ -170,7 +170,7 @@ class MetaLearner(pl.LightningModule):
         means = []
         logged: dict[str, float] = {}
         for family in self.val_families:  # each family's own held-out tasks; the score is their mean
-            curve = sampled_curve(s.algorithm, self.model, family, seed=s.seed, stream=VALIDATION,
+            curve = sampled_curve(s.algorithm, family_view(self.model, family.name), family, seed=s.seed, stream=VALIDATION,
                                   num_tasks=s.val_tasks, steps=s.val_steps)
             means.append(curve.mean(dim=0))
             if len(self.val_families) > 1:

@@ -7,6 +7,14 @@ import torch
 from torch import nn
 
 
+class FlatBody(nn.Sequential):
+    """The hidden layers; inputs with more than one trailing dimension (images) are flattened
+    here, so the body alone (ANIL's embedding) takes what the whole network takes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1) if x.dim() > 2 else x)
+
+
 class MLP(nn.Module):
     """ReLU multilayer perceptron ``in -> hidden... -> out`` (the MAML sine network is 1-40-40-1).
 
@@ -21,11 +29,9 @@ class MLP(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
-        self.body = nn.Sequential(*layers)
+        self.body = FlatBody(*layers)
         self.head = nn.Linear(width, out_features)
         self.in_features, self.hidden, self.out_features = in_features, tuple(hidden), out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() > 2:
-            x = x.flatten(1)
         return self.head(self.body(x))

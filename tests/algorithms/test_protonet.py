@@ -11,7 +11,8 @@ def test_logits_are_negative_squared_distances_to_class_means():
     torch.manual_seed(0)
     feats, labels = torch.randn(12, 7, dtype=torch.float64), torch.tensor([2, 0, 1, 3] * 3)
     query = torch.randn(5, 7, dtype=torch.float64)
-    protos = protonet.prototypes(feats, labels, 4)
+    protos, present = protonet.prototypes(feats, labels, 4)
+    assert present.all()
     for n in range(4):
         torch.testing.assert_close(protos[n], feats[labels == n].mean(0))
     direct = torch.stack([torch.stack([-((q - c) ** 2).sum() for c in protos]) for q in query])
@@ -41,3 +42,17 @@ def test_vmapped_gradient_equals_loop_and_plain_autograd():
         torch.testing.assert_close(batched.grads[k], p.grad, rtol=1e-7, atol=1e-10)
     acc = batched.metrics["query_acc"]
     assert torch.all((acc >= 0) & (acc <= 1)) and set(batched.metrics) == {"loss", "query_loss", "query_acc"}
+
+
+def test_an_episode_with_fewer_classes_than_ways_scores_only_its_own():
+    """A mixture's 3-way family under ProtoNet(ways=5): the same loss, gradient and accuracy as ProtoNet(ways=3)."""
+    torch.manual_seed(0)
+    model = Conv4(in_channels=1, num_classes=0, hidden=8, image_size=28).double()
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    family = EpisodeFamily("glyphs", ways=3, shots=2, query=2).with_data(GlyphSource().load("val"))
+    tasks = family.sample(0, 0, 0, range(3), dtype=torch.float64)
+    exact, padded = meta_grad(ProtoNet(ways=3), model, params, {}, tasks), meta_grad(ProtoNet(ways=5), model, params, {}, tasks)
+    for k in exact.grads:
+        torch.testing.assert_close(padded.grads[k], exact.grads[k], rtol=1e-10, atol=1e-12)
+    for k in exact.metrics:
+        torch.testing.assert_close(padded.metrics[k], exact.metrics[k])

@@ -94,3 +94,24 @@ def test_glyphs_and_omniglot_train_jointly_and_evaluate_per_family(workdir, ray_
         assert client.get_metric_history(result.run_id, names.family_metric(family, "query_acc"))
         assert client.get_metric_history(result.run_id, names.family_metric(family, "val_acc"))
     assert "glyphs K=1" in result.evaluation.table() and "omniglot K=1" in result.evaluation.table()
+
+
+def test_per_family_heads_with_their_own_ways_and_shots_train_and_evaluate(workdir, ray_runtime, capsys):
+    """glyphs 5-way 1-shot and Omniglot 3-way 2-shot on one body with a head each; each family is
+    validated and evaluated with its own head and protocol, and the checkpoint evaluates again."""
+    root = omniglot_tree(workdir / "omniglot")
+    cfg = distmeta.load_config(None, [*TINY, "tasks.families=[{name: glyphs, ways: 5}, {name: omniglot, ways: 3, shots: 2}]",
+                                      f"tasks.root={root}", "tasks.class_split=[10,3,5]", "model.heads=per_family",
+                                      "tasks.shard_by=family", "cluster.num_shards=2", "evaluation.steps=[0,1]"])
+    result = distmeta.train(cfg)
+    assert {k: h.out_features for k, h in result.model.heads.items()} == {"glyphs": 5, "omniglot": 3}
+    table = result.evaluation.table()
+    assert "glyphs K=1" in table and "omniglot K=2" in table and "omniglot K=1" not in table
+    for key in ("glyphs/acc.k1.steps1.mean", "omniglot/acc.k2.steps1.mean"):
+        assert 0.0 <= result.evaluation.values[key] <= 1.0
+    client = MlflowClient(result.tracking_uri)
+    for family in ("glyphs", "omniglot"):
+        assert client.get_metric_history(result.run_id, names.family_metric(family, "val_acc"))
+    assert main(["eval", "--checkpoint", str(result.last_checkpoint), "--json", "evaluation.num_tasks=6"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= report["omniglot/acc.k2.steps1.mean"] <= 1.0
