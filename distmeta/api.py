@@ -67,7 +67,10 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
     check_reachable(uri)
     if cfg.cluster.learner_device == "cuda" and not torch.cuda.is_available():
         raise UserError("cluster.learner_device=cuda but this process sees no CUDA device; use cpu, or run the driver on a GPU node")
-    test_families = evaluation_families(cfg)  # a protocol that cannot run should fail now, not after training
+    # every dataset is read and checked before the MLflow run or Ray exist: bad data costs nothing
+    test_families = evaluation_families(cfg)
+    train_units = builders.training_data(cfg)
+    val_families = builders.validation_families(cfg)
     ckpt_path, run_id, resumed_at = None, None, None
     if resume:
         ckpt_path = checkpoints.find_resume(resume, cfg.checkpoint.dir)
@@ -94,7 +97,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         # The learner's own maths is tiny; idle intra-op threads would only compete with the shards.
         torch.set_num_threads(1)
     try:
-        group = builders.shard_group(cfg)
+        group = builders.shard_group(cfg, train_units)
         for k, info in enumerate(group.workers_info()):
             client.set_tag(run_id, f"shard.{k}.worker", f"{info['host']} pid {info['pid']} {info['device']}")
             for key in ("node", "gpus"):
@@ -103,7 +106,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         model = builders.model(cfg)
         metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": 1}
         settings = builders.learner_settings(cfg)
-        learner = MetaLearner(model, group, settings, builders.validation_families(cfg), metadata)
+        learner = MetaLearner(model, group, settings, val_families, metadata)
         trainer = _trainer(cfg, logger, run_dir, settings.val_monitor)
         trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         last = run_dir / checkpoints.LAST

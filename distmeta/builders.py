@@ -177,10 +177,11 @@ def class_partitions(cfg: DistMetaConfig) -> int:
     return cfg.tasks.class_partitions if cfg.tasks.shard_by == "classes" else 1
 
 
-def shard_group(cfg: DistMetaConfig) -> ShardGroup:
-    """In-process group for ``num_shards=0``, else one Ray actor per shard (Ray must be initialised).
-    Training images are loaded here, once, and reach the actors through the object store."""
-    c, es = cfg.cluster, entries(cfg)
+def training_data(cfg: DistMetaConfig) -> tuple:
+    """The training images per data unit (a family, or one class part of a family), loaded once
+    and checked against the episodes; empty for regression. Raises :class:`UserError` for data
+    that cannot serve the run, before anything is started."""
+    es = entries(cfg)
     train = tuple(data_of(cfg, e, "train") for e in es)  # per family; None for regression
     for e, images in zip(es, train):
         if images is not None:
@@ -192,6 +193,15 @@ def shard_group(cfg: DistMetaConfig) -> ShardGroup:
     for u, part in enumerate(units):
         if parts > 1 and part is not None:
             checked(family_of(cfg, es[u // parts], "train").with_data(part), f"class partition {u % parts} of the training split")
+    return units
+
+
+def shard_group(cfg: DistMetaConfig, units: tuple | None = None) -> ShardGroup:
+    """In-process group for ``num_shards=0``, else one Ray actor per shard (Ray must be initialised).
+    ``units`` (:func:`training_data`, loaded here when not given) reach the actors through the
+    object store, each actor getting the units it owns."""
+    c = cfg.cluster
+    units = training_data(cfg) if units is None else units
     if c.num_shards == 0:
         return LocalShardGroup(worker_spec(cfg), units)
     if units and cfg.tasks.shard_by in ("family", "classes"):  # each actor gets only the units it owns
@@ -224,6 +234,7 @@ def learner_settings(cfg: DistMetaConfig) -> LearnerSettings:
         val_tasks=tr.val_tasks,
         family_weighting=t.family_weighting,
         loss_weights=tuple((f.label or f.name, float(f.loss_weight)) for f in t.families),
+        on_nonfinite=tr.on_nonfinite,
     )
 
 

@@ -94,3 +94,69 @@ def test_impossible_resources_fail_fast_and_mark_the_run_failed(workdir, ray_run
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("sine_maml").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+@pytest.fixture
+def previous_run(workdir):
+    """A finished run's files in the working directory, and a check that nothing touched them."""
+    assert main(["train", str(SINE_CONFIG), *QUICK, "evaluation.shots=[5]"]) == 0
+    files = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    (last,) = workdir.glob("checkpoints/*/last.ckpt")
+    yield last
+    changed = [str(p) for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
+    assert not changed, f"bad input changed a previous run's files: {changed}"
+
+
+def _omniglot(workdir, damage: str):
+    from tests.trees import omniglot_tree
+
+    root = omniglot_tree(workdir / f"omniglot_{damage}")
+    if damage == "corrupt":
+        next(root.glob("images_background/*/*/*.png")).write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    elif damage == "empty":
+        for char in root.glob("images_background/Beta/*"):
+            for png in char.glob("*.png"):
+                png.unlink()
+    elif damage == "no_alphabets":
+        import shutil
+
+        shutil.rmtree(root / "images_background")
+        (root / "images_background").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("corrupt_image", "cannot read image"),
+    ("empty_class_folders", "has no images"),
+    ("empty_dataset_folder", "has 7 characters; tasks.class_split=[10, 3, 5] must be three counts"),
+    ("truncated_checkpoint_resume", "cannot read checkpoint"),
+    ("checkpoint_of_another_config", "was written by a run with model={'name': 'mlp', 'hidden': [40, 40]"),
+    ("unreadable_yaml", "bad.yaml as YAML: while parsing a flow sequence"),
+    ("binary_yaml", "bin.yaml as a YAML text file: 'utf-8' codec can't decode"),
+    ("config_is_a_folder", "checkpoints is a folder, not a config file"),
+])
+def test_bad_files_exit_2_and_leave_a_previous_run_intact(case, expected, previous_run, workdir, capsys):
+    argv = ["train", str(SINE_CONFIG), *QUICK]
+    if case in ("corrupt_image", "empty_class_folders", "empty_dataset_folder"):
+        damage = {"corrupt_image": "corrupt", "empty_class_folders": "empty", "empty_dataset_folder": "no_alphabets"}[case]
+        argv = ["train", str(REPO / "configs/omniglot_5w1s_maml.yaml"), f"tasks.root={_omniglot(workdir, damage)}",
+                "tasks.class_split=[10,3,5]", "tasks.ways=2", "tasks.shots=1", "tasks.query=1", "evaluation.query=2",
+                "model.filters=4", *QUICK]
+    elif case == "truncated_checkpoint_resume":
+        cut = workdir / "cut.ckpt"
+        cut.write_bytes(previous_run.read_bytes()[:1000])
+        argv += ["--resume", str(cut)]
+    elif case == "checkpoint_of_another_config":
+        argv += ["model.hidden=[8]", "--resume", str(previous_run)]
+    elif case == "unreadable_yaml":
+        (workdir / "bad.yaml").write_text("trainer:\n  max_steps: [1, 2\n")
+        argv[1] = str(workdir / "bad.yaml")
+    elif case == "binary_yaml":
+        (workdir / "bin.yaml").write_bytes(bytes(range(256)))
+        argv[1] = str(workdir / "bin.yaml")
+    elif case == "config_is_a_folder":
+        argv[1] = str(workdir / "checkpoints")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in " ".join(err.split()), err
+    assert "Traceback" not in err

@@ -77,9 +77,16 @@ def to_flat_dict(cfg: DistMetaConfig) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path):
+    hint = "give the path to a YAML file, e.g. configs/sine_maml.yaml"
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file ({hint})")
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (give the path to a YAML file, e.g. configs/sine_maml.yaml)")
-    return _parse_yaml(path.read_text(), str(path))
+        raise ConfigError(f"config file not found: {path} ({hint})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"cannot read {path} as a YAML text file: {exc}") from None
+    return _parse_yaml(text, str(path))
 
 
 def _parse_yaml(text: str, where: str):
@@ -223,6 +230,8 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("cluster.placement_strategy", f"'{c.placement_strategy}' is not one of {', '.join(STRATEGIES)}")
     if c.learner_device not in ("cpu", "cuda"):
         _fail("cluster.learner_device", f"'{c.learner_device}' is not one of cpu, cuda")
+    if tr.on_nonfinite not in ("stop", "skip"):
+        _fail("trainer.on_nonfinite", f"'{tr.on_nonfinite}' is not one of stop, skip")
     if tr.precision not in PRECISIONS:
         _fail("trainer.precision", f"'{tr.precision}' is not one of {', '.join(PRECISIONS)}")
     if not cfg.tracking.experiment:

@@ -23,6 +23,10 @@ class TrainerConfig:
     """Clip the aggregated meta-gradient to this global L2 norm; 0 disables clipping."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
+    on_nonfinite: str = "stop"
+    """A NaN/inf meta-gradient: ``stop`` ends the run naming the step, shard and family (the last
+    good checkpoint is kept); ``skip`` makes no update at that step and counts it
+    (``fault/skipped_steps``)."""
     precision: str = "32"
     """Shard actors' meta-gradient arithmetic: ``32`` (float32) or ``bf16-mixed`` (bfloat16
     autocast; gradients are returned, aggregated and applied in float32, validation is float32)."""

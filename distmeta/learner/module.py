@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from distmeta.algorithms import Algorithm
+from distmeta.errors import NonFiniteGradientError
 from distmeta.evaluation.adaptation import sampled_curve
 from distmeta.learner.aggregate import aggregate
 from distmeta.learner.data import train_loader, val_loader
@@ -47,6 +48,9 @@ class LearnerSettings:
     val_tasks: int = 200
     family_weighting: str = "count"
     loss_weights: tuple[tuple[str, float], ...] = ()
+    on_nonfinite: str = "stop"
+    """``stop``: a NaN/inf meta-gradient ends the run (the last good checkpoint stays); ``skip``:
+    the step makes no update and is counted (``fault/skipped_steps``)."""
 
     @property
     def val_monitor(self) -> tuple[str, str]:
@@ -82,6 +86,7 @@ class MetaLearner(pl.LightningModule):
         self.settings = settings
         self.val_families = val_families  # with the validation splits' images; tasks are sampled per validation
         self._tasks_seen: dict[str, int] = {}
+        self._skipped_steps = 0
         self.metadata = metadata  # travels in every checkpoint (MLflow run id, resolved config)
         self._names = [k for k, _ in model.named_parameters()]
         self._window = _Window()
@@ -109,19 +114,35 @@ class MetaLearner(pl.LightningModule):
         weights = flatten({k: p.detach() for k, p in params.items()}).cpu()
         s = self.settings
         results = self.group.compute(step, weights, step, s.planner.plan(step))
-        agg = aggregate(results, step=step, version=step, weighting=s.family_weighting, loss_weights=dict(s.loss_weights))
+        opt = self.optimizers()
+        try:
+            agg = aggregate(results, step=step, version=step, weighting=s.family_weighting, loss_weights=dict(s.loss_weights))
+        except NonFiniteGradientError as exc:
+            if s.on_nonfinite == "stop":
+                raise
+            # no update, but the step is spent: an optimizer step with no gradients moves nothing
+            # (Adam skips parameters without .grad) and advances the step counter and schedule
+            self._skipped_steps += 1
+            log.warning("%s; trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", exc, step, self._skipped_steps)
+            for p in params.values():
+                p.grad = None
+            self._optimizer_step(opt)
+            return
 
         grads = unflatten(agg.grad.to(self.device), params)
         for name, p in params.items():
             p.grad = grads[name]
-        opt = self.optimizers()
         if self.settings.grad_clip > 0:
             self.clip_gradients(opt, gradient_clip_val=self.settings.grad_clip, gradient_clip_algorithm="norm")
+        self._optimizer_step(opt)
+        self._record(step, agg, results)
+
+    def _optimizer_step(self, opt) -> None:
+        """The optimizer step (Lightning counts it as the meta-step) and the schedule's."""
         opt.step()
         sched = self.lr_schedulers()
         if sched is not None:
             sched.step()
-        self._record(step, agg, results)
 
     def _record(self, step, agg, results) -> None:
         w = self._window
@@ -156,6 +177,9 @@ class MetaLearner(pl.LightningModule):
         logged[names.META_LR] = self.optimizers().param_groups[0]["lr"]
         logged[names.FAULT_RECOMPUTED_TASKS] = float(self.group.faults.recomputed_tasks)
         logged[names.FAULT_FAILED_ATTEMPTS] = float(self.group.faults.failed_attempts)
+        logged[names.FAULT_ACTOR_RESTARTS] = float(self.group.faults.actor_restarts)
+        logged[names.FAULT_LOST_ACTORS] = float(self.group.faults.lost_actors)
+        logged[names.FAULT_SKIPPED_STEPS] = float(self._skipped_steps)
         # Straight to the logger: Lightning's self.log would re-send on_step values at every later step.
         if self.logger is not None:
             self.logger.log_metrics(logged, step=done)

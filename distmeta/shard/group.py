@@ -26,6 +26,10 @@ class FaultCounters:
 
     recomputed_tasks: int = 0
     failed_attempts: int = 0
+    actor_restarts: int = 0
+    """Shard actors Ray restarted after their process died (a new pid answered)."""
+    lost_actors: int = 0
+    """Shard actors gone for good (``cluster.max_actor_restarts`` spent); others take their shards."""
 
 
 class ShardGroup(Protocol):
@@ -120,6 +124,7 @@ class RayShardGroup:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.faults = FaultCounters()
+        self.alive = [True] * num_shards
         shard_data = list(shard_data) or [()] * num_shards
         if len(shard_data) != num_shards:
             raise ValueError(f"{len(shard_data)} data partitions for {num_shards} shards")
@@ -152,12 +157,14 @@ class RayShardGroup:
         attempts = [0] * len(plan)
         pending: dict = {}
 
+        suspects: set[int] = set()  # actors that failed this step: restarted, or gone?
+
         def submit(k: int) -> None:
-            host = (k + attempts[k]) % len(self.actors)
+            host = self._host(k, attempts[k])
             # another shard's actor may hold other classes or families: then send shard k's own
             data = self.data_refs[k] if self.data_refs[host] != self.data_refs[k] else ()
             ref = self.actors[host].compute.remote(step, weights_ref, version, list(plan[k]), *data)
-            pending[ref] = (k, time.monotonic() + self.timeout_s)
+            pending[ref] = (k, host, time.monotonic() + self.timeout_s)
 
         def retry(k: int, why: str) -> None:
             attempts[k] += 1
@@ -172,34 +179,69 @@ class RayShardGroup:
             if plan[k]:  # under shard_by=family a shard may have no task at a step
                 submit(k)
         try:  # the common case, all shards healthy: one blocking get for the whole step
-            for result, (k, _) in zip(ray.get(list(pending), timeout=self.timeout_s), pending.values()):
-                result.shard, result.worker = k, self._info[k]
+            for result, (k, host, _) in zip(ray.get(list(pending), timeout=self.timeout_s), pending.values()):
+                result.shard, result.worker = k, self._info[host]
                 results[k] = result
             return [r for r in results if r is not None]
         except (ray.exceptions.RayError, TimeoutError):
             pass  # fall through: collect shard by shard, recomputing the ones that failed
         while pending:
-            wait_s = max(0.0, min(deadline for _, deadline in pending.values()) - time.monotonic())
+            wait_s = max(0.0, min(deadline for _, _, deadline in pending.values()) - time.monotonic())
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
             if not ready:
                 now = time.monotonic()
-                for ref, (k, deadline) in list(pending.items()):
+                for ref, (k, host, deadline) in list(pending.items()):
                     if deadline <= now:
                         del pending[ref]
                         ray.cancel(ref)  # actor tasks cannot be force-cancelled; the answer is ignored
+                        suspects.add(host)
                         retry(k, f"no answer within cluster.step_timeout_s={self.timeout_s}")
                 continue
             ref = ready[0]
-            k, _ = pending.pop(ref)
+            k, host, _ = pending.pop(ref)
             try:
                 result = ray.get(ref, timeout=self.timeout_s)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError) as exc:
+                suspects.add(host)
                 retry(k, type(exc).__name__)
                 continue
-            result.shard = k
-            result.worker = self._info[(k + attempts[k]) % len(self.actors)]
+            result.shard, result.worker = k, self._info[host]
             results[k] = result
+        self._check_actors(suspects)
         return [r for r in results if r is not None]
+
+    def _host(self, k: int, attempt: int) -> int:
+        """The actor computing shard ``k`` at its ``attempt``-th try: its own, then the next ones,
+        skipping actors that are gone for good."""
+        n = len(self.actors)
+        hosts = [(k + attempt + j) % n for j in range(n)]
+        alive = [h for h in hosts if self.alive[h]]
+        if not alive:
+            raise RuntimeError("every shard actor is gone (cluster.max_actor_restarts spent on each)")
+        return alive[0]
+
+    def _check_actors(self, suspects: set[int]) -> None:
+        """After a failure: did Ray restart the actor (a new process answers), or is it gone?"""
+        import ray
+
+        for h in sorted(suspects):
+            info, deadline = None, time.monotonic() + self.timeout_s
+            while info is None and time.monotonic() < deadline:
+                try:
+                    info = ray.get(self.actors[h].info.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                except ray.exceptions.ActorUnavailableError:  # restarting: ask again
+                    time.sleep(0.2)
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    break
+            if info is None:
+                self.alive[h] = False
+                self.faults.lost_actors += 1
+                log.warning("shard actor %d is gone (cluster.max_actor_restarts spent or no resources); "
+                            "the other actors take its shards", h)
+                continue
+            if info.get("pid") != self._info[h].get("pid"):
+                self.faults.actor_restarts += 1
+                self._info[h] = info
 
     def close(self) -> None:
         import ray

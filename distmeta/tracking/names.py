@@ -10,6 +10,9 @@ THROUGHPUT_TASKS_PER_S = "throughput/tasks_per_s"
 THROUGHPUT_STEPS_PER_S = "throughput/steps_per_s"
 FAULT_RECOMPUTED_TASKS = "fault/recomputed_tasks"
 FAULT_FAILED_ATTEMPTS = "fault/failed_attempts"
+FAULT_ACTOR_RESTARTS = "fault/actor_restarts"
+FAULT_LOST_ACTORS = "fault/lost_actors"
+FAULT_SKIPPED_STEPS = "fault/skipped_steps"
 
 
 def meta_metric(key: str) -> str:

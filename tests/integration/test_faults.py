@@ -1,0 +1,128 @@
+"""Nothing lost: real processes are killed (a shard actor mid-step, the training driver) and the
+numbers are compared with an undisturbed run; a NaN-producing family stops the run or is skipped."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from distmeta.cli import main
+from distmeta.tracking import names
+from tests.conftest import SINE_CONFIG
+from tests.integration.helpers import SMALL, params_of, rel_diff, small_run
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+class KillWhileComputing(threading.Thread):
+    """SIGKILLs a shard actor's process while it executes ``ShardWorker.compute`` (Ray titles a
+    worker process ``ray::<Class>.<method>`` while it runs one)."""
+
+    def __init__(self, settle_s: float = 1.0):
+        super().__init__(daemon=True)
+        self.settle_s, self.killed, self.done = settle_s, None, threading.Event()
+
+    def run(self):
+        deadline = time.time() + 120
+        actors = []
+        while not actors and time.time() < deadline and not self.done.is_set():
+            actors = [p for p in psutil.process_iter(["cmdline"]) if "ray::ShardWorker" in " ".join(p.info["cmdline"] or [])]
+            time.sleep(0.05)
+        time.sleep(self.settle_s)
+        while self.killed is None and time.time() < deadline and not self.done.is_set():
+            for proc in actors:
+                try:
+                    if "ray::ShardWorker.compute" in " ".join(proc.cmdline()):
+                        os.kill(proc.pid, signal.SIGKILL)
+                        self.killed = proc.pid
+                        break
+                except psutil.NoSuchProcess:
+                    continue
+
+
+def test_a_shard_actor_killed_mid_step_costs_nothing(workdir, ray_runtime):
+    common = ["trainer.max_steps=300", "algorithm.meta_batch_size=50", "algorithm.inner_steps=3", "cluster.num_shards=2",
+              "algorithm.meta_lr=0.001", "trainer.val_every_n_steps=1000", "trainer.log_every_n_steps=10"]
+    undisturbed = params_of(small_run(*common))
+    killer = KillWhileComputing(settle_s=2.0)  # into the run, past the first steps
+    killer.start()
+    try:
+        result = small_run(*common)
+    finally:
+        killer.done.set()
+    assert killer.killed is not None, "an actor was killed while it computed"
+    assert rel_diff(params_of(result), undisturbed) < 1e-5
+    run = MlflowClient(result.tracking_uri).get_run(result.run_id)
+    faults = {k: v for k, v in run.data.metrics.items() if k.startswith("fault/")}
+    assert faults[names.FAULT_ACTOR_RESTARTS] >= 1, faults
+    assert run.data.metrics[names.FAULT_RECOMPUTED_TASKS] >= 25  # the killed shard's half of a meta-batch
+
+
+BAD_MIXTURE = ["tasks.families=[{name: sine, weight: 200}, {name: linear, label: bad, weight: 1, ranges: {slope: [1e38, 2e38]}}]",
+               "cluster.num_shards=0", "trainer.max_steps=30", "checkpoint.every_n_steps=5", "trainer.val_every_n_steps=1000",
+               "evaluation.num_tasks=5", "algorithm.compile=false", "trainer.progress_bar=false"]
+FIRST_BAD_STEP = 18  # the first meta-step with a task of family 'bad' (slopes ~1e38 overflow float32); then 26
+
+
+def test_a_non_finite_meta_gradient_stops_the_run_naming_it_and_keeps_the_last_good_checkpoint(workdir, capsys):
+    assert main(["train", str(SINE_CONFIG), *BAD_MIXTURE]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"non-finite meta-gradient at step {FIRST_BAD_STEP} from shard 0 (family bad); the last good checkpoint is kept" in err
+    (last,) = Path("checkpoints").glob("*/last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == 15
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("sine_maml").experiment_id])
+    assert run.info.status == "FAILED"
+
+
+def test_on_nonfinite_skip_makes_no_update_at_those_steps_and_counts_them(workdir):
+    result = small_run(*BAD_MIXTURE, "trainer.on_nonfinite=skip", "trainer.log_every_n_steps=1")
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    history = MlflowClient(result.tracking_uri).get_metric_history(result.run_id, names.FAULT_SKIPPED_STEPS)
+    assert max(m.value for m in history) == 2  # steps 18 and 26
+    assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 30
+
+
+def test_a_killed_driver_resumes_from_its_checkpoint_to_the_uninterrupted_result(workdir):
+    """SIGKILL `distmeta train` mid-run, then `--resume last`: same MLflow run, same final weights;
+    only the steps between the checkpoint and the kill are logged twice."""
+    overrides = [*SMALL, "trainer.max_steps=400", "checkpoint.every_n_steps=40", "cluster.num_shards=0", "trainer.log_every_n_steps=10",
+                 "trainer.val_every_n_steps=100", "algorithm.meta_lr=0.001", "evaluation.num_tasks=10"]
+    argv = [sys.executable, "-m", "distmeta", "train", str(SINE_CONFIG), *overrides]
+    proc = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not any(workdir.glob("checkpoints/*/last.ckpt")):
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            time.sleep(0.05)
+        time.sleep(1.0)  # past the checkpoint: some steps are lost with the process
+        assert proc.poll() is None, "the run was still going when it was killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (last,) = workdir.glob("checkpoints/*/last.ckpt")
+    saved_at = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < saved_at < 400
+    resumed = small_run(*overrides[len(SMALL):], resume="last")
+    uninterrupted_dir = workdir / "uninterrupted"
+    uninterrupted_dir.mkdir()
+    os.chdir(uninterrupted_dir)
+    reference = small_run(*overrides[len(SMALL):])
+    assert rel_diff(params_of(resumed), params_of(reference)) < 1e-5
+    assert resumed.run_id == last.parent.name, "the same MLflow run continued"
+    client = MlflowClient(resumed.tracking_uri)
+    steps = [m.step for m in client.get_metric_history(resumed.run_id, names.meta_metric("loss"))]
+    repeated = {s for s in steps if steps.count(s) > 1}
+    assert all(s > saved_at for s in repeated), "only the replayed window (after the checkpoint) is logged twice"
+    assert sorted(set(steps)) == list(range(10, 401, 10))
