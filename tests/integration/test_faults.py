@@ -24,12 +24,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 class KillWhileComputing(threading.Thread):
-    """SIGKILLs a shard actor's process while it executes ``ShardWorker.compute`` (Ray titles a
-    worker process ``ray::<Class>.<method>`` while it runs one)."""
+    """Sends ``sig`` (SIGKILL: dead; SIGSTOP: hung) to a shard actor's process while it executes
+    ``ShardWorker.compute`` (Ray titles a worker process ``ray::<Class>.<method>`` while it runs one)."""
 
-    def __init__(self, settle_s: float = 1.0):
+    def __init__(self, settle_s: float = 1.0, sig: int = signal.SIGKILL):
         super().__init__(daemon=True)
-        self.settle_s, self.killed, self.done = settle_s, None, threading.Event()
+        self.settle_s, self.sig, self.killed, self.done = settle_s, sig, None, threading.Event()
 
     def run(self):
         deadline = time.time() + 120
@@ -42,7 +42,7 @@ class KillWhileComputing(threading.Thread):
             for proc in actors:
                 try:
                     if "ray::ShardWorker.compute" in " ".join(proc.cmdline()):
-                        os.kill(proc.pid, signal.SIGKILL)
+                        os.kill(proc.pid, self.sig)
                         self.killed = proc.pid
                         break
                 except psutil.NoSuchProcess:
@@ -65,6 +65,27 @@ def test_a_shard_actor_killed_mid_step_costs_nothing(workdir, ray_runtime):
     faults = {k: v for k, v in run.data.metrics.items() if k.startswith("fault/")}
     assert faults[names.FAULT_ACTOR_RESTARTS] >= 1, faults
     assert run.data.metrics[names.FAULT_RECOMPUTED_TASKS] >= 25  # the killed shard's half of a meta-batch
+
+
+def test_a_hung_shard_is_recomputed_after_the_step_timeout(workdir, ray_runtime):
+    """SIGSTOP freezes an actor mid-step: after cluster.step_timeout_s its tasks are recomputed on
+    the other actor, which takes over its shards (the frozen one is given up), same result."""
+    common = ["trainer.max_steps=200", "algorithm.meta_batch_size=50", "algorithm.inner_steps=3", "cluster.num_shards=2",
+              "algorithm.meta_lr=0.001", "trainer.val_every_n_steps=1000", "trainer.log_every_n_steps=10",
+              "cluster.step_timeout_s=3"]
+    undisturbed = params_of(small_run(*common))
+    freezer = KillWhileComputing(settle_s=2.0, sig=signal.SIGSTOP)
+    freezer.start()
+    try:
+        result = small_run(*common)
+    finally:
+        freezer.done.set()
+        if freezer.killed and psutil.pid_exists(freezer.killed):
+            os.kill(freezer.killed, signal.SIGCONT)  # closing the group killed it, or let Ray reap it
+    assert freezer.killed is not None, "an actor was frozen while it computed"
+    assert rel_diff(params_of(result), undisturbed) < 1e-5
+    faults = {k: v for k, v in MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics.items() if k.startswith("fault/")}
+    assert faults[names.FAULT_FAILED_ATTEMPTS] >= 1 and faults[names.FAULT_LOST_ACTORS] == 1, faults
 
 
 BAD_MIXTURE = ["tasks.families=[{name: sine, weight: 200}, {name: linear, label: bad, weight: 1, ranges: {slope: [1e38, 2e38]}}]",
