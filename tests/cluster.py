@@ -76,9 +76,10 @@ class LocalCluster:
         if proc.returncode != 0:
             raise RuntimeError(f"ray start failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
-    def processes(self) -> list[psutil.Process]:
-        """Every process of this cluster: their command lines or open files name its temp dirs."""
-        marks = [str(t) for t in self.temp_dirs]
+    def processes(self, node: int | None = None) -> list[psutil.Process]:
+        """Every process of this cluster (or of its ``node``-th node, 0 the head): their command
+        lines name the node's temp dir."""
+        marks = [str(t) for t in (self.temp_dirs if node is None else self.temp_dirs[node : node + 1])]
         found = []
         for proc in psutil.process_iter(["pid", "cmdline"]):
             try:
@@ -112,10 +113,25 @@ class LocalCluster:
                 pass
         psutil.wait_procs(alive, timeout=10)
 
+    def kill_node(self, node: int) -> int:
+        """SIGKILL every process of one node (its raylet first): the node is lost. Returns how many."""
+        procs = sorted(self.processes(node), key=lambda p: "raylet" not in p.name())
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        return len(procs)
+
     def run_python(self, code: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
         """``code`` in a fresh driver process joined to this cluster (the test process keeps its own
         in-process Ray)."""
+        proc = self.start_python(code)
+        out, err = proc.communicate(timeout=timeout_s)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def start_python(self, code: str) -> subprocess.Popen:
         env = self.env
         env["RAY_ADDRESS"] = self.gcs
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout_s,
-                              cwd=Path(__file__).resolve().parents[1])
+        return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=Path(__file__).resolve().parents[1])

@@ -131,3 +131,49 @@ def test_no_wait_returns_at_once_and_jobs_stop_ends_the_job(cluster, mlflow_serv
     assert status == "STOPPED"
     unknown = jobs("status", "no-such-job")
     assert unknown.returncode == 2 and "job no-such-job" in unknown.stderr
+
+
+NODE_LOSS_RUNS = """
+import json, sys
+import distmeta
+from mlflow.tracking import MlflowClient
+out = {}
+for name in ("undisturbed", "disturbed"):  # the test takes the worker node down during the second
+    result = distmeta.train(distmeta.load_config("configs/sine_maml.yaml", [*OVERRIDES, f"checkpoint.dir=CKPT/{name}"]))
+    metrics = MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics
+    out[name] = {"params": [x for p in result.model.parameters() for x in p.detach().reshape(-1).tolist()],
+                 "faults": {k: v for k, v in metrics.items() if k.startswith("fault/")}}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_losing_the_worker_node_mid_run_costs_nothing(cluster, tmp_path):
+    """Runs last in this module: it takes the second node down. The shard on it is recomputed on
+    the head's actor (its bundle is re-placed on the head or given up), and the result equals the
+    same run on both nodes undisturbed."""
+    overrides = ["trainer.max_steps=300", "algorithm.meta_batch_size=50", "algorithm.inner_steps=3", "algorithm.meta_lr=0.001",
+                 "algorithm.compile=false", "trainer.val_every_n_steps=1000", "trainer.log_every_n_steps=10",
+                 "trainer.progress_bar=false", "evaluation.num_tasks=10", "evaluation.shots=[10]", "checkpoint.every_n_steps=20",
+                 f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "cluster.num_shards=2", "cluster.placement_strategy=SPREAD",
+                 "cluster.step_timeout_s=10"]
+    driver = cluster.start_python(NODE_LOSS_RUNS.replace("OVERRIDES", repr(overrides)).replace("CKPT", str(tmp_path)))
+    try:
+        deadline = time.time() + 400
+        while not list(tmp_path.glob("disturbed/*/last.ckpt")) and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.2)
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        assert cluster.kill_node(1) > 0
+        out, err = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, err[-4000:]
+    runs = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    import torch
+
+    got, ref = (torch.tensor(runs[name]["params"]) for name in ("disturbed", "undisturbed"))
+    diff = ((got - ref).norm() / ref.norm()).item()
+    assert diff < 1e-5, diff
+    assert not any(runs["undisturbed"]["faults"].values())
+    faults = runs["disturbed"]["faults"]
+    assert faults["fault/recomputed_tasks"] >= 25 and faults["fault/actor_restarts"] + faults["fault/lost_actors"] >= 1, faults
