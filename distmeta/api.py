@@ -56,8 +56,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
 def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
     """Meta-train ``cfg``; with ``resume`` (a checkpoint path or ``"last"``) continue that run:
     same task stream, optimizer state and MLflow run."""
-    import mlflow
-
     from distmeta.learner.module import MetaLearner
     from distmeta.runtime import start_ray
     from distmeta.tracking import run as tracking_run
@@ -112,9 +110,9 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         last = run_dir / checkpoints.LAST
         trainer.save_checkpoint(last, weights_only=False)  # full state: a later --resume continues from it
     except BaseException:
-        # Lightning marks the run FAILED for errors inside fit; this covers those before it
-        # (shard actors that cannot start, ...) so no run is left RUNNING forever.
-        client.set_terminated(run_id, "FAILED")
+        # no run is left RUNNING: metrics so far are delivered (briefly), the run marked FAILED
+        _report_unsent(logger.close(min(cfg.tracking.flush_timeout_s, 10.0), run_dir), uri)
+        _publish(uri, lambda: client.set_terminated(run_id, "FAILED"), "the run's FAILED status")
         raise
     finally:
         torch.set_num_threads(threads)
@@ -124,14 +122,45 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
             import ray
 
             ray.shutdown()
-        mlflow.flush_async_logging()
 
     best = run_dir / checkpoints.BEST
     best = best if best.is_file() else None
-    report, figure = _evaluate_and_log(cfg, model, run_id, uri, run_dir, test_families)
-    tracking_run.log_checkpoints(client, run_id, {"last": last, **({"best": best} if best else {})})
-    model_uri = tracking_run.log_model(uri, run_id, model)
+    report, figure = _evaluate_and_log(cfg, model, None, uri, run_dir, test_families)
+    _report_unsent(logger.close(cfg.tracking.flush_timeout_s, run_dir), uri)
+    model_uri = ""
+
+    def publish() -> None:
+        nonlocal model_uri
+        from distmeta.tracking.run import log_evaluation
+
+        log_evaluation(uri, run_id, report.values, figure, FIGURE_ARTIFACT_DIR)
+        tracking_run.log_checkpoints(client, run_id, {"last": last, **({"best": best} if best else {})})
+        model_uri = tracking_run.log_model(uri, run_id, model)
+        client.set_terminated(run_id, "FINISHED")
+
+    _publish(uri, publish, f"the evaluation, checkpoints and model (the checkpoints are in {run_dir})")
     return TrainResult(run_id, uri, run_dir, last, best, report, figure, model, model_uri)
+
+
+def _publish(uri: str, action, what: str) -> bool:
+    """Run an MLflow ``action`` after training; if the store is unreachable, warn instead of
+    failing a finished run (what was trained is on disk)."""
+    from distmeta.tracking.store import check_reachable
+
+    try:
+        check_reachable(uri)
+        action()
+        return True
+    except Exception as exc:  # an unreachable or failing store: nothing of the training is lost
+        log.warning("MLflow at %s cannot be reached (%s: %s); %s were not logged to it",
+                    uri, type(exc).__name__, " ".join(str(exc).split())[:300], what)
+        return False
+
+
+def _report_unsent(path: Path | None, uri: str) -> None:
+    if path is not None:
+        log.warning("metrics that MLflow at %s did not take before tracking.flush_timeout_s are saved in %s "
+                    "(JSON lines: key, value, timestamp, step)", uri, path)
 
 
 def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = (), log_to_mlflow: bool = True) -> tuple[EvalReport, Path]:

@@ -189,6 +189,10 @@ class TrackingConfig:
     """MLflow experiment name."""
     run_name: str = ""
     """MLflow run name; empty lets MLflow choose one."""
+    flush_timeout_s: float = 60.0
+    """At the end of training, how long to wait for metrics kept during a tracking-server outage
+    to be delivered; what is still undelivered is written to ``unsent_metrics.jsonl`` beside the
+    checkpoints."""
 
 
 @dataclass

@@ -10,26 +10,26 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
-from pytorch_lightning.loggers import MLFlowLogger
 from torch import nn
 
 import distmeta
+from distmeta.tracking.outbox import OutboxLogger
 from distmeta.tracking.store import artifact_location
 
 CONFIG_ARTIFACT = "config/config.yaml"
 
 
-def make_logger(uri: str, experiment: str, run_name: str, run_id: str | None = None) -> MLFlowLogger:
-    """Lightning's MLflow logger with the URI given explicitly; metrics are sent asynchronously
-    so the step loop never waits on the store."""
-    return MLFlowLogger(
+def make_logger(uri: str, experiment: str, run_name: str, run_id: str | None = None) -> OutboxLogger:
+    """Lightning's MLflow logger with the URI given explicitly; metrics go through a queue and a
+    sender thread (:class:`OutboxLogger`), so the step loop never waits on the store and an
+    outage loses nothing."""
+    return OutboxLogger(
         experiment_name=experiment,
         tracking_uri=uri,
         run_name=run_name or None,
         run_id=run_id,
         artifact_location=artifact_location(uri),
         log_model=False,
-        synchronous=False,
     )
 
 

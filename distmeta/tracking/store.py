@@ -11,6 +11,10 @@ from urllib.parse import urlparse
 from distmeta.errors import UserError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # closed networks: never phone home
+# MLflow retries a failed request 7 times with doubling waits (minutes); metrics have their own
+# queue and retries (tracking/outbox.py), so a request gives up sooner and the queue tries again
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 def resolve_uri(uri: str, workdir: str | os.PathLike | None = None) -> str:
