@@ -19,12 +19,17 @@ def test_logits_are_negative_squared_distances_to_class_means():
     torch.testing.assert_close(protonet.logits(query, protos), direct)
 
 
-def test_vmapped_gradient_equals_loop_and_plain_autograd():
+def _embedding_and_tasks():
+    """A small Conv4 embedding (float64) and three 3-way 2-shot glyph episodes."""
     torch.manual_seed(0)
     model = Conv4(in_channels=1, num_classes=0, hidden=8, image_size=28).double()
     params = {k: p.detach() for k, p in model.named_parameters()}
     family = EpisodeFamily("glyphs", ways=3, shots=2, query=2).with_data(GlyphSource().load("val"))
-    tasks = family.sample(0, 0, 0, range(3), dtype=torch.float64)
+    return model, params, family.sample(0, 0, 0, range(3), dtype=torch.float64)
+
+
+def test_vmapped_gradient_equals_loop_and_plain_autograd():
+    model, params, tasks = _embedding_and_tasks()
     algo = ProtoNet(ways=3)
     batched = meta_grad(algo, model, params, {}, tasks)
     looped = meta_grad_loop(algo, model, params, {}, tasks)
@@ -46,11 +51,7 @@ def test_vmapped_gradient_equals_loop_and_plain_autograd():
 
 def test_an_episode_with_fewer_classes_than_ways_scores_only_its_own():
     """A mixture's 3-way family under ProtoNet(ways=5): the same loss, gradient and accuracy as ProtoNet(ways=3)."""
-    torch.manual_seed(0)
-    model = Conv4(in_channels=1, num_classes=0, hidden=8, image_size=28).double()
-    params = {k: p.detach() for k, p in model.named_parameters()}
-    family = EpisodeFamily("glyphs", ways=3, shots=2, query=2).with_data(GlyphSource().load("val"))
-    tasks = family.sample(0, 0, 0, range(3), dtype=torch.float64)
+    model, params, tasks = _embedding_and_tasks()
     exact, padded = meta_grad(ProtoNet(ways=3), model, params, {}, tasks), meta_grad(ProtoNet(ways=5), model, params, {}, tasks)
     for k in exact.grads:
         torch.testing.assert_close(padded.grads[k], exact.grads[k], rtol=1e-10, atol=1e-12)
