@@ -69,12 +69,14 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
     test_families = evaluation_families(cfg)
     train_units = builders.training_data(cfg)
     val_families = builders.validation_families(cfg)
+    builders.model_spec(cfg)  # e.g. head names: refused here, before a run exists
     ckpt_path, run_id, resumed_at = None, None, None
     if resume:
         ckpt_path = checkpoints.find_resume(resume, cfg.checkpoint.dir)
         saved = checkpoints.read(ckpt_path)
         meta = saved["distmeta"]
         _check_resumable(cfg, config.from_yaml_text(meta["config_yaml"]), ckpt_path)
+        checkpoints.resumable(saved, ckpt_path)
         run_id, resumed_at = meta["run_id"], int(saved.get("global_step", 0))
         if not cfg.tracking.uri:  # the run lives in the store it started in
             uri = meta["tracking_uri"]
@@ -102,7 +104,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
                 if info.get(key):
                     client.set_tag(run_id, f"shard.{k}.{key}", info[key])
         model = builders.model(cfg)
-        metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": 1}
+        metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": checkpoints.FORMAT}
         settings = builders.learner_settings(cfg)
         learner = MetaLearner(model, group, settings, val_families, metadata)
         trainer = _trainer(cfg, logger, run_dir, settings.val_monitor)
@@ -110,9 +112,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         last = run_dir / checkpoints.LAST
         trainer.save_checkpoint(last, weights_only=False)  # full state: a later --resume continues from it
     except BaseException:
-        # no run is left RUNNING: metrics so far are delivered (briefly), the run marked FAILED
-        _report_unsent(logger.close(min(cfg.tracking.flush_timeout_s, 10.0), run_dir), uri)
-        _publish(uri, lambda: client.set_terminated(run_id, "FAILED"), "the run's FAILED status")
+        _abort(cfg, logger, client, run_id, run_dir, uri)
         raise
     finally:
         torch.set_num_threads(threads)
@@ -125,7 +125,11 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
 
     best = run_dir / checkpoints.BEST
     best = best if best.is_file() else None
-    report, figure = _evaluate_and_log(cfg, model, None, uri, run_dir, test_families)
+    try:
+        report, figure = _evaluate_and_log(cfg, model, None, uri, run_dir, test_families)
+    except BaseException:
+        _abort(cfg, logger, client, run_id, run_dir, uri)
+        raise
     _report_unsent(logger.close(cfg.tracking.flush_timeout_s, run_dir), uri)
     model_uri = ""
 
@@ -140,6 +144,13 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
 
     _publish(uri, publish, f"the evaluation, checkpoints and model (the checkpoints are in {run_dir})")
     return TrainResult(run_id, uri, run_dir, last, best, report, figure, model, model_uri)
+
+
+def _abort(cfg: DistMetaConfig, logger, client, run_id: str, run_dir: Path, uri: str) -> None:
+    """No run is left RUNNING and no metric vanishes: the queue gets a short while to drain (the
+    rest is saved beside the checkpoints), then the run is marked FAILED if the store answers."""
+    _report_unsent(logger.close(min(cfg.tracking.flush_timeout_s, 10.0), run_dir), uri)
+    _publish(uri, lambda: client.set_terminated(run_id, "FAILED"), "the run's FAILED status")
 
 
 def _publish(uri: str, action, what: str) -> bool:

@@ -144,6 +144,10 @@ def model_spec(cfg: DistMetaConfig) -> ModelSpec:
     else:
         shape, outputs = (1,), [1] * len(es)
     heads = tuple((e.label, n) for e, n in zip(es, outputs)) if m.heads == "per_family" else ()
+    for label, _ in heads:  # heads are named after the labels, in an nn.ModuleDict
+        if hasattr(nn.ModuleDict, label):
+            raise UserError(f"tasks.families label '{label}' is a name torch's nn.ModuleDict uses itself; with "
+                            "model.heads=per_family choose another label")
     return ModelSpec(m.name, shape, outputs[0], hidden=tuple(m.hidden), filters=m.filters, heads=heads)
 
 

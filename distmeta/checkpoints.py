@@ -1,14 +1,20 @@
 """Finding and reading distmeta checkpoints (Lightning ``.ckpt`` files with a ``distmeta`` entry)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from distmeta.errors import UserError
 
 LAST, BEST = "last.ckpt", "best.ckpt"
+FORMAT = 2
+"""Checkpoint layout version. 2: Conv4 without convolution biases (format 1 had them; the batch
+normalisation that follows cancels them, so dropping them gives the same network)."""
+_CONV_BIAS = re.compile(r"(^|\.)body\.\d+\.0\.bias$")
 
 
 def find_resume(resume: str, root: str | Path) -> Path:
@@ -38,6 +44,25 @@ def read(path: str | Path) -> dict[str, Any]:
 
 
 def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The meta-model's weights (the learner stores them under ``model.``)."""
+    """The meta-model's weights (the learner stores them under ``model.``), in this version's
+    layout: a format-1 Conv4 checkpoint loses its convolution biases (exactly the same network)."""
     prefix = "model."
-    return {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if _format1_conv4(ckpt):
+        state = {k: v for k, v in state.items() if not _CONV_BIAS.search(k)}
+    return state
+
+
+def _format1_conv4(ckpt: dict[str, Any]) -> bool:
+    meta = ckpt["distmeta"]
+    if meta.get("format", 1) >= 2:
+        return False
+    saved = yaml.safe_load(meta.get("config_yaml", "")) or {}
+    return (saved.get("model") or {}).get("name") == "conv4"
+
+
+def resumable(ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse to resume from a checkpoint whose layout this version cannot continue."""
+    if _format1_conv4(ckpt):
+        raise UserError(f"{path} is a format-1 Conv4 checkpoint (convolutions with biases); this version's Conv4 has "
+                        "none, so its optimizer state cannot continue. `distmeta eval --checkpoint` still reads it")

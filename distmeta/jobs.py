@@ -68,6 +68,10 @@ def prepare(config_path: str, overrides: Sequence[str], workdir: Path, pip: bool
         raise UserError(f"config {config_path} is outside the working directory {workdir}, which is what the job receives; "
                         "run distmeta submit from a folder that contains it")
     _check_tracking(cfg.tracking.uri)
+    if not Path(cfg.checkpoint.dir).is_absolute():
+        raise UserError(f"checkpoint.dir={cfg.checkpoint.dir} is relative: the checkpoints would be written into the job's "
+                        "temporary working directory on the cluster and lost with it (and --resume could not find them); "
+                        "set checkpoint.dir to an absolute path on storage the head node keeps")
     entrypoint = shlex.join(["python", "-m", "distmeta", "train", str(path.relative_to(workdir)), *overrides])
     env: dict = {"working_dir": str(workdir), "excludes": EXCLUDES,
                  "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}}
@@ -81,7 +85,10 @@ def prepare(config_path: str, overrides: Sequence[str], workdir: Path, pip: bool
 
 
 def _requirements(lock: Path) -> list[str]:
-    return [line.strip() for line in lock.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    """The lock's pins, but not Ray's own: a job cannot change the Ray its cluster runs (Ray
+    refuses), and the cluster's Ray is the one the job uses."""
+    pins = [line.strip() for line in lock.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return [p for p in pins if not re.match(r"ray(\[.*\])?==", p)]
 
 
 def _check_tracking(uri: str) -> None:
@@ -113,19 +120,26 @@ def follow(job_client, job_id: str, out: Callable[[str], None] = print,
     """Stream the job's logs to ``out`` until it ends; returns its final status (``SUCCEEDED``,
     ``FAILED`` or ``STOPPED``). ``on_run(run_id, experiment_id, tracking_uri)`` is called once,
     when the learner announces its MLflow run."""
-    seen = False
+    seen, partial = False, ""
+
+    def emit(line: str) -> None:
+        nonlocal seen
+        out(line)
+        match = _RUN_LINE.search(line)
+        if match and not seen and on_run is not None:
+            seen = True
+            on_run(*match.groups())
 
     async def stream() -> None:
-        nonlocal seen
+        nonlocal partial
         async for chunk in job_client.tail_job_logs(job_id):
-            for line in chunk.splitlines():
-                out(line)
-                match = _RUN_LINE.search(line)
-                if match and not seen and on_run is not None:
-                    seen = True
-                    on_run(*match.groups())
+            *lines, partial = (partial + chunk).split("\n")  # a chunk may end mid-line
+            for line in lines:
+                emit(line)
 
     asyncio.run(stream())
+    if partial:
+        emit(partial)
     return wait(job_client, job_id)
 
 

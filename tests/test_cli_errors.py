@@ -40,6 +40,8 @@ QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4"
         (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.shots=10", "tasks.query=15", *QUICK],
          "shots + query = 25 exceeds the 20 images per class"),
         (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "model.name=resnet"], "'resnet' is not one of mlp, conv4"),
+        (["train", str(SINE_CONFIG), "tasks.families=[{name: sine, label: train}, {name: linear}]", "model.heads=per_family", *QUICK],
+         "tasks.families label 'train' is a name torch's nn.ModuleDict uses itself"),
         *([(["train", str(SINE_CONFIG), "cluster.learner_device=cuda", *QUICK],
             "cluster.learner_device=cuda but this process sees no CUDA device")] if not torch.cuda.is_available() else []),
     ],
@@ -160,3 +162,28 @@ def test_bad_files_exit_2_and_leave_a_previous_run_intact(case, expected, previo
     err = capsys.readouterr().err
     assert expected in " ".join(err.split()), err
     assert "Traceback" not in err
+
+
+def test_a_format_1_conv4_checkpoint_still_evaluates_but_does_not_resume(workdir):
+    """Conv4 lost its convolution biases (format 2): the old weights load without them, which is
+    the same network, because the batch normalisation after each convolution cancels a bias."""
+    from distmeta import checkpoints, config
+    from distmeta.models import ModelSpec
+    from distmeta.errors import UserError
+
+    torch.manual_seed(0)
+    new = ModelSpec("conv4", (1, 28, 28), 5, filters=4).build()
+    old_state = {f"model.{k}": v for k, v in new.state_dict().items()}
+    for i in range(4):  # what a format-1 checkpoint held besides
+        old_state[f"model.body.{i}.0.bias"] = torch.randn(4)
+    cfg = config.load(None, ["tasks.family=glyphs", "model.name=conv4", "model.filters=4"])
+    ckpt = {"state_dict": old_state, "distmeta": {"format": 1, "config_yaml": config.to_yaml(cfg)}}
+    model = ModelSpec("conv4", (1, 28, 28), 5, filters=4).build()
+    model.load_state_dict(checkpoints.model_state(ckpt))  # strict: exactly this version's keys
+    x = torch.rand(6, 1, 28, 28)
+    torch.testing.assert_close(model(x), new(x))
+    conv, norm = model.body[0][0], model.body[0][1]  # the dropped bias never changed a block's output
+    biased = torch.nn.functional.conv2d(x, conv.weight, old_state["model.body.0.0.bias"], padding=1)
+    torch.testing.assert_close(norm(biased), norm(conv(x)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(UserError, match="format-1 Conv4 checkpoint"):
+        checkpoints.resumable(ckpt, workdir / "old.ckpt")

@@ -7,15 +7,17 @@ from distmeta.errors import ConfigError
 from distmeta.errors import UserError
 from tests.conftest import REPO
 
-SERVER = ["tracking.uri=http://127.0.0.1:5000"]
+SERVER = ["tracking.uri=http://127.0.0.1:5000", "checkpoint.dir=/srv/distmeta/checkpoints"]
 
 
 def test_the_job_runs_train_in_the_uploaded_folder_with_the_pinned_requirements():
     job = jobs.prepare(str(REPO / "configs/sine_maml.yaml"), ["trainer.max_steps=5", *SERVER], REPO, submission_id="abc")
-    assert job.entrypoint == "python -m distmeta train configs/sine_maml.yaml trainer.max_steps=5 tracking.uri=http://127.0.0.1:5000"
+    assert job.entrypoint == ("python -m distmeta train configs/sine_maml.yaml trainer.max_steps=5 tracking.uri=http://127.0.0.1:5000 "
+                              "checkpoint.dir=/srv/distmeta/checkpoints")
     assert job.runtime_env["working_dir"] == str(REPO) and ".venv" in job.runtime_env["excludes"]
     pins = job.runtime_env["pip"]["packages"]
-    assert "ray==2.60.0" in pins and any(p.startswith("torch==") for p in pins) and not any(p.startswith("#") for p in pins)
+    assert not any(p.startswith("ray==") for p in pins), "the cluster keeps its own Ray"
+    assert any(p.startswith("torch==") for p in pins) and not any(p.startswith("#") for p in pins)
     assert job.submission_id == "abc"
     bare = jobs.prepare("configs/sine_maml.yaml", SERVER, REPO, pip=False)
     assert "pip" not in bare.runtime_env and bare.submission_id.startswith("distmeta-")
@@ -25,6 +27,7 @@ def test_the_job_runs_train_in_the_uploaded_folder_with_the_pinned_requirements(
     ("configs/sine_maml.yaml", ["model.hiden=[4]", *SERVER], ConfigError, "did you mean 'model.hidden'"),
     ("configs/sine_maml.yaml", [], UserError, "tracking.uri=(empty) would put the MLflow store in the job's temporary"),
     ("configs/sine_maml.yaml", ["tracking.uri=sqlite:///mlflow.db"], UserError, "would put the MLflow store"),
+    ("configs/sine_maml.yaml", SERVER[:1], UserError, "checkpoint.dir=checkpoints is relative"),
     ("configs/none.yaml", SERVER, UserError, "none.yaml"),
 ])
 def test_bad_jobs_are_refused_before_submission(config, overrides, error, message, monkeypatch):

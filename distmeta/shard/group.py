@@ -81,6 +81,10 @@ class ActorResources:
     """Placement-group strategy for the shards' bundles (``cluster.placement_strategy``)."""
 
 
+START_TIMEOUT_S = 60.0
+"""Shard actors (and their placement group) get at least this long to start."""
+
+
 def remote_worker_class(resources: ActorResources):
     import ray
 
@@ -115,13 +119,23 @@ class RayShardGroup:
 
     def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float,
                  shard_data: Sequence[ShardData] = (), max_attempts: int = 3):
+        # starting takes longer than a step (importing torch, building the model): at least a minute
+        start_s = max(timeout_s, START_TIMEOUT_S)
+        # one bundle per shard, reserved up front: a cluster that cannot hold them fails here, by name
+        self.placement = reserve(Bundle(resources.num_cpus, resources.num_gpus), num_shards, resources.strategy, start_s)
+        self.actors: list = []
+        self.timeout_s = timeout_s
+        try:
+            self._start(spec, num_shards, resources, start_s, shard_data, max_attempts)
+        except BaseException:
+            self.close()  # no placement group or actor outlives a failed start
+            raise
+
+    def _start(self, spec, num_shards, resources, timeout_s, shard_data, max_attempts) -> None:
         import ray
 
-        # one bundle per shard, reserved up front: a cluster that cannot hold them fails here, by name
-        self.placement = reserve(Bundle(resources.num_cpus, resources.num_gpus), num_shards, resources.strategy, timeout_s)
         cls = remote_worker_class(resources)
         self.num_shards = num_shards
-        self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.faults = FaultCounters()
         self.alive = [True] * num_shards
@@ -139,7 +153,6 @@ class RayShardGroup:
         try:
             self._info = ray.get([a.info.remote() for a in self.actors], timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
-            self.close()
             raise UserError(
                 f"{num_shards} shard actors ({resources.num_cpus} CPU, {resources.num_gpus} GPU each) did not start "
                 f"within {timeout_s:.0f} s; the Ray cluster may lack the resources "
@@ -157,7 +170,7 @@ class RayShardGroup:
         attempts = [0] * len(plan)
         pending: dict = {}
 
-        suspects: set[int] = set()  # actors that failed this step: restarted, or gone?
+        suspects: dict[int, str] = {}  # actors that failed this step -> "died" or "hung"
 
         def submit(k: int) -> None:
             host = self._host(k, attempts[k])
@@ -194,15 +207,16 @@ class RayShardGroup:
                     if deadline <= now:
                         del pending[ref]
                         ray.cancel(ref)  # actor tasks cannot be force-cancelled; the answer is ignored
-                        suspects.add(host)
+                        suspects.setdefault(host, "hung")
                         retry(k, f"no answer within cluster.step_timeout_s={self.timeout_s}")
                 continue
             ref = ready[0]
             k, host, _ = pending.pop(ref)
             try:
                 result = ray.get(ref, timeout=self.timeout_s)
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError) as exc:
-                suspects.add(host)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.ObjectLostError) as exc:  # ObjectLostError: the result's node died before the fetch
+                suspects[host] = "died"
                 retry(k, type(exc).__name__)
                 continue
             result.shard, result.worker = k, self._info[host]
@@ -220,28 +234,42 @@ class RayShardGroup:
             raise RuntimeError("every shard actor is gone (cluster.max_actor_restarts spent on each)")
         return alive[0]
 
-    def _check_actors(self, suspects: set[int]) -> None:
-        """After a failure: did Ray restart the actor (a new process answers), or is it gone?"""
+    def _check_actors(self, suspects: dict[int, str]) -> None:
+        """After failures: which actors did Ray restart (a new process answers), which are gone?
+        A hung actor would answer nothing before its running call ends (actors take one call at
+        a time), so it is killed and restarted first. All suspects are asked at once, for as long
+        as a start may take; one that does not answer is given up and killed (its bundle freed)."""
         import ray
 
-        for h in sorted(suspects):
-            info, deadline = None, time.monotonic() + self.timeout_s
-            while info is None and time.monotonic() < deadline:
+        for h, why in suspects.items():
+            if why == "hung":
+                ray.kill(self.actors[h], no_restart=False)  # Ray restarts it if max_actor_restarts allows
+        # a restart is a start: it gets as long as one
+        waiting, gone, deadline = set(suspects), set(), time.monotonic() + max(self.timeout_s, START_TIMEOUT_S)
+        while waiting and time.monotonic() < deadline:
+            asked = {self.actors[h].info.remote(): h for h in waiting}
+            ready, _ = ray.wait(list(asked), num_returns=len(asked), timeout=max(0.1, deadline - time.monotonic()))
+            for ref in ready:
+                h = asked[ref]
                 try:
-                    info = ray.get(self.actors[h].info.remote(), timeout=max(0.1, deadline - time.monotonic()))
-                except ray.exceptions.ActorUnavailableError:  # restarting: ask again
-                    time.sleep(0.2)
-                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                    break
-            if info is None:
-                self.alive[h] = False
-                self.faults.lost_actors += 1
-                log.warning("shard actor %d is gone (cluster.max_actor_restarts spent or no resources); "
-                            "the other actors take its shards", h)
-                continue
-            if info.get("pid") != self._info[h].get("pid"):
-                self.faults.actor_restarts += 1
-                self._info[h] = info
+                    info = ray.get(ref)
+                except ray.exceptions.ActorUnavailableError:  # restarting: ask again next round
+                    continue
+                except ray.exceptions.RayActorError:  # dead for good
+                    waiting.discard(h)
+                    gone.add(h)
+                    continue
+                waiting.discard(h)
+                if info.get("pid") != self._info[h].get("pid"):
+                    self.faults.actor_restarts += 1
+                    self._info[h] = info
+            time.sleep(0.2 if waiting else 0)
+        for h in sorted(waiting | gone):
+            self.alive[h] = False
+            self.faults.lost_actors += 1
+            ray.kill(self.actors[h], no_restart=True)
+            log.warning("shard actor %d is gone (cluster.max_actor_restarts spent, or no resources to restart it); "
+                        "the other actors take its shards", h)
 
     def close(self) -> None:
         import ray
@@ -255,7 +283,10 @@ class RayShardGroup:
         if self.placement is not None:
             from ray.util.placement_group import remove_placement_group
 
-            remove_placement_group(self.placement)
+            try:
+                remove_placement_group(self.placement)
+            except Exception as exc:  # Ray already shut down: nothing left to release
+                log.debug("placement group not removed: %s", exc)
             self.placement = None
 
 

@@ -27,15 +27,24 @@ BATCH = 1000  # MLflow's log_batch limit on metrics per call
 UNSENT = "unsent_metrics.jsonl"
 
 
+def _refused(exc: Exception) -> bool:
+    """A 4xx answer (other than 429, too many requests): the server is up and said no."""
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    return isinstance(status, int) and 400 <= status < 500 and status != 429
+
+
 class OutboxLogger(MLFlowLogger):
     """Lightning's MLflow logger with a queue and a sender thread in front of ``log_batch``."""
 
     def __init__(self, *args, max_backoff_s: float = 10.0, **kwargs):
         super().__init__(*args, **kwargs)
         self._queue: deque[Metric] = deque()
+        self._inflight: list[Metric] = []  # the batch being sent, out of the queue meanwhile
+        self._rejected: list[Metric] = []  # refused by the server (4xx): never retried, saved at close
         self._lock = threading.Condition()
-        self._closing = False
+        self._closing = threading.Event()  # also ends a backoff wait early (new metrics do not)
         self._down_since: float | None = None
+        self._abandoned = False
         self.max_backoff_s = max_backoff_s
         self._thread = threading.Thread(target=self._send_loop, name="distmeta-mlflow-outbox", daemon=True)
         self._thread.start()
@@ -51,32 +60,44 @@ class OutboxLogger(MLFlowLogger):
     @property
     def pending(self) -> int:
         with self._lock:
-            return len(self._queue)
+            return len(self._queue) + len(self._inflight)
 
     def _send_loop(self) -> None:
         backoff = 0.5
         while True:
             with self._lock:
-                while not self._queue and not self._closing:
+                while not self._queue and not self._closing.is_set():
                     self._lock.wait()
-                if not self._queue and self._closing:
+                if not self._queue or self._abandoned:
                     return
-                batch = [self._queue[i] for i in range(min(BATCH, len(self._queue)))]
+                self._inflight = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                batch = self._inflight
             try:
                 self.experiment.log_batch(run_id=self.run_id, metrics=batch, synchronous=True)
-            except Exception as exc:  # unreachable, 5xx, timeouts: keep the batch, try again later
+            except Exception as exc:
+                if _refused(exc):  # the server answered "no" (e.g. a deleted run): retrying cannot help
+                    log.warning("MLflow at %s refused %d metrics (%s); they are saved at the end instead",
+                                self._tracking_uri, len(batch), " ".join(str(exc).split())[:200])
+                    with self._lock:
+                        self._rejected.extend(batch)
+                        self._inflight = []
+                    continue
+                # unreachable, 5xx, timeouts: the batch goes back to the front, tried again later
+                with self._lock:
+                    self._queue.extendleft(reversed(batch))
+                    self._inflight = []
                 if self._down_since is None:
                     self._down_since = time.monotonic()
                     log.warning("MLflow at %s is not answering (%s); training goes on and metrics are kept until it "
                                 "does (%d waiting)", self._tracking_uri, type(exc).__name__, self.pending)
-                with self._lock:
-                    self._lock.wait(timeout=backoff)  # close() wakes it for a last try
-                backoff = min(backoff * 2, self.max_backoff_s)
+                if self._closing.is_set():
+                    time.sleep(0.5)  # closing: keep trying until close() gives up
+                elif not self._closing.wait(timeout=backoff):
+                    backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             with self._lock:
-                for _ in batch:
-                    if self._queue:  # close() may have given up on the queue meanwhile
-                        self._queue.popleft()
+                self._inflight = []
+                self._lock.notify_all()
             if self._down_since is not None:
                 log.warning("MLflow at %s answers again after %.0f s; sending the %d metrics kept meanwhile",
                             self._tracking_uri, time.monotonic() - self._down_since, self.pending + len(batch))
@@ -89,12 +110,15 @@ class OutboxLogger(MLFlowLogger):
         whose path is returned; None when everything was delivered."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            self._closing = True
+            self._closing.set()
             self._lock.notify_all()
-            while self._queue and time.monotonic() < deadline:
+            while (self._queue or self._inflight) and time.monotonic() < deadline:
                 self._lock.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
-            left = list(self._queue)
+            # a batch still in flight may yet arrive: then it is in MLflow and in the file both
+            left = self._rejected + self._inflight + list(self._queue)
             self._queue.clear()
+            self._rejected = []
+            self._abandoned = bool(left)  # the sender stops: what it held is in the file
             self._lock.notify_all()
         if not left:
             return None
