@@ -41,6 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-pip", action="store_true", help="the cluster's image already holds the pinned stack: send no pip requirements")
     s.add_argument("--submission-id", help="the job's id (default distmeta-<time>-<random>)")
 
+    b = sub.add_parser("bench", help="meta-training throughput against a per-task loop baseline",
+                       description="Interleaved blocks of meta-steps: a plain per-task loop (the learn2learn/higher way), "
+                                   "distmeta in-process, and distmeta on 1 and N Ray shard actors; tasks/s and ratios to "
+                                   "the loop, block by block (docs/performance.md).")
+    b.add_argument("overrides", nargs="*", help="dot-list overrides of the workload's config, e.g. algorithm.meta_batch_size=50")
+    b.add_argument("--workload", default="sine", help="sine (default) or conv4-5w1s")
+    b.add_argument("--blocks", type=int, default=5, help="measured blocks after one warm-up block (default 5)")
+    b.add_argument("--steps", type=int, default=10, help="meta-steps per block and mode (default 10)")
+    b.add_argument("--shards", type=int, default=2, help="N for the ray-N mode (0: no Ray modes; default 2)")
+    b.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    b.add_argument("--mlflow", metavar="URI", help="also log the report as a run of experiment distmeta-bench")
+
     j = sub.add_parser("jobs", help="list, inspect, follow or stop Ray jobs")
     jsub = j.add_subparsers(dest="action", required=True)
     _address(jsub.add_parser("list", help="all jobs of the cluster"))
@@ -57,7 +69,7 @@ def _address(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="the Ray dashboard, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS, RAY_ADDRESS)")
 
 
-COMMANDS = {"train": "_train", "eval": "_eval", "submit": "_submit", "jobs": "_jobs"}
+COMMANDS = {"train": "_train", "eval": "_eval", "submit": "_submit", "jobs": "_jobs", "bench": "_bench"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +132,21 @@ def _submit(args) -> int:
     status = jobs.follow(client, job_id, on_run=on_run)
     print(f"[distmeta submit] job {job_id} {status}", flush=True)
     return 0 if status == "SUCCEEDED" else 1
+
+
+def _bench(args) -> int:
+    from distmeta.bench import throughput
+
+    if args.workload not in throughput.WORKLOADS:
+        raise UserError(f"--workload {args.workload!r} is not one of {', '.join(throughput.WORKLOADS)}")
+    if args.blocks < 1 or args.steps < 1 or args.shards < 0:
+        raise UserError("--blocks and --steps must be at least 1, --shards at least 0")
+    report = throughput.run(args.workload, args.overrides, args.blocks, args.steps, args.shards,
+                            log=lambda s: print(s, file=sys.stderr, flush=True))
+    if args.mlflow:
+        report["mlflow_run_id"] = throughput.log_to_mlflow(report, args.mlflow)
+    print(json.dumps(report, sort_keys=True) if args.json else throughput.table(report))
+    return 0
 
 
 def _jobs(args) -> int:

@@ -25,6 +25,8 @@ class ShardResult:
     family_metrics: dict[str, dict[str, float]]
     seconds: float
     worker: dict[str, str] = field(default_factory=dict)
+    sample_seconds: float = 0.0
+    """Of ``seconds``, the time spent sampling the tasks (the rest is the meta-gradient)."""
 
     @property
     def task_count(self) -> int:

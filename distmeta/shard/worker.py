@@ -174,6 +174,7 @@ class ShardWorker:
         by_family: dict[int, list[TaskBatch]] = {}
         for u, idx in self.spec.mixture.group(seed, TRAIN, step, indices, parts).items():
             by_family.setdefault(u // parts, []).append(units[u].sample(seed, TRAIN, step, idx))
+        sampled = time.perf_counter()
         grads, counts, metrics = {}, {}, {}
         for f, batches in by_family.items():
             family = self.spec.families[f]
@@ -190,4 +191,5 @@ class ShardWorker:
             family_counts=counts,
             family_metrics=metrics,
             seconds=time.perf_counter() - start,
+            sample_seconds=sampled - start,
         )
