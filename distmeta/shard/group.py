@@ -252,7 +252,7 @@ class RayShardGroup:
             for ref in ready:
                 h = asked[ref]
                 try:
-                    info = ray.get(ref)
+                    info = ray.get(ref, timeout=1.0)  # ready: it does not wait
                 except ray.exceptions.ActorUnavailableError:  # restarting: ask again next round
                     continue
                 except ray.exceptions.RayActorError:  # dead for good
