@@ -172,8 +172,18 @@ def worker_spec(cfg: DistMetaConfig, device: str = "cpu") -> WorkerSpec:
         compile=a.compile,
         chunk_size=a.chunk_size,
         precision=cfg.trainer.precision,
+        batching=batching(cfg, device),
         partitions=class_partitions(cfg),
     )
+
+
+def batching(cfg: DistMetaConfig, device: str = "cpu") -> str:
+    """``algorithm.batching`` resolved: ``auto`` loops over image tasks on CPU (vmapped
+    convolutions are slower than a loop there) and vmaps otherwise."""
+    choice = cfg.algorithm.batching
+    if choice == "auto":
+        choice = "loop" if is_image(cfg) and device == "cpu" else "vmap"
+    return choice
 
 
 def class_partitions(cfg: DistMetaConfig) -> int:

@@ -230,6 +230,8 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("cluster.placement_strategy", f"'{c.placement_strategy}' is not one of {', '.join(STRATEGIES)}")
     if c.learner_device not in ("cpu", "cuda"):
         _fail("cluster.learner_device", f"'{c.learner_device}' is not one of cpu, cuda")
+    if a.batching not in ("auto", "vmap", "loop"):
+        _fail("algorithm.batching", f"'{a.batching}' is not one of auto, vmap, loop")
     if tr.on_nonfinite not in ("stop", "skip"):
         _fail("trainer.on_nonfinite", f"'{tr.on_nonfinite}' is not one of stop, skip")
     if tr.precision not in PRECISIONS:

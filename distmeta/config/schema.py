@@ -55,6 +55,11 @@ class AlgorithmConfig:
     checkpoint_inner: bool = False
     """Recompute the inner loop in the backward pass (maml, fomaml, anil, metasgd): memory of one
     inner step plus ``inner_steps`` weight copies, instead of all steps' activations; same gradient."""
+    batching: str = "auto"
+    """How a shard computes its tasks' meta-gradients: ``vmap`` (one batched ``torch.func`` call
+    over the tasks), ``loop`` (one task at a time) or ``auto``: ``loop`` for image families on
+    CPU shards (a vmapped convolution is ~3x slower than a loop there, docs/performance.md),
+    ``vmap`` otherwise."""
     chunk_size: int = 0
     """Tasks a shard differentiates at once (vmap chunk); 0 does all of its tasks together. Smaller
     chunks bound peak memory to one chunk's activations; the summed gradient is the same."""

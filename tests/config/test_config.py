@@ -74,6 +74,7 @@ def test_yaml_round_trip_and_flat_params():
         (["cluster.placement_strategy=spread"], "'cluster.placement_strategy': 'spread' is not one of PACK, SPREAD"),
         (["cluster.learner_device=gpu"], "'cluster.learner_device': 'gpu' is not one of cpu, cuda"),
         (["trainer.precision=16"], "'trainer.precision': '16' is not one of 32, bf16-mixed"),
+        (["algorithm.batching=batched"], "'algorithm.batching': 'batched' is not one of auto, vmap, loop"),
     ],
 )
 def test_bad_values_name_the_key(overrides, expected):

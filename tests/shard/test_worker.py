@@ -83,3 +83,23 @@ def test_a_cuda_shard_without_cuda_computes_on_the_cpu_and_says_so(caplog):
         pytest.skip("this host has CUDA")
     worker = ShardWorker(0, _spec(device="cuda"))
     assert worker.device.type == "cpu" and "CUDA is not available" in caplog.text
+
+
+def test_loop_batching_equals_vmap_and_auto_picks_the_loop_for_images_on_cpu():
+    from distmeta import builders, config
+    from distmeta.tasks import EpisodeFamily, GlyphSource
+
+    family = EpisodeFamily("glyphs", ways=3, shots=1, query=2)
+    kw = dict(seed=2, families=(family,), mixture=Mixture(("glyphs",), (1.0,)), model=ModelSpec("conv4", (1, 28, 28), 3, filters=8),
+              algorithm=build("maml", loss="cross_entropy", steps=2, lr=0.4), threads=1)
+    images = GlyphSource().load("val")
+    torch.manual_seed(0)
+    w = flatten({k: p.detach() for k, p in kw["model"].build().named_parameters()})
+    vmapped = ShardWorker(0, WorkerSpec(**kw, batching="vmap"), images).compute(1, w, 1, list(range(5)))
+    looped = ShardWorker(0, WorkerSpec(**kw, batching="loop"), images).compute(1, w, 1, list(range(5)))
+    assert ((looped.grad_sum - vmapped.grad_sum).norm() / vmapped.grad_sum.norm()).item() < 1e-5  # float32 order
+    assert looped.metrics.keys() == vmapped.metrics.keys()
+    image = config.load(None, ["tasks.family=glyphs"])
+    assert builders.batching(image, "cpu") == "loop" and builders.batching(image, "cuda") == "vmap"
+    assert builders.batching(config.load(None, []), "cpu") == "vmap"  # sine: batched wins
+    assert builders.batching(config.load(None, ["tasks.family=glyphs", "algorithm.batching=vmap"]), "cpu") == "vmap"
