@@ -98,8 +98,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         torch.set_num_threads(1)
     try:
         group = builders.shard_group(cfg, train_units)
-        shard_device = "cuda" if cfg.cluster.gpus_per_shard > 0 else "cpu"
-        client.set_tag(run_id, "distmeta.batching", builders.batching(cfg, shard_device))  # what `auto` chose
+        client.set_tag(run_id, "distmeta.batching", builders.batching(cfg, builders.shard_device(cfg)))  # what `auto` chose
         for k, info in enumerate(group.workers_info()):
             client.set_tag(run_id, f"shard.{k}.worker", f"{info['host']} pid {info['pid']} {info['device']}")
             for key in ("node", "gpus"):

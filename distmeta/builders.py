@@ -177,6 +177,11 @@ def worker_spec(cfg: DistMetaConfig, device: str = "cpu") -> WorkerSpec:
     )
 
 
+def shard_device(cfg: DistMetaConfig) -> str:
+    """Where shard actors compute: ``cuda`` when they hold GPUs, else ``cpu``."""
+    return "cuda" if cfg.cluster.gpus_per_shard > 0 else "cpu"
+
+
 def batching(cfg: DistMetaConfig, device: str = "cpu") -> str:
     """``algorithm.batching`` resolved: ``auto`` loops over image tasks on CPU (vmapped
     convolutions are slower than a loop there) and vmaps otherwise."""
@@ -223,7 +228,7 @@ def shard_group(cfg: DistMetaConfig, units: tuple | None = None) -> ShardGroup:
         shard_data = [tuple(d if k in owners[u] else None for u, d in enumerate(units)) for k in range(c.num_shards)]
     else:
         shard_data = [units] * c.num_shards
-    device = "cuda" if c.gpus_per_shard > 0 else "cpu"
+    device = shard_device(cfg)
     resources = ActorResources(num_cpus=c.cpus_per_shard, num_gpus=c.gpus_per_shard, max_restarts=c.max_actor_restarts,
                                strategy=c.placement_strategy)
     return RayShardGroup(worker_spec(cfg, device), c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data)

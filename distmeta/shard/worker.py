@@ -84,8 +84,8 @@ class ShardWorker:
                       if (view := family_view(self.model, f.name)) is not self.model}
         # static shapes: 20-30% faster than dynamic=None for a fixed task count (sine, 13 tasks:
         # 1.12 vs 1.44 ms); a mixture's changing per-family counts go in power-of-two chunks
-        # (_compiled_in_powers_of_two), so at most a handful of shapes ever compile
-        # the per-task loop runs eagerly: compiling would unroll it once per task count
+        # (_compiled_in_powers_of_two), so at most a handful of shapes ever compile. The per-task
+        # loop runs eagerly: compiling would unroll it once per task count.
         self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile and spec.batching == "vmap" else self._eager
 
     def _attach(self, data: ShardData) -> tuple[Family, ...]:
