@@ -108,7 +108,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
         metadata = {"run_id": run_id, "tracking_uri": uri, "config_yaml": config.to_yaml(cfg), "format": checkpoints.FORMAT}
         settings = builders.learner_settings(cfg)
         learner = MetaLearner(model, group, settings, val_families, metadata)
-        trainer = _trainer(cfg, logger, run_dir, settings.val_monitor)
+        trainer = lightning_trainer(cfg, logger, run_dir, settings.val_monitor)
         trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         last = run_dir / checkpoints.LAST
         trainer.save_checkpoint(last, weights_only=False)  # full state: a later --resume continues from it
@@ -236,7 +236,9 @@ def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None,
     return report, figure
 
 
-def _trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple[str, str]):
+def lightning_trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple[str, str], extra_callbacks: Sequence = ()):
+    """The Lightning ``Trainer`` a run of ``cfg`` trains with (checkpoints into ``run_dir``, the
+    best one by ``monitor``); ``distmeta bench`` adds its clock as ``extra_callbacks``."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 
@@ -247,6 +249,7 @@ def _trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple[str, str
         ModelCheckpoint(dirpath=run_dir, filename="last", every_n_train_steps=cfg.checkpoint.every_n_steps,
                         save_top_k=1, enable_version_counter=False),
     ]
+    callbacks.extend(extra_callbacks)
     if tr.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(100, tr.log_every_n_steps))))
     return pl.Trainer(

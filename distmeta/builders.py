@@ -254,6 +254,8 @@ def learner_settings(cfg: DistMetaConfig) -> LearnerSettings:
         family_weighting=t.family_weighting,
         loss_weights=tuple((f.label or f.name, float(f.loss_weight)) for f in t.families),
         on_nonfinite=tr.on_nonfinite,
+        staleness=tr.staleness,
+        delay_compensation=tr.delay_compensation,
     )
 
 

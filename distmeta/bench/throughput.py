@@ -1,43 +1,44 @@
 """``distmeta bench``: meta-training throughput against a plain per-task loop, in one process tree.
 
-Modes, run in interleaved blocks of training steps so machine noise falls on all of them alike:
+Modes (:mod:`distmeta.bench.modes`), each training its own copy of the same model on the same
+task stream:
 
-- ``loop``: the baseline the reference libraries use (learn2learn's ``clone()/adapt()``, higher's
-  ``innerloop_ctx``): for each task of the meta-batch, adapt a copy of the weights with
-  ``torch.autograd.grad(create_graph=True)``, add its query loss, then one backward and one Adam
-  step. Written here, on the same model, tasks and hyper-parameters (``tests/bench`` checks its
-  meta-gradient equals distmeta's).
-- ``in-process``: distmeta's shard worker in the driver (``cluster.num_shards=0``), aggregation
-  and the same Adam step.
+- ``loop``: the per-task baseline (learn2learn / higher style) in this process;
+- ``in-process``: ``distmeta train`` with ``cluster.num_shards=0``: the shard worker in the driver,
+  the ``MetaLearner`` in Lightning's ``Trainer``, metrics through the asynchronous MLflow logger;
 - ``ray-<n>``: the same over ``n`` Ray shard actors (in-process Ray).
 
-Each block reports tasks per second; the ratios to ``loop`` are taken block by block (so a slow
-moment of the machine divides out) and summarised by median, min and max.
+Every mode runs in its own thread, and only the one holding the turn computes (:class:`Turns`):
+after a warm-up block, the modes take turns running blocks of meta-steps, so machine noise falls
+on all of them alike. Each block gives tasks per second; the ratios to ``loop`` are taken block
+by block and summarised by median, min and max.
 """
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
+import pytorch_lightning as pl
 import torch
-from torch.func import functional_call
 
-from distmeta import builders, config
-from distmeta.algorithms.base import LOSSES
-from distmeta.config import DistMetaConfig
-from distmeta.learner.aggregate import aggregate
-from distmeta.models import flatten, unflatten
-from distmeta.tasks import TRAIN, TaskBatch
+from distmeta import config
+from distmeta.bench.modes import DistmetaRun, LoopBaseline, loop_step
+from distmeta.tracking.names import STEP_PARTS
 
 WORKLOADS: dict[str, list[str]] = {
-    # MAML sine (Finn et al. 5.1): MLP 40-40, 25 tasks, K=10, one second-order step, 1 thread per process
+    # MAML sine (Finn et al. 5.1): MLP 40-40, 25 tasks, K=10, one second-order step, 1 thread per
+    # process; compiled as configs/sine_maml.yaml trains it (the shards compile in the warm-up block)
     "sine": ["tasks.family=sine", "model.name=mlp", "model.hidden=[40,40]", "algorithm.name=maml", "algorithm.inner_steps=1",
              "algorithm.inner_lr=0.01", "algorithm.meta_batch_size=25", "tasks.shots=10", "tasks.query=10",
-             "cluster.cpus_per_shard=1"],
+             "algorithm.compile=true", "cluster.cpus_per_shard=1"],
     # Conv4 5-way 1-shot 28x28, 15 queries per class, 32 tasks, one second-order step
     "conv4-5w1s": ["tasks.family=glyphs", "model.name=conv4", "model.filters=64", "algorithm.name=maml", "algorithm.inner_steps=1",
                    "algorithm.inner_lr=0.4", "algorithm.meta_batch_size=32", "tasks.ways=5", "tasks.shots=1", "tasks.query=15",
@@ -47,152 +48,186 @@ THREADS = {"sine": 1, "conv4-5w1s": 2}
 """Torch threads of the single-process modes (the baseline and in-process distmeta)."""
 
 
+class Turns:
+    """Round-robin turns between mode threads: one computes, the others wait. A mode that
+    finished or failed is skipped."""
+
+    def __init__(self, count: int):
+        self._cond = threading.Condition()
+        self._current = 0
+        self._active = [True] * count
+
+    def wait(self, i: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._current == i)
+
+    def pass_on(self, i: int, finished: bool = False) -> None:
+        with self._cond:
+            if finished:
+                self._active[i] = False
+            n = len(self._active)
+            nxt = next(((i + j) % n for j in range(1, n + 1) if self._active[(i + j) % n]), None)
+            self._current = -1 if nxt is None else nxt
+            self._cond.notify_all()
+
+
 @dataclass
-class ModeStats:
-    tasks_per_s: list[float] = field(default_factory=list)
-    split_s: dict[str, float] = field(default_factory=dict)  # summed over measured steps
-    steps: int = 0
+class Clock:
+    """One mode's blocks: ``tick()`` after each meta-step; at a block's end it records the block
+    and hands the turn on, and returns when the turn comes back."""
 
-    def add_split(self, parts: dict[str, float]) -> None:
-        for k, v in parts.items():
-            self.split_s[k] = self.split_s.get(k, 0.0) + v
-        self.steps += 1
+    index: int
+    turns: Turns
+    steps: int
+    blocks: int
+    parts: Callable[[], dict[str, float]]
+    """Cumulative seconds per part of a step, as the mode measures them."""
+    block_seconds: list[float] = field(default_factory=list)
+    block_parts: list[dict[str, float]] = field(default_factory=list)
+    _in_block: int = 0
+    _started: float = 0.0
+    _parts_at_start: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.turns.wait(self.index)
+        self._begin()
+
+    def _begin(self) -> None:
+        self._in_block = 0
+        self._parts_at_start = dict(self.parts())
+        self._started = time.perf_counter()
+
+    def tick(self) -> None:
+        self._in_block += 1
+        if self._in_block < self.steps:
+            return
+        self.block_seconds.append(time.perf_counter() - self._started)
+        now = self.parts()
+        self.block_parts.append({k: v - self._parts_at_start.get(k, 0.0) for k, v in now.items()})
+        if len(self.block_seconds) == self.blocks + 1:  # block 0 warms up; the thread passes on when it ends
+            return
+        self.turns.pass_on(self.index)
+        self.turns.wait(self.index)
+        self._begin()
 
 
-def loop_step(model: torch.nn.Module, opt: torch.optim.Optimizer, tasks: TaskBatch, loss_name: str, lr: float,
-              steps: int, first_order: bool) -> float:
-    """One meta-step the per-task way; returns the mean query loss."""
-    loss_fn = LOSSES[loss_name]
-    names = [n for n, _ in model.named_parameters()]
-    params = [p for _, p in model.named_parameters()]
-    opt.zero_grad(set_to_none=True)
-    total = torch.zeros(())
-    for i in range(len(tasks)):
-        sx, sy, qx, qy = (t[i] for t in tasks.tensors())
-        fast = params
-        for _ in range(steps):
-            inner = loss_fn(functional_call(model, dict(zip(names, fast)), (sx,)), sy)
-            grads = torch.autograd.grad(inner, fast, create_graph=not first_order)
-            fast = [w - lr * g for w, g in zip(fast, grads)]
-        total = total + loss_fn(functional_call(model, dict(zip(names, fast)), (qx,)), qy)
-    meta_loss = total / len(tasks)
-    meta_loss.backward()
-    opt.step()
-    return meta_loss.item()
+class _StepTimer(pl.Callback):
+    """Ticks the clock after every meta-step and measures Lightning's own share: the time between
+    one training step's end and the next one's start (loop, callbacks, checkpoint checks)."""
 
+    def __init__(self):
+        self.clock: Clock | None = None
+        self.lightning_s = 0.0
+        self._ended: float | None = None
 
-class Runner:
-    """One mode's training state: its own model copy, optimizer and step counter."""
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._ended is not None:
+            self.lightning_s += time.perf_counter() - self._ended
 
-    def __init__(self, name: str, cfg: DistMetaConfig, group=None):
-        self.name, self.cfg, self.group = name, cfg, group
-        self.model = builders.model(cfg)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.algorithm.meta_lr, foreach=True)
-        self.step = 0
-        if group is None:
-            fam = builders.family(cfg, "train")
-            data = builders.data(cfg, "train")
-            self.family = fam if data is None else fam.with_data(data)
-        else:
-            self.planner = builders.learner_settings(cfg).planner
-
-    def run(self, steps: int, stats: ModeStats, measure: bool) -> float:
-        """``steps`` meta-steps; returns their wall time."""
-        start = time.perf_counter()
-        for _ in range(steps):
-            parts = self._loop_step() if self.group is None else self._distmeta_step()
-            if measure:
-                stats.add_split(parts)
-            self.step += 1
-        return time.perf_counter() - start
-
-    def _loop_step(self) -> dict[str, float]:
-        a = self.cfg.algorithm
-        t0 = time.perf_counter()
-        tasks = self.family.sample(self.cfg.seed, TRAIN, self.step, range(a.meta_batch_size))
-        t1 = time.perf_counter()
-        loss = "cross_entropy" if builders.is_image(self.cfg) else "mse"
-        loop_step(self.model, self.opt, tasks, loss, a.inner_lr, a.inner_steps, a.first_order)
-        return {"sample": t1 - t0, "meta-gradient + optimizer": time.perf_counter() - t1}
-
-    def _distmeta_step(self) -> dict[str, float]:
-        params = dict(self.model.named_parameters())
-        weights = flatten({k: p.detach() for k, p in params.items()})
-        t0 = time.perf_counter()
-        results = self.group.compute(self.step, weights, self.step, self.planner.plan(self.step))
-        t1 = time.perf_counter()
-        agg = aggregate(results, step=self.step, version=self.step, weighting=self.cfg.tasks.family_weighting)
-        t2 = time.perf_counter()
-        for name, g in unflatten(agg.grad, params).items():
-            params[name].grad = g
-        self.opt.step()
-        t3 = time.perf_counter()
-        shard_s = max(r.seconds for r in results)
-        sample_s = max(r.sample_seconds for r in results)
-        return {"sample": sample_s, "meta-gradient": shard_s - sample_s, "ray round trip": max(0.0, (t1 - t0) - shard_s),
-                "aggregation": t2 - t1, "optimizer": t3 - t2}
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.clock.tick()
+        self._ended = time.perf_counter()  # after the tick: a wait for the turn is nobody's time
 
 
 def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 10, shards: int = 2,
         log: Callable[[str], None] = lambda s: None) -> dict:
-    """Warm-up block, then ``blocks`` measured blocks of ``steps`` meta-steps per mode, interleaved."""
+    """Warm-up block, then ``blocks`` measured blocks of ``steps`` meta-steps per mode, in turns."""
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload '{workload}'; known: {', '.join(WORKLOADS)}")
-    base = [*WORKLOADS[workload], "algorithm.compile=false", "trainer.progress_bar=false", *overrides]
+    total = (blocks + 1) * steps
+    base = [*WORKLOADS[workload], "trainer.progress_bar=false", f"trainer.max_steps={total}",
+            f"trainer.val_every_n_steps={total + 1}", *overrides]
     threads = THREADS[workload]
     torch.set_num_threads(threads)
     cfg0 = config.load(None, [*base, "cluster.num_shards=0"])
-    runners = [Runner("loop", cfg0), Runner("in-process", cfg0, builders.shard_group(cfg0))]
-    started_ray = False
-    if shards > 0:
-        import ray
-
-        counts = sorted({1, shards})
-        if not ray.is_initialized():
-            # the Ray modes hold their actors all along but never compute at the same time: Ray is
-            # given as many logical CPUs as the actors reserve, the physical cores are shared in turn
-            import os
-
-            os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(num_cpus=sum(counts), include_dashboard=False, logging_level="WARNING")
-            started_ray = True
-        for n in counts:
-            cfg = config.load(None, [*base, f"cluster.num_shards={n}"])
-            runners.append(Runner(f"ray-{n}", cfg, builders.shard_group(cfg)))
-    stats = {r.name: ModeStats() for r in runners}
+    counts = sorted({1, shards}) if shards > 0 else []
+    started_ray = _start_ray(sum(counts)) if counts else False
+    workdir = Path(tempfile.mkdtemp(prefix="distmeta-bench-"))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    turns = Turns(2 + len(counts))
+    loop = LoopBaseline(cfg0)
+    clocks = [Clock(0, turns, steps, blocks, lambda: loop.parts)]
+    runs: list[DistmetaRun] = []
+    errors: list[BaseException] = []
     try:
-        tasks = cfg0.algorithm.meta_batch_size
-        for block in range(blocks + 1):  # block 0 warms up (first calls, allocator, Ray connections)
-            seconds = {r.name: r.run(steps, stats[r.name], measure=block > 0) for r in runners}
-            if block == 0:
-                continue
-            for name, s in seconds.items():
-                stats[name].tasks_per_s.append(steps * tasks / s)
-            log(f"block {block}: " + ", ".join(f"{n} {steps * tasks / s:,.0f} tasks/s" for n, s in seconds.items()))
-        actors_rss = {r.name: _actors_rss_mib(r.group) for r in runners if r.name.startswith("ray-")}
+        for n in [0, *counts]:
+            timer = _StepTimer()
+            cfg = cfg0 if n == 0 else config.load(None, [*base, f"cluster.num_shards={n}"])
+            runs.append(DistmetaRun("in-process" if n == 0 else f"ray-{n}", cfg, uri, workdir, [timer]))
+            run_ = runs[-1]
+            timer.clock = Clock(len(clocks), turns, steps, blocks,
+                                lambda r=run_, t=timer: {**r.learner.time_totals, "lightning": t.lightning_s})
+            clocks.append(timer.clock)
+        bodies = [lambda: _loop_body(loop, clocks[0], total)] + [lambda r=r: r.fit() for r in runs]
+
+        def guarded(i: int, body: Callable[[], None]) -> None:
+            # OpenMP's thread count is per OS thread: a new thread would run 2-3x slower on the
+            # default team, its workers spinning against the paused modes' (measured on 2 cores)
+            torch.set_num_threads(threads)
+            try:
+                clocks[i].start()
+                body()
+            except BaseException as exc:  # recorded; the other modes go on without this one
+                errors.append(exc)
+            finally:  # a mode's teardown (the trainer's last checkpoint) is its own turn's time
+                turns.pass_on(i, finished=True)
+
+        workers = [threading.Thread(target=guarded, args=(i, b), name=f"bench-{i}") for i, b in enumerate(bodies)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        if errors:
+            raise errors[0]
+        actors_rss = {r.name: _actors_rss_mib(r.group) for r in runs if r.name.startswith("ray-")}
     finally:
-        for r in runners:
-            if r.group is not None:
-                r.group.close()
+        for r in runs:
+            r.close()
         if started_ray:
             import ray
 
             ray.shutdown()
-    loop = stats["loop"].tasks_per_s
+    names = ["loop"] + [r.name for r in runs]
+    per_mode = {name: [steps * cfg0.algorithm.meta_batch_size / s for s in c.block_seconds[1:]] for name, c in zip(names, clocks)}
+    for b in range(blocks):
+        log(f"block {b + 1}: " + ", ".join(f"{n} {v[b]:,.0f} tasks/s" for n, v in per_mode.items()))
     out = {
         "workload": workload, "overrides": list(overrides), "blocks": blocks, "steps_per_block": steps,
         "meta_batch_size": cfg0.algorithm.meta_batch_size, "threads": threads, "torch": torch.__version__,
         "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "modes": {},
     }
-    for name, st in stats.items():
-        ratios = [a / b for a, b in zip(st.tasks_per_s, loop)]
+    for name, c in zip(names, clocks):
+        measured = c.block_parts[1:]
+        parts = {k: sum(p.get(k, 0.0) for p in measured) for k in measured[0]}
+        ratios = [a / b for a, b in zip(per_mode[name], per_mode["loop"])]
         out["modes"][name] = {
-            "tasks_per_s": _summary(st.tasks_per_s),
+            "tasks_per_s": _summary(per_mode[name]),
             "ratio_to_loop": _summary(ratios),
-            "ms_per_step": {k: 1000 * v / max(st.steps, 1) for k, v in st.split_s.items()},
+            "ms_per_step": {k: 1000 * parts[k] / (blocks * steps) for k in (*_ORDER, *parts) if k in parts},
             **({"actors_rss_mib": actors_rss[name]} if name in actors_rss else {}),
         }
     return out
+
+
+_ORDER = (*STEP_PARTS, "lightning")
+
+
+def _loop_body(loop: LoopBaseline, clock: Clock, total: int) -> None:
+    for _ in range(total):
+        loop.train_step()
+        clock.tick()
+
+
+def _start_ray(num_cpus: int) -> bool:
+    """In-process Ray with as many logical CPUs as the modes' actors reserve: they hold their
+    actors all along but compute in turns, sharing the physical cores."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as distmeta train does (distmeta.runtime)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
+    return True
 
 
 def _summary(values: list[float]) -> dict[str, float]:

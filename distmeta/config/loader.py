@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -236,6 +237,10 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("trainer.on_nonfinite", f"'{tr.on_nonfinite}' is not one of stop, skip")
     if tr.precision not in PRECISIONS:
         _fail("trainer.precision", f"'{tr.precision}' is not one of {', '.join(PRECISIONS)}")
+    if tr.staleness not in (0, 1):
+        _fail("trainer.staleness", f"must be 0 (synchronous) or 1 (pipelined), got {tr.staleness}")
+    if tr.delay_compensation < 0 or not math.isfinite(tr.delay_compensation):
+        _fail("trainer.delay_compensation", f"must be a finite number >= 0, got {tr.delay_compensation}")
     if not cfg.tracking.experiment:
         _fail("tracking.experiment", "must not be empty")
 

@@ -30,6 +30,15 @@ class TrainerConfig:
     precision: str = "32"
     """Shard actors' meta-gradient arithmetic: ``32`` (float32) or ``bf16-mixed`` (bfloat16
     autocast; gradients are returned, aggregated and applied in float32, validation is float32)."""
+    staleness: int = 0
+    """``0``: every meta-step's gradient is computed at the current weights (synchronous). ``1``:
+    pipelined: the shards compute step s+1's tasks at the weights of step s while the learner
+    applies step s, so the learner never waits for a round trip it could overlap; each applied
+    gradient is then one update old."""
+    delay_compensation: float = 0.0
+    """With ``staleness: 1``, correct each one-update-old gradient g towards the current weights
+    (Zheng et al. 2017, DC-ASGD): ``g + lambda * g * g * (theta_now - theta_sent)``, the diagonal
+    outer-product approximation of the Hessian. ``0`` applies the stale gradient as it is."""
 
 
 @dataclass

@@ -83,8 +83,11 @@ def aggregate(results: Sequence[ShardResult], step: int, version: int, weighting
     metrics = {k: v / total for k, v in overall.items()}
     if not all(math.isfinite(v) for v in metrics.values()):
         raise NonFiniteGradientError(f"non-finite loss at step {step}: {metrics}")
-    norm2 = float(grad.double().pow(2).sum())
-    shares = {f: float((contributions[f].double() * grad.double()).sum()) / norm2 if norm2 > 0 else 0.0 for f in families}
+    if len(families) == 1:  # the whole gradient (its norm may be 0: then nothing pulls at all)
+        shares = {families[0]: 1.0 if bool(grad.any()) else 0.0}
+    else:
+        norm2 = float(grad.double().pow(2).sum())
+        shares = {f: float((contributions[f].double() * grad.double()).sum()) / norm2 if norm2 > 0 else 0.0 for f in families}
     family_metrics = {f: {k: v / counts[f] for k, v in metric_sums[f].items()} for f in families}
     return Aggregate(grad, total, {f: counts[f] for f in families}, metrics, family_metrics, shares)
 

@@ -39,6 +39,13 @@ class ShardGroup(Protocol):
     def compute(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]]) -> list[ShardResult]:
         """One result per non-empty entry of ``plan`` (global task indices of shard k), in plan order."""
 
+    def submit(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]]) -> "InFlight":
+        """Start :meth:`compute` and return at once; :meth:`collect` waits for its results (the
+        pipelined learner applies step s while the shards compute step s+1)."""
+
+    def collect(self, call: "InFlight") -> list[ShardResult]:
+        """The results of a submitted step, recomputing lost work as :meth:`compute` does."""
+
     def workers_info(self) -> list[dict[str, str]]:
         """Host/pid/device of each shard's worker."""
 
@@ -46,14 +53,34 @@ class ShardGroup(Protocol):
         """Release the workers (kills actors)."""
 
 
+@dataclass
+class InFlight:
+    """A submitted meta-step: what was asked (``version`` names the weights sent) and, until
+    collected, the group's bookkeeping of it."""
+
+    step: int
+    version: int
+    plan: list[list[int]]
+    state: object = None
+    weights: torch.Tensor | None = None
+    """The flat weights it was asked at, where the caller keeps them (the pipelined learner)."""
+
+
 class LocalShardGroup:
-    """``cluster.num_shards = 0``: every shard of the plan is computed in this process, in order."""
+    """``cluster.num_shards = 0``: every shard of the plan is computed in this process, in order.
+    There is nothing to overlap with: :meth:`submit` computes at once."""
 
     num_shards = 0
 
     def __init__(self, spec: WorkerSpec, data: ShardData = ()):
         self.worker = ShardWorker(0, spec, *data)
         self.faults = FaultCounters()
+
+    def submit(self, step, weights, version, plan):
+        return InFlight(step, version, [list(p) for p in plan], self.compute(step, weights, version, plan))
+
+    def collect(self, call):
+        return call.state
 
     def compute(self, step, weights, version, plan):
         results = []
@@ -163,39 +190,25 @@ class RayShardGroup:
         return list(self._info)
 
     def compute(self, step, weights, version, plan):
+        return self.collect(self.submit(step, weights, version, plan))
+
+    def submit(self, step, weights, version, plan):
+        call = InFlight(step, version, [list(p) for p in plan])
+        call.state = _Calls(self, step, version, call.plan, share_weights(weights))
+        for k, idx in enumerate(call.plan):
+            if idx:  # under shard_by=family a shard may have no task at a step
+                call.state.send(k)
+        return call
+
+    def collect(self, call):
         import ray
 
-        weights_ref = share_weights(weights)
-        results: list[ShardResult | None] = [None] * len(plan)
-        attempts = [0] * len(plan)
-        pending: dict = {}
-
-        suspects: dict[int, str] = {}  # actors that failed this step -> "died" or "hung"
-
-        def submit(k: int) -> None:
-            host = self._host(k, attempts[k])
-            # another shard's actor may hold other classes or families: then send shard k's own
-            data = self.data_refs[k] if self.data_refs[host] != self.data_refs[k] else ()
-            ref = self.actors[host].compute.remote(step, weights_ref, version, list(plan[k]), *data)
-            pending[ref] = (k, host, time.monotonic() + self.timeout_s)
-
-        def retry(k: int, why: str) -> None:
-            attempts[k] += 1
-            self.faults.failed_attempts += 1
-            self.faults.recomputed_tasks += len(plan[k])
-            if attempts[k] >= self.max_attempts:
-                raise RuntimeError(f"shard {k} failed {attempts[k]} times at step {step}; last error: {why}")
-            log.warning("shard %d at step %d: %s; recomputing its %d tasks", k, step, why, len(plan[k]))
-            submit(k)
-
-        for k in range(len(plan)):
-            if plan[k]:  # under shard_by=family a shard may have no task at a step
-                submit(k)
+        calls: _Calls = call.state
+        pending = calls.pending
         try:  # the common case, all shards healthy: one blocking get for the whole step
             for result, (k, host, _) in zip(ray.get(list(pending), timeout=self.timeout_s), pending.values()):
-                result.shard, result.worker = k, self._info[host]
-                results[k] = result
-            return [r for r in results if r is not None]
+                calls.done(k, host, result)
+            return calls.finished()
         except (ray.exceptions.RayError, TimeoutError):
             pass  # fall through: collect shard by shard, recomputing the ones that failed
         while pending:
@@ -207,8 +220,8 @@ class RayShardGroup:
                     if deadline <= now:
                         del pending[ref]
                         ray.cancel(ref)  # actor tasks cannot be force-cancelled; the answer is ignored
-                        suspects.setdefault(host, "hung")
-                        retry(k, f"no answer within cluster.step_timeout_s={self.timeout_s}")
+                        calls.suspects.setdefault(host, "hung")
+                        calls.retry(k, f"no answer within cluster.step_timeout_s={self.timeout_s}")
                 continue
             ref = ready[0]
             k, host, _ = pending.pop(ref)
@@ -216,13 +229,12 @@ class RayShardGroup:
                 result = ray.get(ref, timeout=self.timeout_s)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError,
                     ray.exceptions.ObjectLostError) as exc:  # ObjectLostError: the result's node died before the fetch
-                suspects[host] = "died"
-                retry(k, type(exc).__name__)
+                calls.suspects[host] = "died"
+                calls.retry(k, type(exc).__name__)
                 continue
-            result.shard, result.worker = k, self._info[host]
-            results[k] = result
-        self._check_actors(suspects)
-        return [r for r in results if r is not None]
+            calls.done(k, host, result)
+        self._check_actors(calls.suspects)
+        return calls.finished()
 
     def _host(self, k: int, attempt: int) -> int:
         """The actor computing shard ``k`` at its ``attempt``-th try: its own, then the next ones,
@@ -288,6 +300,44 @@ class RayShardGroup:
             except Exception as exc:  # Ray already shut down: nothing left to release
                 log.debug("placement group not removed: %s", exc)
             self.placement = None
+
+
+class _Calls:
+    """One submitted step's shard calls on a :class:`RayShardGroup`: which are pending (object
+    ref -> shard, actor, deadline), how often each shard was tried, which actors failed."""
+
+    def __init__(self, group: RayShardGroup, step: int, version: int, plan: list[list[int]], weights_ref):
+        self.group, self.step, self.version, self.plan, self.weights_ref = group, step, version, plan, weights_ref
+        self.results: list[ShardResult | None] = [None] * len(plan)
+        self.attempts = [0] * len(plan)
+        self.pending: dict = {}
+        self.suspects: dict[int, str] = {}  # actors that failed this step -> "died" or "hung"
+
+    def send(self, k: int) -> None:
+        g = self.group
+        host = g._host(k, self.attempts[k])
+        # another shard's actor may hold other classes or families: then send shard k's own
+        data = g.data_refs[k] if g.data_refs[host] != g.data_refs[k] else ()
+        ref = g.actors[host].compute.remote(self.step, self.weights_ref, self.version, self.plan[k], *data)
+        self.pending[ref] = (k, host, time.monotonic() + g.timeout_s)
+
+    def retry(self, k: int, why: str) -> None:
+        g = self.group
+        self.attempts[k] += 1
+        g.faults.failed_attempts += 1
+        g.faults.recomputed_tasks += len(self.plan[k])
+        if self.attempts[k] >= g.max_attempts:
+            raise RuntimeError(f"shard {k} failed {self.attempts[k]} times at step {self.step}; last error: {why}")
+        log.warning("shard %d at step %d: %s; recomputing its %d tasks", k, self.step, why, len(self.plan[k]))
+        self.send(k)
+
+    def done(self, k: int, host: int, result: ShardResult) -> None:
+        result.shard, result.worker = k, self.group._info[host]
+        self.results[k] = result
+
+    def finished(self) -> list[ShardResult]:
+        self.pending.clear()
+        return [r for r in self.results if r is not None]
 
 
 INLINE_WEIGHTS_BYTES = 100 * 1024

@@ -1,6 +1,6 @@
 """Metric names, defined once. Prefixes: ``meta/`` (training objective), ``val/`` (held-out tasks
 during training), ``eval/`` (the meta-test protocol), ``shard/<k>/``, ``family/<name>/``,
-``throughput/``, ``fault/``."""
+``throughput/``, ``time/``, ``fault/``."""
 
 META_LOSS = "meta/loss"
 """The objective the meta-gradient differentiates, per task (Reptile: its query loss after adaptation)."""
@@ -36,6 +36,19 @@ def shard_seconds(k: int) -> str:
 
 def shard_tasks_per_s(k: int) -> str:
     return f"shard/{k}/tasks_per_s"
+
+
+STEP_PARTS = ("sample", "meta_gradient", "shard_wait", "aggregation", "optimizer", "logging")
+"""Where a meta-step's time goes, as the learner measures it: on the slowest shard, building the
+tasks (``sample``) and their meta-gradient; in the driver, blocked on the shards (``shard_wait``:
+with synchronous shards the round trip plus their compute, pipelined only what the overlap did
+not hide), ``aggregation``, ``optimizer`` (Adam, clipping, schedule) and ``logging`` (the window
+bookkeeping; MLflow itself is sent from a background thread)."""
+
+
+def step_time_ms(part: str) -> str:
+    """``time/<part>_ms``: milliseconds per meta-step spent in one of :data:`STEP_PARTS`, window mean."""
+    return f"time/{part}_ms"
 
 
 def family_metric(family: str, name: str) -> str:
