@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--shards", type=int, default=2, help="N for the ray-N mode (0: no Ray modes; default 2)")
     b.add_argument("--json", action="store_true", help="print the report as one JSON object")
     b.add_argument("--mlflow", metavar="URI", help="also log the report as a run of experiment distmeta-bench")
+    t = b.add_argument_group("time to accuracy", "instead of throughput: training time until a held-out score is reached, "
+                                                 "loop vs distmeta synchronous vs pipelined (trainer.staleness=1)")
+    t.add_argument("--time-to-accuracy", action="store_true", help="race the modes to --target")
+    t.add_argument("--config", default="configs/sine_maml.yaml", help="the run to race (default configs/sine_maml.yaml)")
+    t.add_argument("--target", type=float, default=0.40, help="the val/mse (or val/acc) to reach (default 0.40)")
+    t.add_argument("--eval-every", type=int, default=500, help="meta-steps between scorings (default 500)")
+    t.add_argument("--max-seconds", type=float, default=1200.0, help="give up on a mode after this much training (default 1200)")
+    t.add_argument("--modes", default="loop,sync,pipelined", help="comma-separated subset of loop,sync,pipelined")
 
     j = sub.add_parser("jobs", help="list, inspect, follow or stop Ray jobs")
     jsub = j.add_subparsers(dest="action", required=True)
@@ -135,8 +143,20 @@ def _submit(args) -> int:
 
 
 def _bench(args) -> int:
-    from distmeta.bench import throughput
+    from distmeta.bench import accuracy, throughput
 
+    if args.time_to_accuracy:
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        if not modes or any(m not in accuracy.MODES for m in modes):
+            raise UserError(f"--modes {args.modes!r}: choose from {', '.join(accuracy.MODES)}")
+        if args.eval_every < 1 or args.max_seconds <= 0:
+            raise UserError("--eval-every must be at least 1 and --max-seconds positive")
+        report = accuracy.run(args.config, args.overrides, args.target, args.eval_every, args.max_seconds, modes,
+                              log=lambda s: print(s, file=sys.stderr, flush=True))
+        if args.mlflow:
+            report["mlflow_run_id"] = throughput.log_to_mlflow(report, args.mlflow)
+        print(json.dumps(report, sort_keys=True) if args.json else accuracy.table(report))
+        return 0
     if args.workload not in throughput.WORKLOADS:
         raise UserError(f"--workload {args.workload!r} is not one of {', '.join(throughput.WORKLOADS)}")
     if args.blocks < 1 or args.steps < 1 or args.shards < 0:

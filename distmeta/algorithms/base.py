@@ -64,6 +64,9 @@ class Algorithm:
     adapts: ClassVar[bool] = True
     """False for methods with no inner loop (ProtoNets): evaluation then has a single step count, 0."""
     loss: str = "mse"
+    diagnostics: bool = True
+    """Also measure the metrics that cost compute of their own (``preadapt_*``: one more forward
+    pass over each task's query set). The learner turns them off on steps it does not log."""
 
     def __post_init__(self):
         if self.loss not in LOSSES:

@@ -10,6 +10,7 @@ from torch import nn
 from torch.func import grad, vmap
 
 from distmeta.algorithms.base import Algorithm, Params
+from distmeta.algorithms.gradient import plain_autograd
 from distmeta.tasks.batch import TaskBatch
 
 
@@ -53,12 +54,25 @@ def _chunk_grad(algo: Algorithm, model: nn.Module, params: Params, buffers: Para
 
 
 def meta_grad_loop(algo: Algorithm, model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch) -> MetaGradient:
-    """Reference twin of :func:`meta_grad`: ``algo.task_grad`` per task, summed in a loop."""
+    """Twin of :func:`meta_grad`, one task at a time, summed in a loop: each task's objective is
+    differentiated by plain autograd (the inner loop too, :func:`plain_autograd`), an independent
+    computation of the same meta-gradient; an algorithm with its own explicit gradient
+    (checkpointed inner loops) runs its ``task_grad``."""
     grads = {k: torch.zeros_like(p) for k, p in params.items()}
     rows: list[dict[str, torch.Tensor]] = []
     for i in range(len(tasks)):
-        g, metrics = algo.task_grad(model, params, buffers, *(t[i] for t in tasks.tensors()))
+        task = [t[i] for t in tasks.tensors()]
+        g, metrics = algo.task_grad(model, params, buffers, *task) if algo.explicit_grad else _autograd_task_grad(algo, model, params, buffers, task)
         for k in grads:
             grads[k] += g[k]
         rows.append(metrics)
     return MetaGradient(grads, {k: torch.stack([m[k] for m in rows]) for k in rows[0]})
+
+
+def _autograd_task_grad(algo: Algorithm, model: nn.Module, params: Params, buffers: Params, task: list[torch.Tensor]):
+    leaves = {k: p.detach().requires_grad_() for k, p in params.items()}
+    with plain_autograd(), torch.enable_grad():
+        objective, metrics = algo.task_objective(model, leaves, buffers, *task)
+        got = torch.autograd.grad(objective, list(leaves.values()), allow_unused=True)
+    grads = {k: torch.zeros_like(p) if g is None else g for (k, p), g in zip(leaves.items(), got)}
+    return grads, {k: v.detach() for k, v in metrics.items()}

@@ -23,6 +23,8 @@ backward per step.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,32 @@ from torch import nn
 from torch.func import grad, vjp
 
 from distmeta.algorithms.base import LOSSES, Algorithm, Metrics, Params, forward
+
+
+_MODE = threading.local()
+
+
+@contextmanager
+def plain_autograd():
+    """Inner gradients by ``torch.autograd.grad(create_graph=...)`` instead of ``torch.func.grad``:
+    for one task at a time, outside any ``torch.func`` transform (the per-task path). Same maths;
+    on CPU convolutions the plain autograd graph is the faster one."""
+    before = getattr(_MODE, "plain", False)
+    _MODE.plain = True
+    try:
+        yield
+    finally:
+        _MODE.plain = before
+
+
+def _plain() -> bool:
+    return getattr(_MODE, "plain", False)
+
+
+def untracked():
+    """Around a metric's forward pass: no graph in plain autograd (torch.func transforms see a
+    ``.detach()`` of the result instead)."""
+    return torch.no_grad() if _plain() else nullcontext()
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,11 @@ class GradientAdaptation(Algorithm):
 
     def inner_step(self, model, fast, slow, buffers, z, y, first_order: bool) -> Params:
         loss = LOSSES[self.loss]
+        if _plain():
+            value = loss(self.predict(model, fast, slow, buffers, z), y)
+            got = torch.autograd.grad(value, list(fast.values()), create_graph=not first_order, allow_unused=True)
+            g = {k: torch.zeros_like(w) if d is None else d for (k, w), d in zip(fast.items(), got)}
+            return self.update(fast, slow, g)
         g = grad(lambda f: loss(self.predict(model, f, slow, buffers, z), y))(fast)
         if first_order:
             g = {k: v.detach() for k, v in g.items()}
@@ -87,7 +120,10 @@ class GradientAdaptation(Algorithm):
         """Query loss after adaptation; metrics: query and pre-adaptation loss (and accuracy)."""
         fast, slow = self.split(params)
         zs, zq = self.embed(model, slow, buffers, sx), self.embed(model, slow, buffers, qx)
-        _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, zq).detach(), qy, "preadapt")
+        pre = {}
+        if self.diagnostics:
+            with untracked():
+                _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, zq).detach(), qy, "preadapt")
         fast = self.adapt(model, fast, slow, buffers, zs, sy, self.inner.steps, self.inner.first_order)
         loss, post = self.query_metrics(self.predict(model, fast, slow, buffers, zq), qy)
         return loss, {"loss": loss.detach(), **post, **pre}
@@ -116,7 +152,9 @@ class GradientAdaptation(Algorithm):
             _, pull = vjp(step, f, slow)
             g_fast, d_slow = pull(g_fast)
             g_slow = {k: g_slow[k] + d_slow[k] for k in g_slow}
-        _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, self.embed(model, slow, buffers, qx)), qy, "preadapt")
+        pre = {}
+        if self.diagnostics:
+            _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, self.embed(model, slow, buffers, qx)), qy, "preadapt")
         return self.merge(params, g_fast, g_slow), {"loss": post["query_loss"], **post, **pre}
 
     def scores(self, model, params, buffers, sx, sy, qx, qy, steps: tuple[int, ...]) -> torch.Tensor:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from distmeta.algorithms.base import Metrics
-from distmeta.algorithms.gradient import GradientAdaptation
+from distmeta.algorithms.gradient import GradientAdaptation, untracked
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,10 @@ class Reptile(GradientAdaptation):
 
     def task_objective(self, model, params, buffers, sx, sy, qx, qy) -> tuple[torch.Tensor, Metrics]:
         x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if self.use_query else (sx, sy)
-        _, pre = self.query_metrics(self.predict(model, params, {}, buffers, qx).detach(), qy, "preadapt")
+        pre = {}
+        if self.diagnostics:
+            with untracked():
+                _, pre = self.query_metrics(self.predict(model, params, {}, buffers, qx).detach(), qy, "preadapt")
         fast = params
         for rows in self.minibatches(len(x)):
             xb, yb = (x, y) if rows is None else (x[rows], y[rows])

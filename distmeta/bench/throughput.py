@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import statistics
 import tempfile
 import threading
@@ -135,13 +136,15 @@ def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload '{workload}'; known: {', '.join(WORKLOADS)}")
     total = (blocks + 1) * steps
-    base = [*WORKLOADS[workload], "trainer.progress_bar=false", f"trainer.max_steps={total}",
-            f"trainer.val_every_n_steps={total + 1}", *overrides]
+    # one step past the blocks: a run's last step is always logged (with the metrics that cost
+    # compute of their own), and would otherwise land in the last measured block
+    base = [*WORKLOADS[workload], "trainer.progress_bar=false", f"trainer.max_steps={total + 1}",
+            f"trainer.val_every_n_steps={total + 2}", *overrides]
     threads = THREADS[workload]
     torch.set_num_threads(threads)
     cfg0 = config.load(None, [*base, "cluster.num_shards=0"])
     counts = sorted({1, shards}) if shards > 0 else []
-    started_ray = _start_ray(sum(counts)) if counts else False
+    started_ray = _start_ray(sum(n * _cpus_per_shard(threads, n) for n in counts)) if counts else False
     workdir = Path(tempfile.mkdtemp(prefix="distmeta-bench-"))
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     turns = Turns(2 + len(counts))
@@ -152,7 +155,8 @@ def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 
     try:
         for n in [0, *counts]:
             timer = _StepTimer()
-            cfg = cfg0 if n == 0 else config.load(None, [*base, f"cluster.num_shards={n}"])
+            cfg = cfg0 if n == 0 else config.load(None, [*base, f"cluster.num_shards={n}",
+                                                          f"cluster.cpus_per_shard={_cpus_per_shard(threads, n)}"])
             runs.append(DistmetaRun("in-process" if n == 0 else f"ray-{n}", cfg, uri, workdir, [timer]))
             run_ = runs[-1]
             timer.clock = Clock(len(clocks), turns, steps, blocks,
@@ -187,6 +191,7 @@ def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 
             import ray
 
             ray.shutdown()
+        shutil.rmtree(workdir, ignore_errors=True)  # the runs' checkpoints and metrics are scratch
     names = ["loop"] + [r.name for r in runs]
     per_mode = {name: [steps * cfg0.algorithm.meta_batch_size / s for s in c.block_seconds[1:]] for name, c in zip(names, clocks)}
     for b in range(blocks):
@@ -210,6 +215,11 @@ def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 
 
 
 _ORDER = (*STEP_PARTS, "lightning")
+
+
+def _cpus_per_shard(threads: int, shards: int) -> int:
+    """The single-process modes' threads, split among the shards: the same cores for every mode."""
+    return max(1, threads // shards)
 
 
 def _loop_body(loop: LoopBaseline, clock: Clock, total: int) -> None:
@@ -262,25 +272,33 @@ def table(report: dict) -> str:
 
 
 def log_to_mlflow(report: dict, uri: str, experiment: str = "distmeta-bench") -> str:
-    """The report as one MLflow run: workload settings as params, per-mode numbers as metrics,
-    the JSON as an artifact. Returns the run id."""
+    """A report (throughput or time to accuracy) as one MLflow run: its top-level settings as
+    params, each mode's numbers as metrics ``<mode>/<name>[.<stat>]``, the JSON as an artifact.
+    Returns the run id."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    run = client.create_run(exp_id, run_name=f"bench-{report['workload']}")
-    rid = run.info.run_id
-    for k in ("workload", "blocks", "steps_per_block", "meta_batch_size", "threads", "torch"):
-        client.log_param(rid, k, report[k])
-    for name, m in report["modes"].items():
-        for stat, v in m["tasks_per_s"].items():
-            client.log_metric(rid, f"{name}/tasks_per_s.{stat}", v)
-        for stat, v in m["ratio_to_loop"].items():
-            client.log_metric(rid, f"{name}/ratio_to_loop.{stat}", v)
+    name = f"bench-{report['workload']}" if "workload" in report else f"time-to-accuracy-{Path(report['config']).stem}"
+    rid = client.create_run(exp_id, run_name=name).info.run_id
+    for k, v in report.items():
+        if isinstance(v, (str, int, float)):
+            client.log_param(rid, k, v)
+    for mode, numbers in report["modes"].items():
+        for key, v in _numeric_leaves(numbers):
+            client.log_metric(rid, f"{mode}/{key}", v)
     client.log_text(rid, json.dumps(report, indent=2), "bench.json")
     client.set_terminated(rid)
     return rid
+
+
+def _numeric_leaves(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _numeric_leaves(v, f"{prefix}{k}.")
+        elif isinstance(v, (int, float)):  # bools too (reached: 1/0); None and lists are left out
+            yield f"{prefix}{k}", float(v)
 
 
 __all__ = ["WORKLOADS", "loop_step", "log_to_mlflow", "run", "table"]

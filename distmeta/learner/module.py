@@ -70,15 +70,22 @@ class _Window:
     steps: int = 0
     tasks: int = 0
     started: float = field(default_factory=time.perf_counter)
-    metrics: dict[str, float] = field(default_factory=dict)  # divided by the window's steps
+    metrics: dict[str, float] = field(default_factory=dict)  # divided by the steps that measured them
+    metric_steps: dict[str, int] = field(default_factory=dict)
     per_family: dict[str, dict[str, float]] = field(default_factory=dict)  # sums over the family's tasks
-    family_tasks: dict[str, int] = field(default_factory=dict)
+    family_tasks: dict[str, dict[str, int]] = field(default_factory=dict)  # per metric: the tasks that measured it
     shard_tasks: dict[int, int] = field(default_factory=dict)
     shard_seconds: dict[int, float] = field(default_factory=dict)
     parts: dict[str, float] = field(default_factory=dict)  # seconds per names.STEP_PARTS, summed
 
     def add(self, key: str, value: float) -> None:
         self.metrics[key] = self.metrics.get(key, 0.0) + value
+        self.metric_steps[key] = self.metric_steps.get(key, 0) + 1
+
+    def add_family(self, family: str, key: str, mean: float, tasks: int) -> None:
+        sums, counts = self.per_family.setdefault(family, {}), self.family_tasks.setdefault(family, {})
+        sums[key] = sums.get(key, 0.0) + mean * tasks
+        counts[key] = counts.get(key, 0) + tasks
 
     def add_time(self, part: str, seconds: float) -> None:
         self.parts[part] = self.parts.get(part, 0.0) + seconds
@@ -128,7 +135,7 @@ class MetaLearner(pl.LightningModule):
         weights = flatten({k: p.detach() for k, p in params.items()}).cpu()
         s = self.settings
         started = time.perf_counter()
-        call = self._take_submitted(step) or self.group.submit(step, weights, step, s.planner.plan(step))
+        call = self._take_submitted(step) or self.group.submit(step, weights, step, s.planner.plan(step), self._logged(step))
         results = self.group.collect(call)
         if s.staleness:  # the shards start on the next step now, at the weights before this update
             self._next_ask = {"step": step + 1, "version": step, "weights": weights}
@@ -171,9 +178,16 @@ class MetaLearner(pl.LightningModule):
         self._window.add_time(part, seconds)
         self.time_totals[part] = self.time_totals.get(part, 0.0) + seconds
 
+    def _logged(self, step: int) -> bool:
+        """Whether ``step`` ends a logging window: only then do shards measure the metrics that
+        cost compute of their own (the window's mean of those is this step's)."""
+        done = step + 1
+        return done % self.settings.log_every_n_steps == 0 or done == self.settings.max_steps
+
     def _submit_next(self) -> InFlight:
         ask = self._next_ask
-        call = self.group.submit(ask["step"], ask["weights"], ask["version"], self.settings.planner.plan(ask["step"]))
+        step = ask["step"]
+        call = self.group.submit(step, ask["weights"], ask["version"], self.settings.planner.plan(step), self._logged(step))
         call.weights = ask["weights"]
         return call
 
@@ -202,23 +216,23 @@ class MetaLearner(pl.LightningModule):
             w.add(names.meta_metric(key), value)
         w.add(names.META_GRAD_NORM, agg.grad.norm().item())
         for f, n in agg.family_counts.items():
-            w.family_tasks[f] = w.family_tasks.get(f, 0) + n
             self._tasks_seen[f] = self._tasks_seen.get(f, 0) + n
-            sums = w.per_family.setdefault(f, {})
             for key, value in agg.family_metrics[f].items():
-                sums[key] = sums.get(key, 0.0) + value * n
+                w.add_family(f, key, value, n)
             w.add(names.family_metric(f, "grad_share"), agg.family_shares[f])
         for r in results:
             w.shard_seconds[r.shard] = w.shard_seconds.get(r.shard, 0.0) + r.seconds
             w.shard_tasks[r.shard] = w.shard_tasks.get(r.shard, 0) + r.task_count
         done = step + 1
-        if done % self.settings.log_every_n_steps and done != self.settings.max_steps:
+        if not self._logged(step):
             return
         elapsed = max(time.perf_counter() - w.started, 1e-9)
-        logged = {k: v / w.steps for k, v in w.metrics.items()}
+        # a metric measured on fewer steps (diagnostics: the logged step only) is their mean
+        logged = {k: v / w.metric_steps[k] for k, v in w.metrics.items()}
         for f, sums in w.per_family.items():
-            logged.update({names.family_metric(f, k): v / w.family_tasks[f] for k, v in sums.items()})
-            logged[names.family_metric(f, "tasks_seen")] = float(self._tasks_seen[f])
+            logged.update({names.family_metric(f, k): v / w.family_tasks[f][k] for k, v in sums.items()})
+        for f, seen in self._tasks_seen.items():
+            logged[names.family_metric(f, "tasks_seen")] = float(seen)
         for k, seconds in w.shard_seconds.items():
             logged[names.shard_seconds(k)] = seconds / w.steps
             logged[names.shard_tasks_per_s(k)] = w.shard_tasks[k] / max(seconds, 1e-9)

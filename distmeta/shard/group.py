@@ -36,12 +36,15 @@ class ShardGroup(Protocol):
     num_shards: int
     faults: FaultCounters
 
-    def compute(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]]) -> list[ShardResult]:
+    def compute(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]],
+                diagnostics: bool = True) -> list[ShardResult]:
         """One result per non-empty entry of ``plan`` (global task indices of shard k), in plan order."""
 
-    def submit(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]]) -> "InFlight":
+    def submit(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]],
+               diagnostics: bool = True) -> "InFlight":
         """Start :meth:`compute` and return at once; :meth:`collect` waits for its results (the
-        pipelined learner applies step s while the shards compute step s+1)."""
+        pipelined learner applies step s while the shards compute step s+1). ``diagnostics``: see
+        :meth:`ShardWorker.compute`."""
 
     def collect(self, call: "InFlight") -> list[ShardResult]:
         """The results of a submitted step, recomputing lost work as :meth:`compute` does."""
@@ -76,18 +79,18 @@ class LocalShardGroup:
         self.worker = ShardWorker(0, spec, *data)
         self.faults = FaultCounters()
 
-    def submit(self, step, weights, version, plan):
-        return InFlight(step, version, [list(p) for p in plan], self.compute(step, weights, version, plan))
+    def submit(self, step, weights, version, plan, diagnostics=True):
+        return InFlight(step, version, [list(p) for p in plan], self.compute(step, weights, version, plan, diagnostics))
 
     def collect(self, call):
         return call.state
 
-    def compute(self, step, weights, version, plan):
+    def compute(self, step, weights, version, plan, diagnostics=True):
         results = []
         for k, idx in enumerate(plan):
             if not idx:
                 continue
-            result = self.worker.compute(step, weights, version, list(idx))
+            result = self.worker.compute(step, weights, version, list(idx), diagnostics=diagnostics)
             result.shard = k
             results.append(result)
         return results
@@ -189,12 +192,12 @@ class RayShardGroup:
     def workers_info(self):
         return list(self._info)
 
-    def compute(self, step, weights, version, plan):
-        return self.collect(self.submit(step, weights, version, plan))
+    def compute(self, step, weights, version, plan, diagnostics=True):
+        return self.collect(self.submit(step, weights, version, plan, diagnostics))
 
-    def submit(self, step, weights, version, plan):
+    def submit(self, step, weights, version, plan, diagnostics=True):
         call = InFlight(step, version, [list(p) for p in plan])
-        call.state = _Calls(self, step, version, call.plan, share_weights(weights))
+        call.state = _Calls(self, step, version, call.plan, share_weights(weights), diagnostics)
         for k, idx in enumerate(call.plan):
             if idx:  # under shard_by=family a shard may have no task at a step
                 call.state.send(k)
@@ -306,8 +309,9 @@ class _Calls:
     """One submitted step's shard calls on a :class:`RayShardGroup`: which are pending (object
     ref -> shard, actor, deadline), how often each shard was tried, which actors failed."""
 
-    def __init__(self, group: RayShardGroup, step: int, version: int, plan: list[list[int]], weights_ref):
+    def __init__(self, group: RayShardGroup, step: int, version: int, plan: list[list[int]], weights_ref, diagnostics: bool):
         self.group, self.step, self.version, self.plan, self.weights_ref = group, step, version, plan, weights_ref
+        self.diagnostics = diagnostics
         self.results: list[ShardResult | None] = [None] * len(plan)
         self.attempts = [0] * len(plan)
         self.pending: dict = {}
@@ -318,7 +322,8 @@ class _Calls:
         host = g._host(k, self.attempts[k])
         # another shard's actor may hold other classes or families: then send shard k's own
         data = g.data_refs[k] if g.data_refs[host] != g.data_refs[k] else ()
-        ref = g.actors[host].compute.remote(self.step, self.weights_ref, self.version, self.plan[k], *data)
+        ref = g.actors[host].compute.remote(self.step, self.weights_ref, self.version, self.plan[k], *data,
+                                            diagnostics=self.diagnostics)
         self.pending[ref] = (k, host, time.monotonic() + g.timeout_s)
 
     def retry(self, k: int, why: str) -> None:

@@ -5,6 +5,7 @@ A plain class (no ray import): :mod:`distmeta.shard.group` runs it in-process or
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -87,6 +88,11 @@ class ShardWorker:
         # (_compiled_in_powers_of_two), so at most a handful of shapes ever compile. The per-task
         # loop runs eagerly: compiling would unroll it once per task count.
         self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile and spec.batching == "vmap" else self._eager
+        # steps the learner does not log skip the metrics that cost compute of their own; only
+        # the per-task loop skips them (vmapped, the pre-adaptation forward is one shared-weight
+        # batch, and a second compiled variant would cost more than it saves)
+        self._quiet = dataclasses.replace(spec.algorithm, diagnostics=False)
+        self._diagnostics = True
 
     def _attach(self, data: ShardData) -> tuple[Family, ...]:
         """Per data unit, its family with the unit's images; a unit whose images this shard lacks
@@ -110,7 +116,8 @@ class ShardWorker:
         tasks = TaskBatch(support_x, support_y, query_x, query_y)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16-mixed"):
             if self.spec.batching == "loop":
-                out = meta_grad_loop(self.spec.algorithm, model, params, buffers, tasks)
+                algo = self.spec.algorithm if self._diagnostics else self._quiet
+                out = meta_grad_loop(algo, model, params, buffers, tasks)
             else:
                 out = meta_grad(self.spec.algorithm, model, params, buffers, tasks, self.spec.chunk_size)
         return {k: g.float() for k, g in out.grads.items()}, {k: v.float() for k, v in out.metrics.items()}
@@ -167,11 +174,13 @@ class ShardWorker:
         return out
 
     def compute(self, step: int, weights: torch.Tensor | np.ndarray, version: int, indices: Sequence[int],
-                *data: "ClassImages | None") -> ShardResult:
+                *data: "ClassImages | None", diagnostics: bool = True) -> ShardResult:
         """Per family, the meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the
         flat ``weights``. ``data``: draw these tasks from other images than this worker's own
-        (recomputing a lost shard that owned other classes or families elsewhere)."""
+        (recomputing a lost shard that owned other classes or families elsewhere).
+        ``diagnostics=False``: the per-task loop may leave out the metrics that cost compute."""
         start = time.perf_counter()
+        self._diagnostics = diagnostics
         # object-store arrays are read-only; the copy is tiny next to the step's compute
         flat = torch.from_numpy(np.array(weights)) if isinstance(weights, np.ndarray) else weights
         params = unflatten(flat.to(self.device), self.template)

@@ -96,9 +96,14 @@ def test_loop_batching_equals_vmap_and_auto_picks_the_loop_for_images_on_cpu():
     torch.manual_seed(0)
     w = flatten({k: p.detach() for k, p in kw["model"].build().named_parameters()})
     vmapped = ShardWorker(0, WorkerSpec(**kw, batching="vmap"), images).compute(1, w, 1, list(range(5)))
-    looped = ShardWorker(0, WorkerSpec(**kw, batching="loop"), images).compute(1, w, 1, list(range(5)))
+    loop_worker = ShardWorker(0, WorkerSpec(**kw, batching="loop"), images)
+    looped = loop_worker.compute(1, w, 1, list(range(5)))
     assert ((looped.grad_sum - vmapped.grad_sum).norm() / vmapped.grad_sum.norm()).item() < 1e-5  # float32 order
     assert looped.metrics.keys() == vmapped.metrics.keys()
+    # a step the learner does not log: the loop leaves out the pre-adaptation forward, nothing else
+    quiet = loop_worker.compute(1, w, 1, list(range(5)), diagnostics=False)
+    assert torch.equal(quiet.grad_sum, looped.grad_sum)
+    assert set(quiet.metrics) == {k for k in looped.metrics if not k.startswith("preadapt")} and "query_acc" in quiet.metrics
     image = config.load(None, ["tasks.family=glyphs"])
     assert builders.batching(image, "cpu") == "loop" and builders.batching(image, "cuda") == "vmap"
     assert builders.batching(config.load(None, []), "cpu") == "vmap"  # sine: batched wins
