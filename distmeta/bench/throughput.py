@@ -99,6 +99,8 @@ class Clock:
         self._started = time.perf_counter()
 
     def tick(self) -> None:
+        if len(self.block_seconds) > self.blocks:  # past the last block (the run's logged extra step)
+            return
         self._in_block += 1
         if self._in_block < self.steps:
             return

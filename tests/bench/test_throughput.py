@@ -74,3 +74,19 @@ def test_modes_take_turns_block_by_block_and_a_finished_one_is_skipped():
         t.join(timeout=10)
     assert order == [0, 0, 1, 1, 2, 2, 0, 0, 2, 2, 0, 0, 2, 2]
     assert len(clocks[0].block_seconds) == 3 and len(clocks[1].block_seconds) == 1
+
+
+def test_steps_after_the_last_block_are_not_counted():
+    """A distmeta mode runs one logged step past its blocks: it must not make a block of its own."""
+    from distmeta.bench.throughput import Clock, Turns
+
+    spent = {"meta_gradient": 0.0}
+    clock = Clock(0, Turns(1), steps=2, blocks=1, parts=lambda: dict(spent))
+    clock.start()
+    for _ in range(4):  # warm-up block, measured block
+        spent["meta_gradient"] += 1.0
+        clock.tick()
+    spent["meta_gradient"] += 100.0  # the extra step
+    clock.tick()
+    assert len(clock.block_seconds) == 2
+    assert [p["meta_gradient"] for p in clock.block_parts] == [2.0, 2.0]
