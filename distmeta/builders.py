@@ -174,6 +174,7 @@ def worker_spec(cfg: DistMetaConfig, device: str = "cpu") -> WorkerSpec:
         precision=cfg.trainer.precision,
         batching=batching(cfg, device),
         partitions=class_partitions(cfg),
+        retain_freed_memory=c.retain_freed_memory,
     )
 
 

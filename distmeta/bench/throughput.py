@@ -8,21 +8,25 @@ task stream:
   the ``MetaLearner`` in Lightning's ``Trainer``, metrics through the asynchronous MLflow logger;
 - ``ray-<n>``: the same over ``n`` Ray shard actors (in-process Ray).
 
-Every mode runs in its own thread, and only the one holding the turn computes (:class:`Turns`):
-after a warm-up block, the modes take turns running blocks of meta-steps, so machine noise falls
-on all of them alike. Each block gives tasks per second; the ratios to ``loop`` are taken block
-by block and summarised by median, min and max.
+Every mode runs in its own process, on that process's main thread as ``distmeta train`` runs
+(OpenMP teams of other threads were measured 15-40% slower on conv4), and only the one holding
+the turn computes (:class:`Turns`): after a warm-up block, the modes take turns running blocks of
+meta-steps, so machine noise falls on all of them alike. Each block gives tasks per second; the
+ratios to ``loop`` are taken block by block and summarised by median, min and max.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import queue
 import resource
 import shutil
 import statistics
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,6 +36,7 @@ import torch
 
 from distmeta import config
 from distmeta.bench.modes import DistmetaRun, LoopBaseline, loop_step
+from distmeta.runtime import start_ray
 from distmeta.tracking.names import STEP_PARTS
 
 WORKLOADS: dict[str, list[str]] = {
@@ -49,26 +54,33 @@ THREADS = {"sine": 1, "conv4-5w1s": 2}
 """Torch threads of the single-process modes (the baseline and in-process distmeta)."""
 
 
+_SPAWN = multiprocessing.get_context("spawn")  # no fork: the parent may hold Ray's threads
+
+
 class Turns:
-    """Round-robin turns between mode threads: one computes, the others wait. A mode that
-    finished or failed is skipped."""
+    """Round-robin turns between the modes' processes (or threads): one computes, the others
+    wait. A mode that finished or failed is skipped."""
 
     def __init__(self, count: int):
-        self._cond = threading.Condition()
-        self._current = 0
-        self._active = [True] * count
+        self._cond = _SPAWN.Condition()
+        self._current = _SPAWN.Value("i", 0, lock=False)  # guarded by _cond
+        self._active = _SPAWN.Array("b", [1] * count, lock=False)
 
     def wait(self, i: int) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: self._current == i)
+            self._cond.wait_for(lambda: self._current.value == i)
 
     def pass_on(self, i: int, finished: bool = False) -> None:
+        """Hand the turn to the next active mode; ``finished``: ``i`` takes no more turns (a mode
+        that fails before its first turn only leaves, the turn stays where it is)."""
         with self._cond:
             if finished:
-                self._active[i] = False
+                self._active[i] = 0
+            if self._current.value != i:
+                return
             n = len(self._active)
             nxt = next(((i + j) % n for j in range(1, n + 1) if self._active[(i + j) % n]), None)
-            self._current = -1 if nxt is None else nxt
+            self._current.value = -1 if nxt is None else nxt
             self._cond.notify_all()
 
 
@@ -132,6 +144,20 @@ class _StepTimer(pl.Callback):
         self._ended = time.perf_counter()  # after the tick: a wait for the turn is nobody's time
 
 
+@dataclass(frozen=True)
+class _Mode:
+    """What one mode's process needs (plain values: it is pickled to the process)."""
+
+    index: int
+    name: str
+    overrides: tuple[str, ...]
+    shards: int
+    threads: int
+    steps: int
+    blocks: int
+    workdir: Path
+
+
 def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 10, shards: int = 2,
         log: Callable[[str], None] = lambda s: None) -> dict:
     """Warm-up block, then ``blocks`` measured blocks of ``steps`` meta-steps per mode, in turns."""
@@ -143,77 +169,127 @@ def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 
     base = [*WORKLOADS[workload], "trainer.progress_bar=false", f"trainer.max_steps={total + 1}",
             f"trainer.val_every_n_steps={total + 2}", *overrides]
     threads = THREADS[workload]
-    torch.set_num_threads(threads)
-    cfg0 = config.load(None, [*base, "cluster.num_shards=0"])
+    cfg0 = config.load(None, [*base, "cluster.num_shards=0"])  # checks the overrides before anything starts
     counts = sorted({1, shards}) if shards > 0 else []
-    started_ray = _start_ray(sum(n * _cpus_per_shard(threads, n) for n in counts)) if counts else False
     workdir = Path(tempfile.mkdtemp(prefix="distmeta-bench-"))
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    turns = Turns(2 + len(counts))
-    loop = LoopBaseline(cfg0)
-    clocks = [Clock(0, turns, steps, blocks, lambda: loop.parts)]
-    runs: list[DistmetaRun] = []
-    errors: list[BaseException] = []
     try:
+        modes = [_Mode(0, "loop", tuple(base), 0, threads, steps, blocks, workdir)]
         for n in [0, *counts]:
-            timer = _StepTimer()
-            cfg = cfg0 if n == 0 else config.load(None, [*base, f"cluster.num_shards={n}",
-                                                          f"cluster.cpus_per_shard={_cpus_per_shard(threads, n)}"])
-            runs.append(DistmetaRun("in-process" if n == 0 else f"ray-{n}", cfg, uri, workdir, [timer]))
-            run_ = runs[-1]
-            timer.clock = Clock(len(clocks), turns, steps, blocks,
-                                lambda r=run_, t=timer: {**r.learner.time_totals, "lightning": t.lightning_s})
-            clocks.append(timer.clock)
-        bodies = [lambda: _loop_body(loop, clocks[0], total)] + [lambda r=r: r.fit() for r in runs]
-
-        def guarded(i: int, body: Callable[[], None]) -> None:
-            # OpenMP's thread count is per OS thread: a new thread would run 2-3x slower on the
-            # default team, its workers spinning against the paused modes' (measured on 2 cores)
-            torch.set_num_threads(threads)
-            try:
-                clocks[i].start()
-                body()
-            except BaseException as exc:  # recorded; the other modes go on without this one
-                errors.append(exc)
-            finally:  # a mode's teardown (the trainer's last checkpoint) is its own turn's time
-                turns.pass_on(i, finished=True)
-
-        workers = [threading.Thread(target=guarded, args=(i, b), name=f"bench-{i}") for i, b in enumerate(bodies)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        if errors:
-            raise errors[0]
-        actors_rss = {r.name: _actors_rss_mib(r.group) for r in runs if r.name.startswith("ray-")}
+            extra = (f"cluster.num_shards={n}",) + ((f"cluster.cpus_per_shard={_cpus_per_shard(threads, n)}",) if n else ())
+            modes.append(_Mode(len(modes), "in-process" if n == 0 else f"ray-{n}", (*base, *extra), n, threads, steps, blocks, workdir))
+        reports = _run_in_turns(modes)
     finally:
-        for r in runs:
-            r.close()
-        if started_ray:
-            import ray
-
-            ray.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)  # the runs' checkpoints and metrics are scratch
-    names = ["loop"] + [r.name for r in runs]
-    per_mode = {name: [steps * cfg0.algorithm.meta_batch_size / s for s in c.block_seconds[1:]] for name, c in zip(names, clocks)}
+    failed = [r for r in reports if r.get("error")]
+    if failed:
+        raise RuntimeError(f"bench mode {failed[0]['name']} failed:\n{failed[0]['error']}")
+    names = [r["name"] for r in reports]
+    per_mode = {r["name"]: [steps * cfg0.algorithm.meta_batch_size / s for s in r["block_seconds"][1:]] for r in reports}
     for b in range(blocks):
         log(f"block {b + 1}: " + ", ".join(f"{n} {v[b]:,.0f} tasks/s" for n, v in per_mode.items()))
     out = {
         "workload": workload, "overrides": list(overrides), "blocks": blocks, "steps_per_block": steps,
-        "meta_batch_size": cfg0.algorithm.meta_batch_size, "threads": threads, "torch": torch.__version__,
-        "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "modes": {},
+        "meta_batch_size": cfg0.algorithm.meta_batch_size, "threads": threads, "torch": torch.__version__, "modes": {},
     }
-    for name, c in zip(names, clocks):
-        measured = c.block_parts[1:]
+    for name, r in zip(names, reports):
+        measured = r["block_parts"][1:]
         parts = {k: sum(p.get(k, 0.0) for p in measured) for k in measured[0]}
         ratios = [a / b for a, b in zip(per_mode[name], per_mode["loop"])]
         out["modes"][name] = {
             "tasks_per_s": _summary(per_mode[name]),
             "ratio_to_loop": _summary(ratios),
             "ms_per_step": {k: 1000 * parts[k] / (blocks * steps) for k in (*_ORDER, *parts) if k in parts},
-            **({"actors_rss_mib": actors_rss[name]} if name in actors_rss else {}),
+            "peak_rss_mib": r["peak_rss_mib"],
+            **({"actors_rss_mib": r["actors_rss_mib"]} if "actors_rss_mib" in r else {}),
         }
     return out
+
+
+START_TIMEOUT_S = 600.0
+"""How long the modes' processes may take to start (imports, Ray actors) before the first turn."""
+
+
+def _run_in_turns(modes: list[_Mode]) -> list[dict]:
+    """Every mode in its own process; all start, then take turns. Their reports, in mode order."""
+    turns, results = Turns(len(modes)), _SPAWN.Queue()
+    # built: no mode starts while another is still starting; done: none tears down (checkpoint,
+    # actors, interpreter exit) while another still measures
+    built, done = _SPAWN.Barrier(len(modes)), _SPAWN.Barrier(len(modes))
+    procs = [_SPAWN.Process(target=_mode_process, args=(m, turns, built, done, results), name=f"bench-{m.name}") for m in modes]
+    for p in procs:
+        p.start()
+    reports: dict[int, dict] = {}
+    while len(reports) < len(modes):
+        try:
+            r = results.get(timeout=5.0)
+            reports[r["index"]] = r
+        except queue.Empty:
+            if any(not p.is_alive() and m.index not in reports for m, p in zip(modes, procs)):
+                built.abort()  # one died without a report (killed, crashed): nobody waits for it
+                done.abort()
+            if all(not p.is_alive() for p in procs):
+                break
+    for p in procs:
+        p.join(timeout=60.0)
+        if p.is_alive():
+            p.terminate()
+    return [reports.get(m.index) or {"index": m.index, "name": m.name, "error": f"its process died (exit code {procs[m.index].exitcode})"}
+            for m in modes]
+
+
+def _mode_process(mode: _Mode, turns: Turns, built, done, results) -> None:
+    """One mode, in a process of its own: build it, wait until every mode is built, run its
+    blocks in turns, wait until every mode is done; put its report (block times, step-time parts,
+    peak memory) on ``results``."""
+    import logging
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # as distmeta train does: with Ray shards the learner runs one torch thread (distmeta.api)
+    torch.set_num_threads(mode.threads if mode.shards == 0 else 1)
+    report: dict = {"index": mode.index, "name": mode.name}
+    runner = None
+    try:
+        try:
+            cfg = config.load(None, list(mode.overrides))
+            if mode.shards:  # its own embedded Ray, started as `distmeta train` starts it on a laptop
+                os.environ.pop("RAY_ADDRESS", None)
+                start_ray("")
+            if mode.name == "loop":
+                loop = LoopBaseline(cfg)
+                clock = Clock(mode.index, turns, mode.steps, mode.blocks, lambda: loop.parts)
+                body = lambda: _loop_body(loop, clock, (mode.blocks + 1) * mode.steps)  # noqa: E731
+            else:
+                timer = _StepTimer()
+                # each mode its own store: concurrent processes would contend for one SQLite file
+                uri = f"sqlite:///{mode.workdir / (mode.name + '.db')}"
+                runner = DistmetaRun(mode.name, cfg, uri, mode.workdir, [timer])
+                clock = timer.clock = Clock(mode.index, turns, mode.steps, mode.blocks,
+                                            lambda: {**runner.learner.time_totals, "lightning": timer.lightning_s})
+                body = runner.fit
+        finally:  # built or failed, every mode reaches the barrier: none waits for a dead one
+            built.wait(timeout=START_TIMEOUT_S)
+        clock.start()
+        body()
+        report.update(block_seconds=clock.block_seconds, block_parts=clock.block_parts)
+        if runner is not None and mode.shards:
+            report["actors_rss_mib"] = _actors_rss_mib(runner.group)
+    except BaseException:  # reported; the other modes go on without this one
+        report["error"] = traceback.format_exc()
+    finally:
+        turns.pass_on(mode.index, finished=True)
+        report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results.put(report)
+        try:
+            done.wait()
+        except threading.BrokenBarrierError:
+            pass
+        if runner is not None:
+            runner.close()
+        if mode.shards:
+            import ray
+
+            ray.shutdown()
 
 
 _ORDER = (*STEP_PARTS, "lightning")
@@ -228,18 +304,6 @@ def _loop_body(loop: LoopBaseline, clock: Clock, total: int) -> None:
     for _ in range(total):
         loop.train_step()
         clock.tick()
-
-
-def _start_ray(num_cpus: int) -> bool:
-    """In-process Ray with as many logical CPUs as the modes' actors reserve: they hold their
-    actors all along but compute in turns, sharing the physical cores."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_worker_niceness", "0")  # as distmeta train does (distmeta.runtime)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
-    return True
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -268,8 +332,9 @@ def table(report: dict) -> str:
         split = ", ".join(f"{k} {v:.2f}" for k, v in m["ms_per_step"].items())
         lines.append(f"{name:<12}{t['median']:>16,.0f}{t['min']:>10,.0f}{t['max']:>10,.0f}"
                      f"{r['median']:>14.2f} ({r['min']:.2f}-{r['max']:.2f})".ljust(40) + f"   {split}")
-    lines.append(f"driver peak RSS {report['driver_peak_rss_mib']:.0f} MiB"
-                 + "".join(f"; {n} actors {m['actors_rss_mib']:.0f} MiB" for n, m in report["modes"].items() if "actors_rss_mib" in m))
+    lines.append("peak RSS (MiB): " + "; ".join(
+        f"{n} {m['peak_rss_mib']:.0f}" + (f" + actors {m['actors_rss_mib']:.0f}" if "actors_rss_mib" in m else "")
+        for n, m in report["modes"].items()))
     return "\n".join(lines)
 
 

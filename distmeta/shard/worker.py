@@ -19,6 +19,7 @@ import torch
 
 from distmeta.algorithms import Algorithm, meta_grad, meta_grad_loop
 from distmeta.models import ModelSpec, family_view, flatten, unflatten, view_names
+from distmeta.shard.allocator import retain_freed_memory
 from distmeta.shard.result import ShardResult
 from distmeta.tasks import TRAIN, ClassImages, Family, TaskBatch
 from distmeta.tasks.mixture import Mixture
@@ -43,6 +44,8 @@ class WorkerSpec:
     """``vmap`` (batched over tasks, in chunks of ``chunk_size``) or ``loop`` (one task at a time)."""
     precision: str = "32"
     """``32`` or ``bf16-mixed`` (the meta-gradient computed under bfloat16 autocast)."""
+    retain_freed_memory: bool = True
+    """Keep freed memory in the process between tasks (:mod:`distmeta.shard.allocator`)."""
     partitions: int = 1
     """Class partitions per family (``shard_by: classes``): a task of family ``f`` draws from the
     classes of partition ``p`` (hashed from its key), data unit ``f * partitions + p``."""
@@ -75,6 +78,8 @@ class ShardWorker:
         self.spec = spec
         if spec.threads > 0:
             torch.set_num_threads(spec.threads)
+        if spec.retain_freed_memory:
+            retain_freed_memory()
         self.device = _device(spec.device, shard)
         self.units = self._attach(data)
         self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)

@@ -32,7 +32,8 @@ def test_the_loop_baseline_computes_distmetas_meta_gradient(workload, extra):
 
 
 @pytest.mark.ray
-def test_bench_reports_every_mode_with_ratios_to_the_loop(workdir, ray_runtime, capsys):
+def test_bench_reports_every_mode_with_ratios_to_the_loop(workdir, capsys):
+    """Each mode in its own process (the Ray one with its own embedded Ray, as distmeta train)."""
     assert main(["bench", "--workload", "sine", "--blocks", "2", "--steps", "2", "--shards", "1", "--json",
                  "--mlflow", f"sqlite:///{workdir / 'bench.db'}", "algorithm.compile=false"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -44,6 +45,7 @@ def test_bench_reports_every_mode_with_ratios_to_the_loop(workdir, ray_runtime, 
     assert {"sample", "meta_gradient", "shard_wait", "aggregation", "optimizer", "logging", "lightning"} <= set(split)
     assert split["shard_wait"] >= split["meta_gradient"] > 0  # the driver waited at least for the shard's compute
     assert report["modes"]["ray-1"]["actors_rss_mib"] > 0 and report["mlflow_run_id"]
+    assert all(m["peak_rss_mib"] > 0 for m in report["modes"].values())
 
 
 def test_bench_refuses_an_unknown_workload(capsys):
@@ -90,3 +92,15 @@ def test_steps_after_the_last_block_are_not_counted():
     clock.tick()
     assert len(clock.block_seconds) == 2
     assert [p["meta_gradient"] for p in clock.block_parts] == [2.0, 2.0]
+
+
+def test_a_mode_that_leaves_before_its_turn_does_not_take_the_turn():
+    from distmeta.bench.throughput import Turns
+
+    turns = Turns(3)
+    turns.pass_on(2, finished=True)  # mode 2 failed while starting; mode 0 holds the turn
+    assert turns._current.value == 0
+    turns.pass_on(0)
+    assert turns._current.value == 1
+    turns.pass_on(1)
+    assert turns._current.value == 0  # mode 2 is skipped
