@@ -3,10 +3,10 @@
 Modes (:mod:`distmeta.bench.modes`), each training its own copy of the same model on the same
 task stream:
 
-- ``loop``: the per-task baseline (learn2learn / higher style) in this process;
+- ``loop``: the per-task baseline (learn2learn / higher style);
 - ``in-process``: ``distmeta train`` with ``cluster.num_shards=0``: the shard worker in the driver,
   the ``MetaLearner`` in Lightning's ``Trainer``, metrics through the asynchronous MLflow logger;
-- ``ray-<n>``: the same over ``n`` Ray shard actors (in-process Ray).
+- ``ray-<n>``: the same over ``n`` Ray shard actors, with its own embedded Ray (as ``distmeta train``).
 
 Every mode runs in its own process, on that process's main thread as ``distmeta train`` runs
 (OpenMP teams of other threads were measured 15-40% slower on conv4), and only the one holding
