@@ -232,7 +232,8 @@ def shard_group(cfg: DistMetaConfig, units: tuple | None = None) -> ShardGroup:
     device = shard_device(cfg)
     resources = ActorResources(num_cpus=c.cpus_per_shard, num_gpus=c.gpus_per_shard, max_restarts=c.max_actor_restarts,
                                strategy=c.placement_strategy)
-    return RayShardGroup(worker_spec(cfg, device), c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data)
+    return RayShardGroup(worker_spec(cfg, device), c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data,
+                         local_channel=c.local_channel)
 
 
 def learner_settings(cfg: DistMetaConfig) -> LearnerSettings:

@@ -190,6 +190,10 @@ class ClusterConfig:
     """How the shards' placement-group bundles (one per shard: cpus_per_shard, gpus_per_shard)
     spread over nodes: ``PACK`` (few nodes), ``SPREAD`` (many nodes), ``STRICT_PACK`` (one node)
     or ``STRICT_SPREAD`` (one shard per node)."""
+    local_channel: bool = True
+    """Shard actors on the learner's node get their requests and send their results over a Unix
+    socket (:mod:`distmeta.shard.channel`) instead of Ray calls, which cost 1-1.5 ms each on a
+    small machine; Ray still places and restarts them and carries every retry."""
     retain_freed_memory: bool = True
     """Shards keep freed memory for the next task instead of returning it to the kernel (glibc
     ``mallopt``, :mod:`distmeta.shard.allocator`; with ``num_shards: 0`` that is the learner's

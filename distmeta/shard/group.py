@@ -13,6 +13,7 @@ from typing import Protocol, Sequence
 import torch
 
 from distmeta.errors import UserError
+from distmeta.shard.channel import ChannelClient, ChannelError
 from distmeta.shard.placement import Bundle, reserve
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardData, ShardWorker, WorkerSpec
@@ -148,15 +149,18 @@ class RayShardGroup:
     """
 
     def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float,
-                 shard_data: Sequence[ShardData] = (), max_attempts: int = 3):
+                 shard_data: Sequence[ShardData] = (), max_attempts: int = 3, local_channel: bool = True):
         # starting takes longer than a step (importing torch, building the model): at least a minute
         start_s = max(timeout_s, START_TIMEOUT_S)
         # one bundle per shard, reserved up front: a cluster that cannot hold them fails here, by name
         self.placement = reserve(Bundle(resources.num_cpus, resources.num_gpus), num_shards, resources.strategy, start_s)
         self.actors: list = []
+        self.channels: dict[int, ChannelClient] = {}  # actor -> its socket, for actors on this node
         self.timeout_s = timeout_s
         try:
             self._start(spec, num_shards, resources, start_s, shard_data, max_attempts)
+            if local_channel:
+                self._open_channels(start_s)
         except BaseException:
             self.close()  # no placement group or actor outlives a failed start
             raise
@@ -189,6 +193,24 @@ class RayShardGroup:
                 f"(available: {ray.available_resources()})"
             ) from None
 
+    def _open_channels(self, timeout_s: float) -> None:
+        """A channel to each actor on this node (:mod:`distmeta.shard.channel`); an actor whose
+        channel cannot open stays on Ray calls."""
+        import ray
+
+        here = ray.get_runtime_context().get_node_id()
+        local = [h for h, info in enumerate(self._info) if info.get("node") == here]
+        for h, ref in zip(local, [self.actors[h].open_channel.remote() for h in local]):
+            try:
+                self.channels[h] = ChannelClient(ray.get(ref, timeout=timeout_s))
+            except (OSError, ray.exceptions.RayError) as exc:  # e.g. a socket path too long for AF_UNIX
+                log.warning("shard actor %d: no local channel (%s); it gets Ray calls", h, str(exc)[:300])
+
+    def _drop_channel(self, h: int) -> None:
+        channel = self.channels.pop(h, None)
+        if channel is not None:
+            channel.close()
+
     def workers_info(self):
         return list(self._info)
 
@@ -197,7 +219,9 @@ class RayShardGroup:
 
     def submit(self, step, weights, version, plan, diagnostics=True):
         call = InFlight(step, version, [list(p) for p in plan])
-        call.state = _Calls(self, step, version, call.plan, share_weights(weights), diagnostics)
+        array = weights.detach().cpu().numpy()
+        shared = share_weights(weights) if len(self.channels) < len(self.actors) else array
+        call.state = _Calls(self, step, version, call.plan, shared, diagnostics, array)
         for k, idx in enumerate(call.plan):
             if idx:  # under shard_by=family a shard may have no task at a step
                 call.state.send(k)
@@ -208,7 +232,21 @@ class RayShardGroup:
 
         calls: _Calls = call.state
         pending = calls.pending
+        channel_failed = False
+        for key, (k, host, deadline) in [(key, v) for key, v in pending.items() if isinstance(key, _ChannelCall)]:
+            del pending[key]
+            try:
+                calls.done(k, host, self.channels[host].reply(deadline))
+            except ChannelError as exc:  # died or hung: Ray finds out which, another actor recomputes
+                self._drop_channel(host)
+                calls.suspects.setdefault(host, "hung" if "timeout" in str(exc) else "died")
+                calls.retry(k, f"local channel: {exc}")
+                channel_failed = True
+        if not pending and not channel_failed:
+            return calls.finished()
         try:  # the common case, all shards healthy: one blocking get for the whole step
+            if channel_failed:
+                raise TimeoutError  # collect shard by shard, and check the actors at the end
             for result, (k, host, _) in zip(ray.get(list(pending), timeout=self.timeout_s), pending.values()):
                 calls.done(k, host, result)
             return calls.finished()
@@ -294,6 +332,8 @@ class RayShardGroup:
                 ray.kill(actor, no_restart=True)
             except Exception:  # already gone: nothing to release
                 pass
+        for h in list(self.channels):
+            self._drop_channel(h)
         self.actors = []
         if self.placement is not None:
             from ray.util.placement_group import remove_placement_group
@@ -309,8 +349,10 @@ class _Calls:
     """One submitted step's shard calls on a :class:`RayShardGroup`: which are pending (object
     ref -> shard, actor, deadline), how often each shard was tried, which actors failed."""
 
-    def __init__(self, group: RayShardGroup, step: int, version: int, plan: list[list[int]], weights_ref, diagnostics: bool):
+    def __init__(self, group: RayShardGroup, step: int, version: int, plan: list[list[int]], weights_ref, diagnostics: bool,
+                 weights_array=None):
         self.group, self.step, self.version, self.plan, self.weights_ref = group, step, version, plan, weights_ref
+        self.weights_array = weights_array  # what a local channel sends
         self.diagnostics = diagnostics
         self.results: list[ShardResult | None] = [None] * len(plan)
         self.attempts = [0] * len(plan)
@@ -322,6 +364,14 @@ class _Calls:
         host = g._host(k, self.attempts[k])
         # another shard's actor may hold other classes or families: then send shard k's own
         data = g.data_refs[k] if g.data_refs[host] != g.data_refs[k] else ()
+        if not data and not self.attempts[k] and host in g.channels:  # first try on this node's actor: the socket
+            try:
+                g.channels[host].request(self.step, self.weights_array, self.version, self.plan[k], self.diagnostics)
+                self.pending[_ChannelCall(k, self.attempts[k])] = (k, host, time.monotonic() + g.timeout_s)
+                return
+            except ChannelError as exc:
+                log.warning("shard actor %d: local channel failed (%s); back to Ray calls", host, exc)
+                g._drop_channel(host)
         ref = g.actors[host].compute.remote(self.step, self.weights_ref, self.version, self.plan[k], *data,
                                             diagnostics=self.diagnostics)
         self.pending[ref] = (k, host, time.monotonic() + g.timeout_s)
@@ -343,6 +393,14 @@ class _Calls:
     def finished(self) -> list[ShardResult]:
         self.pending.clear()
         return [r for r in self.results if r is not None]
+
+
+@dataclass(frozen=True)
+class _ChannelCall:
+    """A pending key of a shard call sent over a local channel (Ray calls are keyed by their ref)."""
+
+    shard: int
+    attempt: int
 
 
 INLINE_WEIGHTS_BYTES = 100 * 1024

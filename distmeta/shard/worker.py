@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -20,6 +21,7 @@ import torch
 from distmeta.algorithms import Algorithm, meta_grad, meta_grad_loop
 from distmeta.models import ModelSpec, family_view, flatten, unflatten, view_names
 from distmeta.shard.allocator import retain_freed_memory
+from distmeta.shard.channel import ChannelServer
 from distmeta.shard.result import ShardResult
 from distmeta.tasks import TRAIN, ClassImages, Family, TaskBatch
 from distmeta.tasks.mixture import Mixture
@@ -98,6 +100,18 @@ class ShardWorker:
         # batch, and a second compiled variant would cost more than it saves)
         self._quiet = dataclasses.replace(spec.algorithm, diagnostics=False)
         self._diagnostics = True
+        self._lock = threading.Lock()  # a Ray call and the channel's thread never compute at once
+        self._channel: ChannelServer | None = None
+
+    def open_channel(self) -> str:
+        """Serve :meth:`compute` on a Unix socket too (:mod:`distmeta.shard.channel`); returns its
+        path. The learner on this node uses it instead of Ray calls."""
+        if self._channel is None:
+            threads = self.spec.threads
+            self._channel = ChannelServer(
+                lambda step, weights, version, indices, diagnostics: self.compute(step, weights, version, indices, diagnostics=diagnostics),
+                on_thread=(lambda: torch.set_num_threads(threads)) if threads > 0 else (lambda: None))
+        return self._channel.path
 
     def _attach(self, data: ShardData) -> tuple[Family, ...]:
         """Per data unit, its family with the unit's images; a unit whose images this shard lacks
@@ -184,6 +198,10 @@ class ShardWorker:
         flat ``weights``. ``data``: draw these tasks from other images than this worker's own
         (recomputing a lost shard that owned other classes or families elsewhere).
         ``diagnostics=False``: the per-task loop may leave out the metrics that cost compute."""
+        with self._lock:
+            return self._compute(step, weights, version, indices, data, diagnostics)
+
+    def _compute(self, step, weights, version, indices, data, diagnostics) -> ShardResult:
         start = time.perf_counter()
         self._diagnostics = diagnostics
         # object-store arrays are read-only; the copy is tiny next to the step's compute

@@ -1,4 +1,6 @@
 """The Ray shard group against the in-process one, including a shard whose actor is killed."""
+import time
+
 import pytest
 import torch
 
@@ -17,6 +19,18 @@ def _spec():
                       algorithm=build("maml", steps=1, lr=0.01), threads=1)
 
 
+def _kill(ray, group, h: int, restart: bool) -> None:
+    """Kill actor ``h`` and wait until its process is gone: a process still alive would answer
+    on its local channel (correctly: nothing to recompute)."""
+    import psutil
+
+    pid = int(group.workers_info()[h]["pid"])
+    ray.kill(group.actors[h], no_restart=not restart)
+    deadline = time.time() + 30
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def test_ray_group_equals_local_and_survives_a_killed_actor(ray_runtime):
     torch.manual_seed(0)
     weights = flatten({k: p.detach() for k, p in MLP(1, (40, 40), 1).named_parameters()})
@@ -26,7 +40,7 @@ def test_ray_group_equals_local_and_survives_a_killed_actor(ray_runtime):
     try:
         remote = group.compute(4, weights, 4, plan)
         assert {info["pid"] for info in group.workers_info()} != {str(__import__("os").getpid())}
-        ray_runtime.kill(group.actors[0], no_restart=False)  # Ray restarts it; its shard is recomputed
+        _kill(ray_runtime, group, 0, restart=True)  # Ray restarts it; its shard is recomputed
         again = group.compute(4, weights, 4, plan)
     finally:
         group.close()
@@ -67,7 +81,7 @@ def test_class_partitioned_shards_keep_their_classes_through_a_lost_actor(ray_ru
     try:
         assert [ray_runtime.get(a.families_with_images.remote()) for a in group.actors] == [["glyphs"], ["glyphs"]]
         first = group.compute(3, weights, 3, plan)
-        ray_runtime.kill(group.actors[0], no_restart=True)  # shard 0 must be recomputed on actor 1
+        _kill(ray_runtime, group, 0, restart=False)  # shard 0 must be recomputed on actor 1
         again = group.compute(3, weights, 3, plan)
     finally:
         group.close()
