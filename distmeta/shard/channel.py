@@ -83,17 +83,20 @@ class ChannelServer:
 class ChannelClient:
     """In the learner: one connection to a shard's :class:`ChannelServer`."""
 
-    def __init__(self, path: str, timeout_s: float = 10.0):
+    def __init__(self, path: str, timeout_s: float = 60.0):
         self.path = path
+        self.timeout_s = timeout_s
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout_s)
         self._sock.connect(path)
 
     def request(self, *args: Any) -> None:
+        """Send a request; a frozen shard cannot block it past ``timeout_s`` (a large one fills
+        the socket's buffer until the shard reads it)."""
         try:
-            self._sock.settimeout(None)
+            self._sock.settimeout(self.timeout_s)
             send(self._sock, args)
-        except OSError as exc:
+        except OSError as exc:  # socket.timeout included
             raise ChannelError(f"sending to the shard failed: {exc}") from None
 
     def reply(self, deadline: float) -> Any:

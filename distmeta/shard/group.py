@@ -202,7 +202,7 @@ class RayShardGroup:
         local = [h for h, info in enumerate(self._info) if info.get("node") == here]
         for h, ref in zip(local, [self.actors[h].open_channel.remote() for h in local]):
             try:
-                self.channels[h] = ChannelClient(ray.get(ref, timeout=timeout_s))
+                self.channels[h] = ChannelClient(ray.get(ref, timeout=timeout_s), self.timeout_s)
             except (OSError, ray.exceptions.RayError) as exc:  # e.g. a socket path too long for AF_UNIX
                 log.warning("shard actor %d: no local channel (%s); it gets Ray calls", h, str(exc)[:300])
 

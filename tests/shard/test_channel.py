@@ -65,3 +65,22 @@ def test_a_ray_group_on_its_channels_equals_ray_calls_and_the_local_group(ray_ru
         torch.testing.assert_close(b.grad_sum, a.grad_sum, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(b.grad_sum, c.grad_sum, rtol=0, atol=0)
     assert [r.step for r in out[True][1]] == [5, 5]
+
+
+def test_a_shard_that_never_reads_cannot_block_the_learner():
+    """A frozen shard (SIGSTOP) reads nothing: a request larger than the socket's buffer must
+    give up after the timeout instead of blocking the learner for good."""
+    import socket
+    import tempfile
+
+    path = tempfile.mkdtemp() + "/socket"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)  # accepts the connection in the kernel, never reads
+    client = ChannelClient(path, timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(ChannelError, match="sending"):
+        client.request(torch.zeros(8 << 20).numpy())  # 32 MiB
+    assert time.monotonic() - started < 5
+    client.close()
+    listener.close()
