@@ -236,7 +236,16 @@ class RayShardGroup:
         for key, (k, host, deadline) in [(key, v) for key, v in pending.items() if isinstance(key, _ChannelCall)]:
             del pending[key]
             try:
-                calls.done(k, host, self.channels[host].reply(deadline))
+                channel = self.channels.get(host)
+                if channel is None:  # it broke on an earlier shard of this step (two shards, one actor)
+                    raise ChannelError("its channel broke earlier in this step")
+                calls.done(k, host, channel.reply(deadline))
+            except RuntimeError:
+                # the shard's own error, raised as Ray would raise it; replies still unread on
+                # other channels would answer the wrong requests later: drop those channels
+                for other in [v[1] for c, v in pending.items() if isinstance(c, _ChannelCall)] + [host]:
+                    self._drop_channel(other)
+                raise
             except ChannelError as exc:  # died or hung: Ray finds out which, another actor recomputes
                 self._drop_channel(host)
                 calls.suspects.setdefault(host, "hung" if "timeout" in str(exc) else "died")

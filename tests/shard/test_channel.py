@@ -84,3 +84,25 @@ def test_a_shard_that_never_reads_cannot_block_the_learner():
     assert time.monotonic() - started < 5
     client.close()
     listener.close()
+
+
+@pytest.mark.ray
+def test_a_shard_error_over_the_channel_is_raised_and_the_next_step_is_still_right(ray_runtime):
+    from distmeta.models import MLP, flatten
+    from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
+    from distmeta.tasks import assign
+    from tests.shard.test_group import _spec
+
+    torch.manual_seed(0)
+    weights = flatten({k: p.detach() for k, p in MLP(1, (40, 40), 1).named_parameters()})
+    plan = [tuple(r) for r in assign(10, 2)]
+    group = RayShardGroup(_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60)
+    try:
+        with pytest.raises(RuntimeError, match="shard computation failed"):
+            group.compute(1, weights[:-3], 1, plan)  # weights of the wrong size
+        assert not group.channels  # unread replies would answer later requests: channels dropped
+        after = group.compute(2, weights, 2, plan)  # over Ray calls now
+    finally:
+        group.close()
+    for a, b in zip(LocalShardGroup(_spec()).compute(2, weights, 2, plan), after):
+        torch.testing.assert_close(b.grad_sum, a.grad_sum, rtol=1e-6, atol=1e-7)
