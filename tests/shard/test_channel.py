@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from distmeta.shard.channel import ChannelClient, ChannelError, ChannelServer
+from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
+from tests.shard.test_group import _spec
 
 
 def test_replies_in_order_and_a_new_learner_can_connect():
@@ -42,16 +44,18 @@ def test_no_answer_before_the_deadline_is_a_channel_error():
     client.close()
 
 
-@pytest.mark.ray
-def test_a_ray_group_on_its_channels_equals_ray_calls_and_the_local_group(ray_runtime):
+def _sine_step():
+    """Weights of the sine MLP and a 10-task plan over 2 shards."""
     from distmeta.models import MLP, flatten
-    from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
     from distmeta.tasks import assign
-    from tests.shard.test_group import _spec
 
     torch.manual_seed(0)
-    weights = flatten({k: p.detach() for k, p in MLP(1, (40, 40), 1).named_parameters()})
-    plan = [tuple(r) for r in assign(10, 2)]
+    return flatten({k: p.detach() for k, p in MLP(1, (40, 40), 1).named_parameters()}), [tuple(r) for r in assign(10, 2)]
+
+
+@pytest.mark.ray
+def test_a_ray_group_on_its_channels_equals_ray_calls_and_the_local_group(ray_runtime):
+    weights, plan = _sine_step()
     local = LocalShardGroup(_spec()).compute(4, weights, 4, plan)
     out = {}
     for channel in (True, False):
@@ -88,14 +92,7 @@ def test_a_shard_that_never_reads_cannot_block_the_learner():
 
 @pytest.mark.ray
 def test_a_shard_error_over_the_channel_is_raised_and_the_next_step_is_still_right(ray_runtime):
-    from distmeta.models import MLP, flatten
-    from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
-    from distmeta.tasks import assign
-    from tests.shard.test_group import _spec
-
-    torch.manual_seed(0)
-    weights = flatten({k: p.detach() for k, p in MLP(1, (40, 40), 1).named_parameters()})
-    plan = [tuple(r) for r in assign(10, 2)]
+    weights, plan = _sine_step()
     group = RayShardGroup(_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60)
     try:
         with pytest.raises(RuntimeError, match="shard computation failed"):
