@@ -27,6 +27,10 @@ class ChannelError(ConnectionError):
     """The channel broke (the peer died, closed it, or missed the deadline)."""
 
 
+class ChannelTimeout(ChannelError):
+    """No reply before the deadline: the shard may be hung rather than dead."""
+
+
 def send(sock: socket.socket, message: Any) -> None:
     data = pickle.dumps(message, protocol=5)
     sock.sendall(_LENGTH.pack(len(data)))
@@ -105,7 +109,7 @@ class ChannelClient:
             self._sock.settimeout(max(0.001, deadline - time.monotonic()))
             status, value = receive(self._sock)
         except socket.timeout:
-            raise ChannelError("no answer before the step timeout") from None
+            raise ChannelTimeout("no answer before the step timeout") from None
         except OSError as exc:
             raise ChannelError(f"receiving from the shard failed: {exc}") from None
         if status == "error":

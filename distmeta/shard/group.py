@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 import torch
 
 from distmeta.errors import UserError
-from distmeta.shard.channel import ChannelClient, ChannelError
+from distmeta.shard.channel import ChannelClient, ChannelError, ChannelTimeout
 from distmeta.shard.placement import Bundle, reserve
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardData, ShardWorker, WorkerSpec
@@ -219,8 +219,8 @@ class RayShardGroup:
 
     def submit(self, step, weights, version, plan, diagnostics=True):
         call = InFlight(step, version, [list(p) for p in plan])
-        array = weights.detach().cpu().numpy()
-        shared = share_weights(weights) if len(self.channels) < len(self.actors) else array
+        array = weights.detach().cpu().numpy()  # NumPy arrays serialize without pickling a tensor
+        shared = share_weights(array) if len(self.channels) < len(self.actors) else array
         call.state = _Calls(self, step, version, call.plan, shared, diagnostics, array)
         for k, idx in enumerate(call.plan):
             if idx:  # under shard_by=family a shard may have no task at a step
@@ -232,35 +232,15 @@ class RayShardGroup:
 
         calls: _Calls = call.state
         pending = calls.pending
-        channel_failed = False
-        for key, (k, host, deadline) in [(key, v) for key, v in pending.items() if isinstance(key, _ChannelCall)]:
-            del pending[key]
+        channel_failed = self._collect_channels(calls)
+        if not channel_failed:  # the common case, all shards healthy: one blocking get for the whole step
             try:
-                channel = self.channels.get(host)
-                if channel is None:  # it broke on an earlier shard of this step (two shards, one actor)
-                    raise ChannelError("its channel broke earlier in this step")
-                calls.done(k, host, channel.reply(deadline))
-            except RuntimeError:
-                # the shard's own error, raised as Ray would raise it; replies still unread on
-                # other channels would answer the wrong requests later: drop those channels
-                for other in [v[1] for c, v in pending.items() if isinstance(c, _ChannelCall)] + [host]:
-                    self._drop_channel(other)
-                raise
-            except ChannelError as exc:  # died or hung: Ray finds out which, another actor recomputes
-                self._drop_channel(host)
-                calls.suspects.setdefault(host, "hung" if "timeout" in str(exc) else "died")
-                calls.retry(k, f"local channel: {exc}")
-                channel_failed = True
-        if not pending and not channel_failed:
-            return calls.finished()
-        try:  # the common case, all shards healthy: one blocking get for the whole step
-            if channel_failed:
-                raise TimeoutError  # collect shard by shard, and check the actors at the end
-            for result, (k, host, _) in zip(ray.get(list(pending), timeout=self.timeout_s), pending.values()):
-                calls.done(k, host, result)
-            return calls.finished()
-        except (ray.exceptions.RayError, TimeoutError):
-            pass  # fall through: collect shard by shard, recomputing the ones that failed
+                if pending:
+                    for result, (k, host, _) in zip(ray.get(list(pending), timeout=self.timeout_s), pending.values()):
+                        calls.done(k, host, result)
+                return calls.finished()
+            except (ray.exceptions.RayError, TimeoutError):
+                pass  # fall through: collect shard by shard, recomputing the ones that failed
         while pending:
             wait_s = max(0.0, min(deadline for _, _, deadline in pending.values()) - time.monotonic())
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
@@ -285,6 +265,31 @@ class RayShardGroup:
             calls.done(k, host, result)
         self._check_actors(calls.suspects)
         return calls.finished()
+
+    def _collect_channels(self, calls: "_Calls") -> bool:
+        """The replies of the step's local-channel calls; a shard whose channel broke or stayed
+        silent is sent again through Ray. Returns whether any was."""
+        failed = False
+        pending = calls.pending
+        for key, (k, host, deadline) in [(key, v) for key, v in pending.items() if isinstance(key, _ChannelCall)]:
+            del pending[key]
+            try:
+                channel = self.channels.get(host)
+                if channel is None:  # it broke on an earlier shard of this step (two shards, one actor)
+                    raise ChannelError("its channel broke earlier in this step")
+                calls.done(k, host, channel.reply(deadline))
+            except RuntimeError:
+                # the shard's own error, raised as Ray would raise it; replies still unread on
+                # other channels would answer the wrong requests later: drop those channels
+                for other in [v[1] for c, v in pending.items() if isinstance(c, _ChannelCall)] + [host]:
+                    self._drop_channel(other)
+                raise
+            except ChannelError as exc:  # died or hung: Ray finds out which, another actor recomputes
+                self._drop_channel(host)
+                calls.suspects.setdefault(host, "hung" if isinstance(exc, ChannelTimeout) else "died")
+                calls.retry(k, f"local channel: {exc}")
+                failed = True
+        return failed
 
     def _host(self, k: int, attempt: int) -> int:
         """The actor computing shard ``k`` at its ``attempt``-th try: its own, then the next ones,
@@ -376,7 +381,7 @@ class _Calls:
         if not data and not self.attempts[k] and host in g.channels:  # first try on this node's actor: the socket
             try:
                 g.channels[host].request(self.step, self.weights_array, self.version, self.plan[k], self.diagnostics)
-                self.pending[_ChannelCall(k, self.attempts[k])] = (k, host, time.monotonic() + g.timeout_s)
+                self.pending[_ChannelCall(k)] = (k, host, time.monotonic() + g.timeout_s)
                 return
             except ChannelError as exc:
                 log.warning("shard actor %d: local channel failed (%s); back to Ray calls", host, exc)
@@ -406,25 +411,24 @@ class _Calls:
 
 @dataclass(frozen=True)
 class _ChannelCall:
-    """A pending key of a shard call sent over a local channel (Ray calls are keyed by their ref)."""
+    """A pending key of a shard call sent over a local channel (Ray calls are keyed by their ref;
+    a channel carries first tries only)."""
 
     shard: int
-    attempt: int
 
 
 INLINE_WEIGHTS_BYTES = 100 * 1024
 """Ray's own limit for inlining call arguments (``max_direct_call_object_size``)."""
 
 
-def share_weights(weights: torch.Tensor):
+def share_weights(array):
     """What goes to every shard this step: an object-store reference, put once and read by every
     actor of a node, or for weights under :data:`INLINE_WEIGHTS_BYTES` the array itself.
 
     Below Ray's inline limit an argument travels inside the task message anyway; a ``ray.put``
     there only adds a round trip to the object store (measured: about a fifth of a sine
-    meta-step on 2 cores). NumPy arrays serialize without pickling a tensor.
+    meta-step on 2 cores).
     """
     import ray
 
-    array = weights.detach().cpu().numpy()
     return array if array.nbytes < INLINE_WEIGHTS_BYTES else ray.put(array)
