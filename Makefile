@@ -7,7 +7,7 @@ LOCK   := requirements/constraints.txt
 CONFIG ?= configs/sine_maml.yaml
 ARGS   ?=
 
-.PHONY: install train eval test test-fast lock clean
+.PHONY: install train eval lint test test-fast lock clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,16 @@ install: $(VENV)/.installed
 train: install
 	$(VENV)/bin/distmeta train $(CONFIG) $(ARGS)
 
-test: install
+# Style and layering: ruff (lint + format) and the import contracts in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check distmeta tests
+	$(VENV)/bin/ruff format --check distmeta tests
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
 # Re-pin the lock after changing pyproject's dependencies.

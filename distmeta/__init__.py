@@ -1,9 +1,9 @@
 """distmeta: distributed multi-task meta-training.
 
-    import distmeta
-    cfg = distmeta.load_config("configs/sine_maml.yaml", ["trainer.max_steps=2000"])
-    result = distmeta.train(cfg)
-    report, figure = distmeta.evaluate(result.last_checkpoint)
+import distmeta
+cfg = distmeta.load_config("configs/sine_maml.yaml", ["trainer.max_steps=2000"])
+result = distmeta.train(cfg)
+report, figure = distmeta.evaluate(result.last_checkpoint)
 """
 
 __version__ = "0.1.0"

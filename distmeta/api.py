@@ -1,20 +1,21 @@
 """The Python API: ``load_config``, ``train``, ``evaluate``. The CLI is a thin layer over these.
 
-    import distmeta
-    cfg = distmeta.load_config("configs/sine_maml.yaml", ["trainer.max_steps=2000"])
-    result = distmeta.train(cfg)
-    print(result.run_id, result.evaluation.values["mse.k10.steps1.mean"])  # acc.k1.steps10.mean for images
-    report = distmeta.evaluate(result.last_checkpoint)
+import distmeta
+cfg = distmeta.load_config("configs/sine_maml.yaml", ["trainer.max_steps=2000"])
+result = distmeta.train(cfg)
+print(result.run_id, result.evaluation.values["mse.k10.steps1.mean"])  # acc.k1.steps10.mean for images
+report = distmeta.evaluate(result.last_checkpoint)
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -22,7 +23,8 @@ from torch import nn
 from distmeta import builders, checkpoints, config, jobs
 from distmeta.config import DistMetaConfig
 from distmeta.errors import UserError
-from distmeta.evaluation import EvalReport, combine, evaluate as run_protocol, plot_curves
+from distmeta.evaluation import EvalReport, combine, plot_curves
+from distmeta.evaluation import evaluate as run_protocol
 from distmeta.models import family_view
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,9 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
     uri = resolve_uri(cfg.tracking.uri)
     check_reachable(uri)
     if cfg.cluster.learner_device == "cuda" and not torch.cuda.is_available():
-        raise UserError("cluster.learner_device=cuda but this process sees no CUDA device; use cpu, or run the driver on a GPU node")
+        raise UserError(
+            "cluster.learner_device=cuda but this process sees no CUDA device; use cpu, or run the driver on a GPU node"
+        )
     # every dataset is read and checked before the MLflow run or Ray exist: bad data costs nothing
     test_families = evaluation_families(cfg)
     train_units = builders.training_data(cfg)
@@ -164,15 +168,24 @@ def _publish(uri: str, action, what: str) -> bool:
         action()
         return True
     except Exception as exc:  # an unreachable or failing store: nothing of the training is lost
-        log.warning("MLflow at %s cannot be reached (%s: %s); %s were not logged to it",
-                    uri, type(exc).__name__, " ".join(str(exc).split())[:300], what)
+        log.warning(
+            "MLflow at %s cannot be reached (%s: %s); %s were not logged to it",
+            uri,
+            type(exc).__name__,
+            " ".join(str(exc).split())[:300],
+            what,
+        )
         return False
 
 
 def _report_unsent(path: Path | None, uri: str) -> None:
     if path is not None:
-        log.warning("metrics that MLflow at %s did not take before tracking.flush_timeout_s are saved in %s "
-                    "(JSON lines: key, value, timestamp, step)", uri, path)
+        log.warning(
+            "metrics that MLflow at %s did not take before tracking.flush_timeout_s are saved in %s "
+            "(JSON lines: key, value, timestamp, step)",
+            uri,
+            path,
+        )
 
 
 def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = (), log_to_mlflow: bool = True) -> tuple[EvalReport, Path]:
@@ -216,15 +229,25 @@ def evaluation_families(cfg: DistMetaConfig):
     return families
 
 
-def _evaluate_and_log(cfg: DistMetaConfig, model: nn.Module, run_id: str | None, uri: str, out_dir: Path, families) -> tuple[EvalReport, Path]:
+def _evaluate_and_log(
+    cfg: DistMetaConfig, model: nn.Module, run_id: str | None, uri: str, out_dir: Path, families
+) -> tuple[EvalReport, Path]:
     """Each family's own protocol (its shots; with per-family heads its own head); a mixture's
     reports are combined into one table."""
     algo = builders.algorithm(cfg)
     reports = {}
     for f in families:
         shots, steps, query = evaluation_plan(cfg, f.name)
-        reports[f.name] = run_protocol(algo, family_view(model, f.name), f, seed=cfg.evaluation.seed,
-                                       num_tasks=cfg.evaluation.num_tasks, shots=shots, steps=steps, query=query)
+        reports[f.name] = run_protocol(
+            algo,
+            family_view(model, f.name),
+            f,
+            seed=cfg.evaluation.seed,
+            num_tasks=cfg.evaluation.num_tasks,
+            shots=shots,
+            steps=steps,
+            query=query,
+        )
     report = combine(reports) if cfg.tasks.families else reports[families[0].name]
     figure = plot_curves(report, out_dir / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
     if run_id:
@@ -244,10 +267,22 @@ def lightning_trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple
 
     tr = cfg.trainer
     callbacks = [
-        ModelCheckpoint(dirpath=run_dir, filename="best", monitor=monitor[0], mode=monitor[1], save_top_k=1,
-                        enable_version_counter=False, auto_insert_metric_name=False),
-        ModelCheckpoint(dirpath=run_dir, filename="last", every_n_train_steps=cfg.checkpoint.every_n_steps,
-                        save_top_k=1, enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=run_dir,
+            filename="best",
+            monitor=monitor[0],
+            mode=monitor[1],
+            save_top_k=1,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
+        ),
+        ModelCheckpoint(
+            dirpath=run_dir,
+            filename="last",
+            every_n_train_steps=cfg.checkpoint.every_n_steps,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
     ]
     callbacks.extend(extra_callbacks)
     if tr.progress_bar:

@@ -1,6 +1,7 @@
 """Builder functions: the only code besides ``config/`` that reads the config. They turn its
 sections into the plain arguments the core takes (families, data, models, algorithms, worker
 specs, learner settings)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,9 +46,20 @@ def entries(cfg: DistMetaConfig) -> list[Entry]:
     t = cfg.tasks
     if not t.families:
         return [Entry(t.family, t.family, root=t.root, ways=t.ways, shots=t.shots, query=t.query)]
-    return [Entry(f.name, f.label or f.name, float(f.weight), float(f.loss_weight),
-                  tuple((k, tuple(v)) for k, v in f.ranges.items()), f.root or t.root,
-                  f.ways or t.ways, f.shots or t.shots, f.query or t.query) for f in t.families]
+    return [
+        Entry(
+            f.name,
+            f.label or f.name,
+            float(f.weight),
+            float(f.loss_weight),
+            tuple((k, tuple(v)) for k, v in f.ranges.items()),
+            f.root or t.root,
+            f.ways or t.ways,
+            f.shots or t.shots,
+            f.query or t.query,
+        )
+        for f in t.families
+    ]
 
 
 def is_image(cfg: DistMetaConfig) -> bool:
@@ -68,15 +80,20 @@ def family_of(cfg: DistMetaConfig, entry: Entry, split: str = "train") -> Family
     """One family of ``split`` (``train``, ``val`` or ``test``), without its images."""
     t = cfg.tasks
     if entry.kind == "sine" and not t.families:
-        return SineFamily(shots=entry.shots, query=entry.query, amplitude=tuple(t.amplitude), phase=tuple(t.phase), x_range=tuple(t.x_range))
+        return SineFamily(
+            shots=entry.shots, query=entry.query, amplitude=tuple(t.amplitude), phase=tuple(t.phase), x_range=tuple(t.x_range)
+        )
     if entry.kind not in IMAGE_SIZE:
         try:
-            return FunctionFamily(entry.kind, shots=entry.shots, query=entry.query, ranges=entry.ranges, x_range=tuple(t.x_range),
-                                  name=entry.label)
+            return FunctionFamily(
+                entry.kind, shots=entry.shots, query=entry.query, ranges=entry.ranges, x_range=tuple(t.x_range), name=entry.label
+            )
         except ValueError as exc:
             raise UserError(f"tasks.families ({entry.label}): {exc}") from None
     rotations = (entry.kind == "omniglot") if t.rotations is None else t.rotations
-    return EpisodeFamily(entry.label, ways=entry.ways, shots=entry.shots, query=entry.query, rotations=rotations and split == "train")
+    return EpisodeFamily(
+        entry.label, ways=entry.ways, shots=entry.shots, query=entry.query, rotations=rotations and split == "train"
+    )
 
 
 def family(cfg: DistMetaConfig, split: str = "train") -> Family:
@@ -121,7 +138,7 @@ def families_with_data(cfg: DistMetaConfig, split: str) -> tuple[Family, ...]:
 
 
 def algorithm(cfg: DistMetaConfig) -> Algorithm:
-    a, t = cfg.algorithm, cfg.tasks
+    a = cfg.algorithm
     return algorithms.build(
         a.name,
         loss="cross_entropy" if is_image(cfg) else "mse",
@@ -146,8 +163,10 @@ def model_spec(cfg: DistMetaConfig) -> ModelSpec:
     heads = tuple((e.label, n) for e, n in zip(es, outputs)) if m.heads == "per_family" else ()
     for label, _ in heads:  # heads are named after the labels, in an nn.ModuleDict
         if hasattr(nn.ModuleDict, label):
-            raise UserError(f"tasks.families label '{label}' is a name torch's nn.ModuleDict uses itself; with "
-                            "model.heads=per_family choose another label")
+            raise UserError(
+                f"tasks.families label '{label}' is a name torch's nn.ModuleDict uses itself; with "
+                "model.heads=per_family choose another label"
+            )
     return ModelSpec(m.name, shape, outputs[0], hidden=tuple(m.hidden), filters=m.filters, heads=heads)
 
 
@@ -230,10 +249,17 @@ def shard_group(cfg: DistMetaConfig, units: tuple | None = None) -> ShardGroup:
     else:
         shard_data = [units] * c.num_shards
     device = shard_device(cfg)
-    resources = ActorResources(num_cpus=c.cpus_per_shard, num_gpus=c.gpus_per_shard, max_restarts=c.max_actor_restarts,
-                               strategy=c.placement_strategy)
-    return RayShardGroup(worker_spec(cfg, device), c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data,
-                         local_channel=c.local_channel)
+    resources = ActorResources(
+        num_cpus=c.cpus_per_shard, num_gpus=c.gpus_per_shard, max_restarts=c.max_actor_restarts, strategy=c.placement_strategy
+    )
+    return RayShardGroup(
+        worker_spec(cfg, device),
+        c.num_shards,
+        resources,
+        timeout_s=c.step_timeout_s,
+        shard_data=shard_data,
+        local_channel=c.local_channel,
+    )
 
 
 def learner_settings(cfg: DistMetaConfig) -> LearnerSettings:

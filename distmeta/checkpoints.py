@@ -1,4 +1,5 @@
 """Finding and reading distmeta checkpoints (Lightning ``.ckpt`` files with a ``distmeta`` entry)."""
+
 from __future__ import annotations
 
 import re
@@ -47,7 +48,7 @@ def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The meta-model's weights (the learner stores them under ``model.``), in this version's
     layout: a format-1 Conv4 checkpoint loses its convolution biases (exactly the same network)."""
     prefix = "model."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if _format1_conv4(ckpt):
         state = {k: v for k, v in state.items() if not _CONV_BIAS.search(k)}
     return state
@@ -64,5 +65,7 @@ def _format1_conv4(ckpt: dict[str, Any]) -> bool:
 def resumable(ckpt: dict[str, Any], path: Path) -> None:
     """Refuse to resume from a checkpoint whose layout this version cannot continue."""
     if _format1_conv4(ckpt):
-        raise UserError(f"{path} is a format-1 Conv4 checkpoint (convolutions with biases); this version's Conv4 has "
-                        "none, so its optimizer state cannot continue. `distmeta eval --checkpoint` still reads it")
+        raise UserError(
+            f"{path} is a format-1 Conv4 checkpoint (convolutions with biases); this version's Conv4 has "
+            "none, so its optimizer state cannot continue. `distmeta eval --checkpoint` still reads it"
+        )

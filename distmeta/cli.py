@@ -4,6 +4,7 @@
 Exit codes: 0 success, 1 a failure during the run (message printed), 2 bad input (one paragraph,
 no traceback).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,21 +31,29 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-mlflow", action="store_true", help="do not log the results to the checkpoint's MLflow run")
     e.add_argument("overrides", nargs="*", help="dot-list overrides of the checkpoint's config, e.g. evaluation.num_tasks=1000")
 
-    s = sub.add_parser("submit", help="run a config on a Ray cluster as a Ray job",
-                       description="Submit `distmeta train CONFIG overrides` to a Ray cluster through the Jobs API, with this "
-                                   "folder as the job's working directory and the pinned lock file as its pip requirements; "
-                                   "then follow its logs and exit with its status.")
+    s = sub.add_parser(
+        "submit",
+        help="run a config on a Ray cluster as a Ray job",
+        description="Submit `distmeta train CONFIG overrides` to a Ray cluster through the Jobs API, with this "
+        "folder as the job's working directory and the pinned lock file as its pip requirements; "
+        "then follow its logs and exit with its status.",
+    )
     s.add_argument("config", help="YAML config inside this folder, e.g. configs/sine_maml.yaml")
     s.add_argument("overrides", nargs="*", help="dot-list overrides, as for train")
     _address(s)
     s.add_argument("--no-wait", action="store_true", help="return after submission instead of following the job")
-    s.add_argument("--no-pip", action="store_true", help="the cluster's image already holds the pinned stack: send no pip requirements")
+    s.add_argument(
+        "--no-pip", action="store_true", help="the cluster's image already holds the pinned stack: send no pip requirements"
+    )
     s.add_argument("--submission-id", help="the job's id (default distmeta-<time>-<random>)")
 
-    b = sub.add_parser("bench", help="meta-training throughput against a per-task loop baseline",
-                       description="Interleaved blocks of meta-steps: a plain per-task loop (the learn2learn/higher way), "
-                                   "distmeta in-process, and distmeta on 1 and N Ray shard actors; tasks/s and ratios to "
-                                   "the loop, block by block (docs/performance.md).")
+    b = sub.add_parser(
+        "bench",
+        help="meta-training throughput against a per-task loop baseline",
+        description="Interleaved blocks of meta-steps: a plain per-task loop (the learn2learn/higher way), "
+        "distmeta in-process, and distmeta on 1 and N Ray shard actors; tasks/s and ratios to "
+        "the loop, block by block (docs/performance.md).",
+    )
     b.add_argument("overrides", nargs="*", help="dot-list overrides of the workload's config, e.g. algorithm.meta_batch_size=50")
     b.add_argument("--workload", default="sine", help="sine (default) or conv4-5w1s")
     b.add_argument("--blocks", type=int, default=5, help="measured blocks after one warm-up block (default 5)")
@@ -52,8 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--shards", type=int, default=2, help="N for the ray-N mode (0: no Ray modes; default 2)")
     b.add_argument("--json", action="store_true", help="print the report as one JSON object")
     b.add_argument("--mlflow", metavar="URI", help="also log the report as a run of experiment distmeta-bench")
-    t = b.add_argument_group("time to accuracy", "instead of throughput: training time until a held-out score is reached, "
-                                                 "loop vs distmeta synchronous vs pipelined (trainer.staleness=1)")
+    t = b.add_argument_group(
+        "time to accuracy",
+        "instead of throughput: training time until a held-out score is reached, "
+        "loop vs distmeta synchronous vs pipelined (trainer.staleness=1)",
+    )
     t.add_argument("--time-to-accuracy", action="store_true", help="race the modes to --target")
     t.add_argument("--config", default="configs/sine_maml.yaml", help="the run to race (default configs/sine_maml.yaml)")
     t.add_argument("--target", type=float, default=0.40, help="the val/mse (or val/acc) to reach (default 0.40)")
@@ -64,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     j = sub.add_parser("jobs", help="list, inspect, follow or stop Ray jobs")
     jsub = j.add_subparsers(dest="action", required=True)
     _address(jsub.add_parser("list", help="all jobs of the cluster"))
-    for action, text in [("status", "a job's status"), ("logs", "a job's logs (--follow to stream them)"), ("stop", "stop a job")]:
+    for action, text in [
+        ("status", "a job's status"),
+        ("logs", "a job's logs (--follow to stream them)"),
+        ("stop", "stop a job"),
+    ]:
         a = jsub.add_parser(action, help=text)
         a.add_argument("id", help="the submission id distmeta submit printed")
         _address(a)
@@ -151,8 +167,15 @@ def _bench(args) -> int:
             raise UserError(f"--modes {args.modes!r}: choose from {', '.join(accuracy.MODES)}")
         if args.eval_every < 1 or args.max_seconds <= 0:
             raise UserError("--eval-every must be at least 1 and --max-seconds positive")
-        report = accuracy.run(args.config, args.overrides, args.target, args.eval_every, args.max_seconds, modes,
-                              log=lambda s: print(s, file=sys.stderr, flush=True))
+        report = accuracy.run(
+            args.config,
+            args.overrides,
+            args.target,
+            args.eval_every,
+            args.max_seconds,
+            modes,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
         if args.mlflow:
             report["mlflow_run_id"] = throughput.log_to_mlflow(report, args.mlflow)
         print(json.dumps(report, sort_keys=True) if args.json else accuracy.table(report))
@@ -161,8 +184,9 @@ def _bench(args) -> int:
         raise UserError(f"--workload {args.workload!r} is not one of {', '.join(throughput.WORKLOADS)}")
     if args.blocks < 1 or args.steps < 1 or args.shards < 0:
         raise UserError("--blocks and --steps must be at least 1, --shards at least 0")
-    report = throughput.run(args.workload, args.overrides, args.blocks, args.steps, args.shards,
-                            log=lambda s: print(s, file=sys.stderr, flush=True))
+    report = throughput.run(
+        args.workload, args.overrides, args.blocks, args.steps, args.shards, log=lambda s: print(s, file=sys.stderr, flush=True)
+    )
     if args.mlflow:
         report["mlflow_run_id"] = throughput.log_to_mlflow(report, args.mlflow)
     print(json.dumps(report, sort_keys=True) if args.json else throughput.table(report))

@@ -5,6 +5,7 @@ with this folder as its working directory (uploaded by Ray) and, unless told oth
 pinned lock file as its pip requirements. The learner prints its MLflow run id early
 (:data:`RUN_MARKER`); ``submit`` picks it out of the job's log stream.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,9 +14,9 @@ import re
 import shlex
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from distmeta import config
 from distmeta.errors import UserError
@@ -43,9 +44,11 @@ def client(address: str | None):
     try:
         return JobSubmissionClient(address or None)
     except AuthenticationError as exc:
-        raise UserError(f"the Ray job server at {target} refused the request ({str(exc).splitlines()[0]}); it uses token "
-                        "authentication: set RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH to a file "
-                        "holding it, default ~/.ray/auth_token)") from None
+        raise UserError(
+            f"the Ray job server at {target} refused the request ({str(exc).splitlines()[0]}); it uses token "
+            "authentication: set RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH to a file "
+            "holding it, default ~/.ray/auth_token)"
+        ) from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot reach the Ray job server at {target}: {exc}") from None
 
@@ -57,29 +60,39 @@ class Submission:
     submission_id: str
 
 
-def prepare(config_path: str, overrides: Sequence[str], workdir: Path, pip: bool = True,
-            submission_id: str | None = None) -> Submission:
+def prepare(
+    config_path: str, overrides: Sequence[str], workdir: Path, pip: bool = True, submission_id: str | None = None
+) -> Submission:
     """The job for ``config_path`` + ``overrides``, validated here first so a bad config never
     reaches the cluster. The config must lie inside ``workdir`` (it travels with it)."""
     cfg = config.load(config_path, overrides)
     workdir = workdir.resolve()
     path = Path(config_path).resolve()
     if not path.is_relative_to(workdir):
-        raise UserError(f"config {config_path} is outside the working directory {workdir}, which is what the job receives; "
-                        "run distmeta submit from a folder that contains it")
+        raise UserError(
+            f"config {config_path} is outside the working directory {workdir}, which is what the job receives; "
+            "run distmeta submit from a folder that contains it"
+        )
     _check_tracking(cfg.tracking.uri)
     if not Path(cfg.checkpoint.dir).is_absolute():
-        raise UserError(f"checkpoint.dir={cfg.checkpoint.dir} is relative: the checkpoints would be written into the job's "
-                        "temporary working directory on the cluster and lost with it (and --resume could not find them); "
-                        "set checkpoint.dir to an absolute path on storage the head node keeps")
+        raise UserError(
+            f"checkpoint.dir={cfg.checkpoint.dir} is relative: the checkpoints would be written into the job's "
+            "temporary working directory on the cluster and lost with it (and --resume could not find them); "
+            "set checkpoint.dir to an absolute path on storage the head node keeps"
+        )
     entrypoint = shlex.join(["python", "-m", "distmeta", "train", str(path.relative_to(workdir)), *overrides])
-    env: dict = {"working_dir": str(workdir), "excludes": EXCLUDES,
-                 "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}}
+    env: dict = {
+        "working_dir": str(workdir),
+        "excludes": EXCLUDES,
+        "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"},
+    }
     if pip:
         lock = workdir / LOCK
         if not lock.is_file():
-            raise UserError(f"{lock} not found: the job's pinned requirements come from it (or pass --no-pip "
-                            "when the cluster's image already holds the pinned stack)")
+            raise UserError(
+                f"{lock} not found: the job's pinned requirements come from it (or pass --no-pip "
+                "when the cluster's image already holds the pinned stack)"
+            )
         env["pip"] = {"packages": _requirements(lock), "pip_check": False}
     return Submission(entrypoint, env, submission_id or f"distmeta-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
 
@@ -95,17 +108,23 @@ def _check_tracking(uri: str) -> None:
     """A job's working directory is a temporary copy on the head node: a store inside it is lost."""
     if uri.startswith(("http://", "https://", "databricks")):
         return
-    local = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri
+    local = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else uri
     if not uri or not Path(local).is_absolute():
-        raise UserError(f"tracking.uri={uri or '(empty)'} would put the MLflow store in the job's temporary working "
-                        "directory on the cluster; set tracking.uri to an MLflow server (http://HOST:5000) or an "
-                        "absolute path every node sees")
+        raise UserError(
+            f"tracking.uri={uri or '(empty)'} would put the MLflow store in the job's temporary working "
+            "directory on the cluster; set tracking.uri to an MLflow server (http://HOST:5000) or an "
+            "absolute path every node sees"
+        )
 
 
 def submit(job_client, job: Submission) -> str:
     try:
-        return job_client.submit_job(entrypoint=job.entrypoint, runtime_env=job.runtime_env, submission_id=job.submission_id,
-                                     metadata={"distmeta": "train"})
+        return job_client.submit_job(
+            entrypoint=job.entrypoint,
+            runtime_env=job.runtime_env,
+            submission_id=job.submission_id,
+            metadata={"distmeta": "train"},
+        )
     except RuntimeError as exc:
         raise UserError(f"the Ray job server refused the job: {exc}") from None
 
@@ -115,8 +134,9 @@ def announce(run_id: str, experiment_id: str, tracking_uri: str) -> str:
     return f"{RUN_MARKER} {run_id} experiment {experiment_id} tracking {tracking_uri}"
 
 
-def follow(job_client, job_id: str, out: Callable[[str], None] = print,
-           on_run: Callable[[str, str, str], None] | None = None) -> str:
+def follow(
+    job_client, job_id: str, out: Callable[[str], None] = print, on_run: Callable[[str, str, str], None] | None = None
+) -> str:
     """Stream the job's logs to ``out`` until it ends; returns its final status (``SUCCEEDED``,
     ``FAILED`` or ``STOPPED``). ``on_run(run_id, experiment_id, tracking_uri)`` is called once,
     when the learner announces its MLflow run."""

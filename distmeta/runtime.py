@@ -1,4 +1,5 @@
 """Starting or joining Ray (embedded by default), with clear errors for addresses that do not answer."""
+
 from __future__ import annotations
 
 import logging

@@ -2,6 +2,7 @@
 ``ray start --address`` processes, each node with its own temp dir and ports, everything bound to
 127.0.0.1, stopped afterwards by the ids of the processes it started (never a global ``ray stop``,
 which would take down other Ray instances on the machine)."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +26,13 @@ def ray_env(token_path: Path) -> dict[str, str]:
     require Ray's token authentication with the cluster's own token (clients must present it)."""
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true", RAY_worker_niceness="0",
-               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
+    env.update(
+        RAY_USAGE_STATS_ENABLED="0",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        RAY_worker_niceness="0",
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=str(token_path),
+    )
     for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN"):
         env.pop(key, None)
     return env
@@ -35,10 +40,24 @@ def ray_env(token_path: Path) -> dict[str, str]:
 
 def _node_ports() -> list[str]:
     # two nodes share one host: every port a node opens must differ between them
-    return ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
-            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-            "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
-            "--min-worker-port", "0", "--max-worker-port", "0"]
+    return [
+        "--node-manager-port",
+        str(free_port()),
+        "--object-manager-port",
+        str(free_port()),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--dashboard-agent-grpc-port",
+        str(free_port()),
+        "--runtime-env-agent-port",
+        str(free_port()),
+        "--metrics-export-port",
+        str(free_port()),
+        "--min-worker-port",
+        "0",
+        "--max-worker-port",
+        "0",
+    ]
 
 
 @dataclass
@@ -59,8 +78,24 @@ class LocalCluster:
     def start_head(self, num_cpus: int, num_gpus: int = 0, resources: str = "") -> None:
         port, dash = free_port(), free_port()
         self.gcs, self.dashboard = f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}"
-        self._start(["--head", "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-                     "--include-dashboard", "true", "--ray-client-server-port", str(free_port())], num_cpus, num_gpus, resources)
+        self._start(
+            [
+                "--head",
+                "--port",
+                str(port),
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(dash),
+                "--include-dashboard",
+                "true",
+                "--ray-client-server-port",
+                str(free_port()),
+            ],
+            num_cpus,
+            num_gpus,
+            resources,
+        )
 
     def add_node(self, num_cpus: int, num_gpus: int = 0, resources: str = "") -> None:
         self._start(["--address", self.gcs], num_cpus, num_gpus, resources)
@@ -68,8 +103,21 @@ class LocalCluster:
     def _start(self, args: list[str], num_cpus: int, num_gpus: int, resources: str) -> None:
         temp = Path(tempfile.mkdtemp(prefix="dmray", dir="/tmp"))  # short: Ray's unix sockets live in it
         self.temp_dirs.append(temp)
-        cmd = [str(VENV_BIN / "ray"), "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus),
-               "--num-gpus", str(num_gpus), "--temp-dir", str(temp), "--disable-usage-stats", *_node_ports()]
+        cmd = [
+            str(VENV_BIN / "ray"),
+            "start",
+            *args,
+            "--node-ip-address",
+            "127.0.0.1",
+            "--num-cpus",
+            str(num_cpus),
+            "--num-gpus",
+            str(num_gpus),
+            "--temp-dir",
+            str(temp),
+            "--disable-usage-stats",
+            *_node_ports(),
+        ]
         if resources:
             cmd += ["--resources", resources]
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=180)
@@ -133,5 +181,11 @@ class LocalCluster:
     def start_python(self, code: str) -> subprocess.Popen:
         env = self.env
         env["RAY_ADDRESS"] = self.gcs
-        return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=Path(__file__).resolve().parents[1])
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )

@@ -1,5 +1,6 @@
 """Shared fixtures: a working directory per test, one in-process Ray runtime per session, and a
 real ``mlflow server`` bound to 127.0.0.1."""
+
 from __future__ import annotations
 
 import os
@@ -53,14 +54,21 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 90) -> "MlflowServer":
+    def start(self, timeout_s: float = 90) -> MlflowServer:
         exe = Path(sys.executable).parent / "mlflow"
         cmd = [
-            str(exe) if exe.exists() else shutil.which("mlflow"), "server",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-            "--default-artifact-root", (self.root / "artifacts").as_uri(),
-            "--workers", "1",
+            str(exe) if exe.exists() else shutil.which("mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'mlflow.db'}",
+            "--default-artifact-root",
+            (self.root / "artifacts").as_uri(),
+            "--workers",
+            "1",
         ]
         log = open(self.root / "server.log", "a")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

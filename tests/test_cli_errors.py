@@ -1,4 +1,5 @@
 """Bad input: one clear paragraph naming the problem, exit code 2, no traceback."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +11,13 @@ import torch
 from distmeta.cli import main
 from tests.conftest import REPO, SINE_CONFIG, free_port
 
-QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4", "trainer.progress_bar=false", "algorithm.compile=false"]
+QUICK = [
+    "trainer.max_steps=2",
+    "cluster.num_shards=0",
+    "evaluation.num_tasks=4",
+    "trainer.progress_bar=false",
+    "algorithm.compile=false",
+]
 
 
 @pytest.mark.parametrize(
@@ -26,24 +33,59 @@ QUICK = ["trainer.max_steps=2", "cluster.num_shards=0", "evaluation.num_tasks=4"
         (["train", str(SINE_CONFIG), "--resume", "last"], "no last.ckpt under checkpoint.dir"),
         (["eval", "--checkpoint", "nothing.ckpt"], "checkpoint not found: nothing.ckpt"),
         (["train", str(REPO / "configs/omniglot_5w1s_maml.yaml")], "set tasks.root to its folder"),
-        (["train", str(REPO / "configs/omniglot_5w1s_maml.yaml"), "tasks.root=no/such/dir", *QUICK],
-         "Omniglot not found under 'no/such/dir' (no images_background, images_evaluation); expected layout:"),
-        (["train", str(REPO / "configs/miniimagenet_5w1s_maml.yaml"), "tasks.root=no/such/dir", *QUICK],
-         "mini-ImageNet not found under 'no/such/dir' (no test.csv, images/)"),
+        (
+            ["train", str(REPO / "configs/omniglot_5w1s_maml.yaml"), "tasks.root=no/such/dir", *QUICK],
+            "Omniglot not found under 'no/such/dir' (no images_background, images_evaluation); expected layout:",
+        ),
+        (
+            ["train", str(REPO / "configs/miniimagenet_5w1s_maml.yaml"), "tasks.root=no/such/dir", *QUICK],
+            "mini-ImageNet not found under 'no/such/dir' (no test.csv, images/)",
+        ),
         (["train", str(SINE_CONFIG), "algorithm.name=protonet"], "protonet classifies; use an image family"),
-        (["train", str(SINE_CONFIG), "algorithm.name=reptil"], "'reptil' is not one of maml, fomaml, reptile, anil, metasgd, protonet"),
+        (
+            ["train", str(SINE_CONFIG), "algorithm.name=reptil"],
+            "'reptil' is not one of maml, fomaml, reptile, anil, metasgd, protonet",
+        ),
         (["train", str(SINE_CONFIG), "tasks.shard_by=classes"], "'classes' partitions image classes; tasks.family=sine has none"),
-        (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.shard_by=classes", "tasks.class_partitions=400", *QUICK],
-         "glyphs (class partition 0 of the training split): ways=5 is more than its"),
-        (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.ways=300", *QUICK],
-         "glyphs (test split, evaluation.shots=1, evaluation.query=15): ways=300 is more than its 264 classes"),
-        (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.shots=10", "tasks.query=15", *QUICK],
-         "shots + query = 25 exceeds the 20 images per class"),
+        (
+            [
+                "train",
+                str(REPO / "configs/glyphs_5w1s_maml.yaml"),
+                "tasks.shard_by=classes",
+                "tasks.class_partitions=400",
+                *QUICK,
+            ],
+            "glyphs (class partition 0 of the training split): ways=5 is more than its",
+        ),
+        (
+            ["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.ways=300", *QUICK],
+            "glyphs (test split, evaluation.shots=1, evaluation.query=15): ways=300 is more than its 264 classes",
+        ),
+        (
+            ["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.shots=10", "tasks.query=15", *QUICK],
+            "shots + query = 25 exceeds the 20 images per class",
+        ),
         (["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "model.name=resnet"], "'resnet' is not one of mlp, conv4"),
-        (["train", str(SINE_CONFIG), "tasks.families=[{name: sine, label: train}, {name: linear}]", "model.heads=per_family", *QUICK],
-         "tasks.families label 'train' is a name torch's nn.ModuleDict uses itself"),
-        *([(["train", str(SINE_CONFIG), "cluster.learner_device=cuda", *QUICK],
-            "cluster.learner_device=cuda but this process sees no CUDA device")] if not torch.cuda.is_available() else []),
+        (
+            [
+                "train",
+                str(SINE_CONFIG),
+                "tasks.families=[{name: sine, label: train}, {name: linear}]",
+                "model.heads=per_family",
+                *QUICK,
+            ],
+            "tasks.families label 'train' is a name torch's nn.ModuleDict uses itself",
+        ),
+        *(
+            [
+                (
+                    ["train", str(SINE_CONFIG), "cluster.learner_device=cuda", *QUICK],
+                    "cluster.learner_device=cuda but this process sees no CUDA device",
+                )
+            ]
+            if not torch.cuda.is_available()
+            else []
+        ),
     ],
 )
 def test_bad_input_exits_2_with_named_problem(argv, expected, workdir, capsys):
@@ -78,7 +120,10 @@ def test_truncated_checkpoint_is_refused_and_left_alone(workdir, capsys):
 def test_real_process_exit_code_and_no_traceback(workdir):
     proc = subprocess.run(
         [sys.executable, "-m", "distmeta.cli", "train", str(SINE_CONFIG), "model.hiden=[4]"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "unknown config key 'model.hiden'; did you mean 'model.hidden'?" in proc.stderr
@@ -127,23 +172,35 @@ def _omniglot(workdir, damage: str):
     return root
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("corrupt_image", "cannot read image"),
-    ("empty_class_folders", "has no images"),
-    ("empty_dataset_folder", "has 7 characters; tasks.class_split=[10, 3, 5] must be three counts"),
-    ("truncated_checkpoint_resume", "cannot read checkpoint"),
-    ("checkpoint_of_another_config", "was written by a run with model={'name': 'mlp', 'hidden': [40, 40]"),
-    ("unreadable_yaml", "bad.yaml as YAML: while parsing a flow sequence"),
-    ("binary_yaml", "bin.yaml as a YAML text file: 'utf-8' codec can't decode"),
-    ("config_is_a_folder", "checkpoints is a folder, not a config file"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("corrupt_image", "cannot read image"),
+        ("empty_class_folders", "has no images"),
+        ("empty_dataset_folder", "has 7 characters; tasks.class_split=[10, 3, 5] must be three counts"),
+        ("truncated_checkpoint_resume", "cannot read checkpoint"),
+        ("checkpoint_of_another_config", "was written by a run with model={'name': 'mlp', 'hidden': [40, 40]"),
+        ("unreadable_yaml", "bad.yaml as YAML: while parsing a flow sequence"),
+        ("binary_yaml", "bin.yaml as a YAML text file: 'utf-8' codec can't decode"),
+        ("config_is_a_folder", "checkpoints is a folder, not a config file"),
+    ],
+)
 def test_bad_files_exit_2_and_leave_a_previous_run_intact(case, expected, previous_run, workdir, capsys):
     argv = ["train", str(SINE_CONFIG), *QUICK]
     if case in ("corrupt_image", "empty_class_folders", "empty_dataset_folder"):
         damage = {"corrupt_image": "corrupt", "empty_class_folders": "empty", "empty_dataset_folder": "no_alphabets"}[case]
-        argv = ["train", str(REPO / "configs/omniglot_5w1s_maml.yaml"), f"tasks.root={_omniglot(workdir, damage)}",
-                "tasks.class_split=[10,3,5]", "tasks.ways=2", "tasks.shots=1", "tasks.query=1", "evaluation.query=2",
-                "model.filters=4", *QUICK]
+        argv = [
+            "train",
+            str(REPO / "configs/omniglot_5w1s_maml.yaml"),
+            f"tasks.root={_omniglot(workdir, damage)}",
+            "tasks.class_split=[10,3,5]",
+            "tasks.ways=2",
+            "tasks.shots=1",
+            "tasks.query=1",
+            "evaluation.query=2",
+            "model.filters=4",
+            *QUICK,
+        ]
     elif case == "truncated_checkpoint_resume":
         cut = workdir / "cut.ckpt"
         cut.write_bytes(previous_run.read_bytes()[:1000])
@@ -168,8 +225,8 @@ def test_a_format_1_conv4_checkpoint_still_evaluates_but_does_not_resume(workdir
     """Conv4 lost its convolution biases (format 2): the old weights load without them, which is
     the same network, because the batch normalisation after each convolution cancels a bias."""
     from distmeta import checkpoints, config
-    from distmeta.models import ModelSpec
     from distmeta.errors import UserError
+    from distmeta.models import ModelSpec
 
     torch.manual_seed(0)
     new = ModelSpec("conv4", (1, 28, 28), 5, filters=4).build()

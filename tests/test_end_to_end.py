@@ -1,4 +1,5 @@
 """The commands a user types, as processes: train on 2 in-process Ray actors, then eval --json."""
+
 import json
 import subprocess
 import sys
@@ -12,9 +13,21 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 def test_train_then_eval_json(workdir):
     train = subprocess.run(
-        [sys.executable, "-m", "distmeta.cli", "train", str(SINE_CONFIG), "trainer.max_steps=30",
-         "trainer.val_every_n_steps=15", "trainer.log_every_n_steps=10", "evaluation.num_tasks=50", "trainer.progress_bar=false"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "distmeta.cli",
+            "train",
+            str(SINE_CONFIG),
+            "trainer.max_steps=30",
+            "trainer.val_every_n_steps=15",
+            "trainer.log_every_n_steps=10",
+            "evaluation.num_tasks=50",
+            "trainer.progress_bar=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert train.returncode == 0, train.stderr[-3000:]
     out = train.stdout
@@ -30,7 +43,9 @@ def test_train_then_eval_json(workdir):
     def run_eval(*overrides):
         ev = subprocess.run(
             [sys.executable, "-m", "distmeta.cli", "eval", "--checkpoint", str(ckpt), "--json", *overrides],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert ev.returncode == 0, ev.stderr[-3000:]
         return json.loads(ev.stdout)

@@ -1,10 +1,10 @@
 """``distmeta submit``'s job, prepared and checked before anything reaches a cluster."""
+
 import pytest
 
 from distmeta import jobs
 from distmeta.cli import main
-from distmeta.errors import ConfigError
-from distmeta.errors import UserError
+from distmeta.errors import ConfigError, UserError
 from tests.conftest import REPO
 
 SERVER = ["tracking.uri=http://127.0.0.1:5000", "checkpoint.dir=/srv/distmeta/checkpoints"]
@@ -12,8 +12,10 @@ SERVER = ["tracking.uri=http://127.0.0.1:5000", "checkpoint.dir=/srv/distmeta/ch
 
 def test_the_job_runs_train_in_the_uploaded_folder_with_the_pinned_requirements():
     job = jobs.prepare(str(REPO / "configs/sine_maml.yaml"), ["trainer.max_steps=5", *SERVER], REPO, submission_id="abc")
-    assert job.entrypoint == ("python -m distmeta train configs/sine_maml.yaml trainer.max_steps=5 tracking.uri=http://127.0.0.1:5000 "
-                              "checkpoint.dir=/srv/distmeta/checkpoints")
+    assert job.entrypoint == (
+        "python -m distmeta train configs/sine_maml.yaml trainer.max_steps=5 tracking.uri=http://127.0.0.1:5000 "
+        "checkpoint.dir=/srv/distmeta/checkpoints"
+    )
     assert job.runtime_env["working_dir"] == str(REPO) and ".venv" in job.runtime_env["excludes"]
     pins = job.runtime_env["pip"]["packages"]
     assert not any(p.startswith("ray==") for p in pins), "the cluster keeps its own Ray"
@@ -23,13 +25,16 @@ def test_the_job_runs_train_in_the_uploaded_folder_with_the_pinned_requirements(
     assert "pip" not in bare.runtime_env and bare.submission_id.startswith("distmeta-")
 
 
-@pytest.mark.parametrize("config, overrides, error, message", [
-    ("configs/sine_maml.yaml", ["model.hiden=[4]", *SERVER], ConfigError, "did you mean 'model.hidden'"),
-    ("configs/sine_maml.yaml", [], UserError, "tracking.uri=(empty) would put the MLflow store in the job's temporary"),
-    ("configs/sine_maml.yaml", ["tracking.uri=sqlite:///mlflow.db"], UserError, "would put the MLflow store"),
-    ("configs/sine_maml.yaml", SERVER[:1], UserError, "checkpoint.dir=checkpoints is relative"),
-    ("configs/none.yaml", SERVER, UserError, "none.yaml"),
-])
+@pytest.mark.parametrize(
+    "config, overrides, error, message",
+    [
+        ("configs/sine_maml.yaml", ["model.hiden=[4]", *SERVER], ConfigError, "did you mean 'model.hidden'"),
+        ("configs/sine_maml.yaml", [], UserError, "tracking.uri=(empty) would put the MLflow store in the job's temporary"),
+        ("configs/sine_maml.yaml", ["tracking.uri=sqlite:///mlflow.db"], UserError, "would put the MLflow store"),
+        ("configs/sine_maml.yaml", SERVER[:1], UserError, "checkpoint.dir=checkpoints is relative"),
+        ("configs/none.yaml", SERVER, UserError, "none.yaml"),
+    ],
+)
 def test_bad_jobs_are_refused_before_submission(config, overrides, error, message, monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(error) as info:
@@ -49,7 +54,9 @@ def test_submit_without_an_address_names_the_variables(monkeypatch, capsys):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(REPO)
     assert main(["submit", "configs/sine_maml.yaml", *SERVER]) == 2
-    assert "pass --address http://HEAD:8265 or set RAY_API_SERVER_ADDRESS / RAY_ADDRESS" in " ".join(capsys.readouterr().err.split())
+    assert "pass --address http://HEAD:8265 or set RAY_API_SERVER_ADDRESS / RAY_ADDRESS" in " ".join(
+        capsys.readouterr().err.split()
+    )
 
 
 def test_run_urls_point_at_the_mlflow_ui_page():

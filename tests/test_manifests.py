@@ -2,6 +2,7 @@
 by Ray's own validator, the KubeRay manifests for the fields KubeRay requires, every image and Ray
 version against this environment's, and every training command they carry through distmeta's
 own config loader."""
+
 import copy
 import re
 import shlex
@@ -102,4 +103,4 @@ def test_the_dockerfile_builds_on_the_ray_image_of_the_installed_ray_and_python(
     assert (int(base.group(2)), int(base.group(3))) == sys.version_info[:2], "the lock was made on this Python"
     for tag in re.findall(r"rayproject/ray:(\S+?)-py", text):
         assert tag == ray.__version__
-    assert "-c requirements/constraints.txt" in text and 'torch==2.13.0' in text
+    assert "-c requirements/constraints.txt" in text and "torch==2.13.0" in text

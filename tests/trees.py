@@ -1,5 +1,6 @@
 """Small dataset trees in the real on-disk layouts of Omniglot and mini-ImageNet, for loader and
 end-to-end tests. Each class's images share a class-specific shape, so the classes are learnable."""
+
 from __future__ import annotations
 
 import random
@@ -14,8 +15,9 @@ def _shape(draw: ImageDraw.ImageDraw, rng: random.Random, cls_rng: random.Random
     draw.line(jittered, fill=fill, width=width)
 
 
-def omniglot_tree(root: Path, alphabets=(("Alpha", 4), ("Beta", 4), ("Gamma", 3)), evaluation=(("Delta", 4), ("Epsilon", 3)),
-                  drawings: int = 6) -> Path:
+def omniglot_tree(
+    root: Path, alphabets=(("Alpha", 4), ("Beta", 4), ("Gamma", 3)), evaluation=(("Delta", 4), ("Epsilon", 3)), drawings: int = 6
+) -> Path:
     """``images_background/`` and ``images_evaluation/`` of ``<alphabet>/characterNN/*.png``:
     105x105 grayscale PNGs, black ink on white, as in the Omniglot release."""
     for folder, groups in (("images_background", alphabets), ("images_evaluation", evaluation)):

@@ -1,4 +1,5 @@
 """Meta-learning algorithms as pure torch.func code (no ray/mlflow/lightning/omegaconf)."""
+
 from __future__ import annotations
 
 from distmeta.algorithms.anil import ANIL
@@ -34,15 +35,36 @@ def build(
     if name == "metasgd":
         return MetaSGD(loss=loss, inner=inner)
     if name == "reptile":
-        return Reptile(loss=loss, inner=InnerLoop(steps=steps, lr=lr, first_order=True),
-                       inner_batch=reptile_inner_batch, use_query=reptile_use_query)
+        return Reptile(
+            loss=loss,
+            inner=InnerLoop(steps=steps, lr=lr, first_order=True),
+            inner_batch=reptile_inner_batch,
+            use_query=reptile_use_query,
+        )
     if name == "protonet":
         return ProtoNet(loss=loss, ways=ways)
     raise ValueError(f"unknown algorithm '{name}'; known: {', '.join(ALGORITHMS)}")
 
 
 __all__ = [
-    "ALGORITHMS", "ANIL", "Algorithm", "GradientAdaptation", "InnerLoop", "LOSSES", "MAML", "MetaGradient", "MetaSGD",
-    "MetaSGDModel", "Params", "ProtoNet", "Reptile", "accuracy", "build", "cross_entropy", "forward", "meta_grad",
-    "meta_grad_loop", "mse",
+    "ALGORITHMS",
+    "ANIL",
+    "Algorithm",
+    "GradientAdaptation",
+    "InnerLoop",
+    "LOSSES",
+    "MAML",
+    "MetaGradient",
+    "MetaSGD",
+    "MetaSGDModel",
+    "Params",
+    "ProtoNet",
+    "Reptile",
+    "accuracy",
+    "build",
+    "cross_entropy",
+    "forward",
+    "meta_grad",
+    "meta_grad_loop",
+    "mse",
 ]

@@ -7,6 +7,7 @@ computed once and the head adapts on them, so an inner step costs a linear layer
 The body still gets a second-order meta-gradient: the head's inner gradients depend on the
 features. The model must expose ``body`` (inputs -> features) and ``head`` (``nn.Linear``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,10 @@ class ANIL(GradientAdaptation):
         return model
 
     def split(self, params: Params) -> tuple[Params, Params]:
-        return ({k: v for k, v in params.items() if k.startswith(HEAD)},
-                {k: v for k, v in params.items() if not k.startswith(HEAD)})
+        return (
+            {k: v for k, v in params.items() if k.startswith(HEAD)},
+            {k: v for k, v in params.items() if not k.startswith(HEAD)},
+        )
 
     def embed(self, model, slow, buffers, x) -> torch.Tensor:
         return forward_part(model, "body", slow, buffers, x)

@@ -10,10 +10,12 @@ pure ``torch.func`` methods over one task ``(support_x, support_y, query_x, quer
 - ``scores``: the evaluation score (accuracy, or MSE for regression) after given numbers of
   adaptation steps.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +52,7 @@ def forward_part(model: nn.Module, part: str, params: Params, buffers: Params, x
     prefix = part + "."
 
     def strip(d: Params) -> Params:
-        return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)}
 
     return functional_call(getattr(model, part), (strip(params), strip(buffers)), (x,))
 

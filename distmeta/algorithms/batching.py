@@ -1,6 +1,7 @@
 """The two ways an algorithm's per-task gradients become a shard's summed meta-gradient: batched
 with ``vmap`` (in chunks, to bound memory) and one task at a time in a Python loop (the slow twin
 the tests check the batched path against)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ class MetaGradient:
     metrics: dict[str, torch.Tensor]
 
 
-def meta_grad(algo: Algorithm, model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, chunk_size: int = 0) -> MetaGradient:
+def meta_grad(
+    algo: Algorithm, model: nn.Module, params: Params, buffers: Params, tasks: TaskBatch, chunk_size: int = 0
+) -> MetaGradient:
     """Batched path. ``chunk_size`` > 0 computes that many tasks at a time and adds their
     gradients: peak memory is one chunk's activations instead of all tasks' (same result up to
     float summation order)."""
@@ -62,7 +65,11 @@ def meta_grad_loop(algo: Algorithm, model: nn.Module, params: Params, buffers: P
     rows: list[dict[str, torch.Tensor]] = []
     for i in range(len(tasks)):
         task = [t[i] for t in tasks.tensors()]
-        g, metrics = algo.task_grad(model, params, buffers, *task) if algo.explicit_grad else _autograd_task_grad(algo, model, params, buffers, task)
+        g, metrics = (
+            algo.task_grad(model, params, buffers, *task)
+            if algo.explicit_grad
+            else _autograd_task_grad(algo, model, params, buffers, task)
+        )
         for k in grads:
             grads[k] += g[k]
         rows.append(metrics)

@@ -21,6 +21,7 @@ which keeps only the ``steps + 1`` fast-weight vectors and recomputes one step's
 time: memory of one inner step plus ``steps`` weight copies, for about one extra forward and
 backward per step.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,7 +33,6 @@ from torch import nn
 from torch.func import grad, vjp
 
 from distmeta.algorithms.base import LOSSES, Algorithm, Metrics, Params, forward
-
 
 _MODE = threading.local()
 
@@ -154,7 +154,9 @@ class GradientAdaptation(Algorithm):
             g_slow = {k: g_slow[k] + d_slow[k] for k in g_slow}
         pre = {}
         if self.diagnostics:
-            _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, self.embed(model, slow, buffers, qx)), qy, "preadapt")
+            _, pre = self.query_metrics(
+                self.predict(model, fast, slow, buffers, self.embed(model, slow, buffers, qx)), qy, "preadapt"
+            )
         return self.merge(params, g_fast, g_slow), {"loss": post["query_loss"], **post, **pre}
 
     def scores(self, model, params, buffers, sx, sy, qx, qy, steps: tuple[int, ...]) -> torch.Tensor:

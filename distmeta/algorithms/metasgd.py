@@ -4,6 +4,7 @@ Every weight w has its own learned inner step size a (same shape as w, initialis
 configured inner LR), itself a meta-parameter: f_{j+1} = f_j - a * grad L_S(f_j) elementwise,
 and the meta-gradient flows to both the initial weights and the step sizes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,15 +24,16 @@ class MetaSGDModel(nn.Module):
     def __init__(self, net: nn.Module, init_lr: float, lrs: list[nn.Parameter] | None = None):
         super().__init__()
         self.net = net
-        self.lrs = nn.ParameterList(lrs if lrs is not None else
-                                    [nn.Parameter(torch.full_like(p.detach(), init_lr)) for p in net.parameters()])
+        self.lrs = nn.ParameterList(
+            lrs if lrs is not None else [nn.Parameter(torch.full_like(p.detach(), init_lr)) for p in net.parameters()]
+        )
 
     @property
     def labels(self) -> list[str] | None:
         """The families of a per-family-head network (None for one head)."""
         return getattr(self.net, "labels", None)
 
-    def view(self, label: str) -> "MetaSGDModel":
+    def view(self, label: str) -> MetaSGDModel:
         """Family ``label``'s network (per-family heads) with the step sizes of its own weights."""
         net = self.net.view(label)
         index = {id(p): i for i, p in enumerate(self.net.parameters())}
@@ -49,8 +51,7 @@ class MetaSGD(GradientAdaptation):
         return MetaSGDModel(model, self.inner.lr)
 
     def split(self, params: Params) -> tuple[Params, Params]:
-        return ({k: v for k, v in params.items() if k.startswith(NET)},
-                {k: v for k, v in params.items() if k.startswith(LRS)})
+        return ({k: v for k, v in params.items() if k.startswith(NET)}, {k: v for k, v in params.items() if k.startswith(LRS)})
 
     def predict(self, model, fast, slow, buffers, z) -> torch.Tensor:
         return forward_part(model, "net", fast, buffers, z)

@@ -5,6 +5,7 @@ inner loop: the embedding network f maps the support set to features, each class
 the mean of its support features, c_n = mean_{i: y_i = n} f(x_i), and a query x is classified by
 the softmax over negative squared Euclidean distances, logits_n = -||f(x) - c_n||^2.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

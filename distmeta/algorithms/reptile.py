@@ -10,6 +10,7 @@ inner loop trains on the whole episode (support and query sets), as in the paper
 shuffle of the episode (0: every step sees all of them). Query metrics are measured on the
 query set after adaptation (training data when ``use_query``).
 """
+
 from __future__ import annotations
 
 import random

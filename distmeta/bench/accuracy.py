@@ -13,12 +13,13 @@ on (``val/mse`` or ``val/acc`` after the training number of inner steps); the cl
 it does, so the time reported is training time only. A mode stops at the target, or when its
 training time passes ``max_seconds`` (then it did not reach it).
 """
+
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -61,8 +62,13 @@ class Race:
 
     def summary(self) -> dict:
         step, seconds, score = self.evals[-1] if self.evals else (0, 0.0, float("nan"))
-        return {"reached": self.reached, "steps": step, "train_seconds": seconds, "score": score,
-                "evals": [list(e) for e in self.evals]}
+        return {
+            "reached": self.reached,
+            "steps": step,
+            "train_seconds": seconds,
+            "score": score,
+            "evals": [list(e) for e in self.evals],
+        }
 
 
 class _RaceCallback(pl.Callback):
@@ -80,8 +86,15 @@ class _RaceCallback(pl.Callback):
             trainer.should_stop = True
 
 
-def run(config_path: str, overrides: list[str] = (), target: float = 0.40, eval_every: int = 500,
-        max_seconds: float = 1200.0, modes: tuple[str, ...] = MODES, log: Callable[[str], None] = lambda s: None) -> dict:
+def run(
+    config_path: str,
+    overrides: list[str] = (),
+    target: float = 0.40,
+    eval_every: int = 500,
+    max_seconds: float = 1200.0,
+    modes: tuple[str, ...] = MODES,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"unknown mode(s) {unknown}; known: {', '.join(MODES)}")
@@ -90,9 +103,17 @@ def run(config_path: str, overrides: list[str] = (), target: float = 0.40, eval_
     from distmeta.builders import learner_settings
 
     monitor, direction = learner_settings(cfg).val_monitor
-    out = {"config": config_path, "overrides": list(overrides), "target": target, "monitor": monitor,
-           "eval_every": eval_every, "max_seconds": max_seconds, "num_shards": cfg.cluster.num_shards,
-           "torch": torch.__version__, "modes": {}}
+    out = {
+        "config": config_path,
+        "overrides": list(overrides),
+        "target": target,
+        "monitor": monitor,
+        "eval_every": eval_every,
+        "max_seconds": max_seconds,
+        "num_shards": cfg.cluster.num_shards,
+        "torch": torch.__version__,
+        "modes": {},
+    }
     with tempfile.TemporaryDirectory(prefix="distmeta-tta-") as scratch:  # the runs' checkpoints and metrics
         for mode in modes:
             race = Race(target, direction == "min", max_seconds)
@@ -102,11 +123,13 @@ def run(config_path: str, overrides: list[str] = (), target: float = 0.40, eval_
                 extra = ["trainer.staleness=1"] if mode == "pipelined" else []
                 _race_distmeta(mode, config.load(config_path, [*base, *extra]), race, monitor, Path(scratch))
             out["modes"][mode] = s = race.summary()
-            log(f"{mode}: {'reached' if s['reached'] else 'did not reach'} {monitor} {target} "
-                f"({s['score']:.3f}) at step {s['steps']} after {s['train_seconds']:.1f} s of training")
+            log(
+                f"{mode}: {'reached' if s['reached'] else 'did not reach'} {monitor} {target} "
+                f"({s['score']:.3f}) at step {s['steps']} after {s['train_seconds']:.1f} s of training"
+            )
     loop = out["modes"].get("loop")
     if loop and loop["reached"]:
-        for m, s in out["modes"].items():
+        for s in out["modes"].values():
             s["speedup_vs_loop"] = loop["train_seconds"] / s["train_seconds"] if s["reached"] else None
     return out
 
@@ -135,7 +158,9 @@ def _race_distmeta(mode: str, cfg, race: Race, monitor: str, workdir: Path) -> N
     if cfg.cluster.num_shards > 0:
         torch.set_num_threads(1)  # as distmeta.api.train: the learner leaves the cores to the shards
     try:
-        run_ = DistmetaRun(mode, cfg, f"sqlite:///{workdir / 'mlflow.db'}", workdir, [_RaceCallback(race, monitor)], validate=True)
+        run_ = DistmetaRun(
+            mode, cfg, f"sqlite:///{workdir / 'mlflow.db'}", workdir, [_RaceCallback(race, monitor)], validate=True
+        )
         try:
             run_.fit()
         finally:
@@ -149,11 +174,15 @@ def _race_distmeta(mode: str, cfg, race: Race, monitor: str, workdir: Path) -> N
 
 
 def table(report: dict) -> str:
-    lines = [f"distmeta bench --time-to-accuracy {report['config']}: training time until {report['monitor']} "
-             f"reaches {report['target']} (held-out tasks scored every {report['eval_every']} steps, not timed)",
-             f"{'mode':<12}{'reached':>9}{'steps':>9}{'train s':>10}{'score':>9}{'x loop':>9}"]
+    lines = [
+        f"distmeta bench --time-to-accuracy {report['config']}: training time until {report['monitor']} "
+        f"reaches {report['target']} (held-out tasks scored every {report['eval_every']} steps, not timed)",
+        f"{'mode':<12}{'reached':>9}{'steps':>9}{'train s':>10}{'score':>9}{'x loop':>9}",
+    ]
     for name, m in report["modes"].items():
         speed = m.get("speedup_vs_loop")
-        lines.append(f"{name:<12}{'yes' if m['reached'] else 'no':>9}{m['steps']:>9,}{m['train_seconds']:>10.1f}"
-                     f"{m['score']:>9.3f}{(f'{speed:.2f}' if speed else '-'):>9}")
+        lines.append(
+            f"{name:<12}{'yes' if m['reached'] else 'no':>9}{m['steps']:>9,}{m['train_seconds']:>10.1f}"
+            f"{m['score']:>9.3f}{(f'{speed:.2f}' if speed else '-'):>9}"
+        )
     return "\n".join(lines)

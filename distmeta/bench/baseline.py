@@ -1,5 +1,6 @@
 """The per-task loop the reference libraries train with (torch only, so it also runs where only
 torch is installed: ``scripts/gpu_check.sh``)."""
+
 from __future__ import annotations
 
 import torch
@@ -9,8 +10,9 @@ from distmeta.algorithms.base import LOSSES
 from distmeta.tasks import TaskBatch
 
 
-def loop_step(model: torch.nn.Module, opt: torch.optim.Optimizer, tasks: TaskBatch, loss_name: str, lr: float,
-              steps: int, first_order: bool) -> float:
+def loop_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, tasks: TaskBatch, loss_name: str, lr: float, steps: int, first_order: bool
+) -> float:
     """One meta-step the per-task way; returns the mean query loss."""
     loss_fn = LOSSES[loss_name]
     names = [n for n, _ in model.named_parameters()]

@@ -6,6 +6,7 @@ per-task loop baseline (:func:`~distmeta.bench.baseline.loop_step`) against dist
 meta-gradient (``vmap``) and its per-task path (``loop``), each followed by the same Adam step,
 in interleaved blocks; tasks per second and the ratio to the baseline, block by block.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ import json
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -35,8 +36,14 @@ def _family(workload: str):
     return EpisodeFamily("glyphs", ways=5, shots=1, query=15).with_data(GlyphSource().load("train"))
 
 
-def run(workload: str, device: str = "cpu", blocks: int = 5, steps: int = 5, tasks: int = 0,
-        log: Callable[[str], None] = lambda s: None) -> dict:
+def run(
+    workload: str,
+    device: str = "cpu",
+    blocks: int = 5,
+    steps: int = 5,
+    tasks: int = 0,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict:
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload '{workload}'; known: {', '.join(WORKLOADS)}")
     w = WORKLOADS[workload]
@@ -58,10 +65,15 @@ def run(workload: str, device: str = "cpu", blocks: int = 5, steps: int = 5, tas
             params = dict(model.named_parameters())
             detached = {k: p.detach() for k, p in params.items()}
             buffers = dict(model.named_buffers())
-            out = meta_grad(algo, model, detached, buffers, batch) if path == "vmap" else meta_grad_loop(algo, model, detached, buffers, batch)
+            out = (
+                meta_grad(algo, model, detached, buffers, batch)
+                if path == "vmap"
+                else meta_grad_loop(algo, model, detached, buffers, batch)
+            )
             for k, p in params.items():
                 p.grad = out.grads[k] / len(batch)
             opt.step()
+
         return step
 
     def baseline_step():
@@ -86,10 +98,17 @@ def run(workload: str, device: str = "cpu", blocks: int = 5, steps: int = 5, tas
             log(f"block {block}: " + ", ".join(f"{n} {r[-1]:,.0f} tasks/s" for n, r in rates.items()))
     base = rates["loop baseline"]
     return {
-        "workload": workload, "device": str(dev), "tasks_per_step": tasks, "blocks": blocks, "steps_per_block": steps,
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
-        "modes": {n: {"tasks_per_s": statistics.median(r), "ratio_to_loop": statistics.median(a / b for a, b in zip(r, base))}
-                  for n, r in rates.items()},
+        "workload": workload,
+        "device": str(dev),
+        "tasks_per_step": tasks,
+        "blocks": blocks,
+        "steps_per_block": steps,
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "modes": {
+            n: {"tasks_per_s": statistics.median(r), "ratio_to_loop": statistics.median(a / b for a, b in zip(r, base))}
+            for n, r in rates.items()
+        },
     }
 
 

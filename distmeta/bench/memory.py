@@ -8,6 +8,7 @@ On CUDA the peak is ``torch.cuda.max_memory_allocated`` above what was allocated
 on CPU each setting runs in a fresh process and the peak is the growth of its resident set
 (``ru_maxrss``), so allocator caching across settings cannot blur the numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,9 +74,24 @@ def run(device: str, tasks: int, steps: int, filters: int) -> list[dict]:
     rows = []
     for s in SETTINGS:
         out = subprocess.run(
-            [sys.executable, "-m", "distmeta.bench.memory", "--one", s, "--device", device,
-             "--tasks", str(tasks), "--steps", str(steps), "--filters", str(filters)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "distmeta.bench.memory",
+                "--one",
+                s,
+                "--device",
+                device,
+                "--tasks",
+                str(tasks),
+                "--steps",
+                str(steps),
+                "--filters",
+                str(filters),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return rows
@@ -85,8 +101,10 @@ def table(rows: list[dict]) -> str:
     base = rows[0]
     lines = [f"{'setting':34}{'peak MiB':>10}{'vs 2nd order':>14}{'seconds':>10}{'x time':>8}{'grad norm':>12}"]
     for r in rows:
-        lines.append(f"{r['setting']:34}{r['peak_mib']:>10.1f}{r['peak_mib'] / base['peak_mib']:>14.2f}"
-                     f"{r['seconds']:>10.3f}{r['seconds'] / base['seconds']:>8.2f}{r['grad_norm']:>12.5f}")
+        lines.append(
+            f"{r['setting']:34}{r['peak_mib']:>10.1f}{r['peak_mib'] / base['peak_mib']:>14.2f}"
+            f"{r['seconds']:>10.3f}{r['seconds'] / base['seconds']:>8.2f}{r['grad_norm']:>12.5f}"
+        )
     return "\n".join(lines)
 
 
@@ -104,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.one, args.device, args.tasks, args.steps, args.filters)))
         return 0
     rows = run(args.device, args.tasks, args.steps, args.filters)
-    print(json.dumps(rows) if args.json else
-          f"MAML, Conv4 ({args.filters} filters), 5-way 1-shot, 15 query/class, {args.tasks} tasks, "
-          f"{args.steps} inner steps, on {args.device}\n" + table(rows))
+    print(
+        json.dumps(rows)
+        if args.json
+        else f"MAML, Conv4 ({args.filters} filters), 5-way 1-shot, 15 query/class, {args.tasks} tasks, "
+        f"{args.steps} inner steps, on {args.device}\n" + table(rows)
+    )
     return 0
 
 

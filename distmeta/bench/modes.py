@@ -9,11 +9,12 @@
   Lightning's ``Trainer`` (checkpoint callbacks, manual optimization), metrics through the
   asynchronous MLflow logger. Nothing is re-implemented, so the bench measures what users get.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -21,7 +22,7 @@ from distmeta import builders
 from distmeta.bench.baseline import loop_step
 from distmeta.config import DistMetaConfig
 from distmeta.evaluation.adaptation import sampled_curve
-from distmeta.tasks import TRAIN, VALIDATION, TaskBatch
+from distmeta.tasks import TRAIN, VALIDATION
 
 
 class LoopBaseline:
@@ -53,9 +54,18 @@ class LoopBaseline:
         """The score distmeta's validation reports (``val/mse`` or ``val/acc``): the same held-out
         tasks, after the training number of inner steps."""
         settings = builders.learner_settings(self.cfg)
-        curves = [sampled_curve(settings.algorithm, self.model, family, seed=self.cfg.seed, stream=VALIDATION,
-                                num_tasks=settings.val_tasks, steps=(settings.train_inner_steps,))
-                  for family in builders.validation_families(self.cfg)]
+        curves = [
+            sampled_curve(
+                settings.algorithm,
+                self.model,
+                family,
+                seed=self.cfg.seed,
+                stream=VALIDATION,
+                num_tasks=settings.val_tasks,
+                steps=(settings.train_inner_steps,),
+            )
+            for family in builders.validation_families(self.cfg)
+        ]
         return torch.stack([c.mean() for c in curves]).mean().item()
 
 
@@ -64,8 +74,7 @@ class DistmetaRun:
     shard group (in-process or Ray actors, Ray already started by the caller), the learner, a
     Lightning trainer writing checkpoints under ``workdir`` and metrics to ``uri``."""
 
-    def __init__(self, name: str, cfg: DistMetaConfig, uri: str, workdir: Path, callbacks: Sequence = (),
-                 validate: bool = False):
+    def __init__(self, name: str, cfg: DistMetaConfig, uri: str, workdir: Path, callbacks: Sequence = (), validate: bool = False):
         from distmeta.api import lightning_trainer
         from distmeta.learner.module import MetaLearner
         from distmeta.tracking.run import make_logger

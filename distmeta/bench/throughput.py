@@ -14,6 +14,7 @@ the turn computes (:class:`Turns`): after a warm-up block, the modes take turns 
 meta-steps, so machine noise falls on all of them alike. Each block gives tasks per second; the
 ratios to ``loop`` are taken block by block and summarised by median, min and max.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -42,13 +43,33 @@ from distmeta.tracking.names import STEP_PARTS
 WORKLOADS: dict[str, list[str]] = {
     # MAML sine (Finn et al. 5.1): MLP 40-40, 25 tasks, K=10, one second-order step, 1 thread per
     # process; compiled as configs/sine_maml.yaml trains it (the shards compile in the warm-up block)
-    "sine": ["tasks.family=sine", "model.name=mlp", "model.hidden=[40,40]", "algorithm.name=maml", "algorithm.inner_steps=1",
-             "algorithm.inner_lr=0.01", "algorithm.meta_batch_size=25", "tasks.shots=10", "tasks.query=10",
-             "algorithm.compile=true", "cluster.cpus_per_shard=1"],
+    "sine": [
+        "tasks.family=sine",
+        "model.name=mlp",
+        "model.hidden=[40,40]",
+        "algorithm.name=maml",
+        "algorithm.inner_steps=1",
+        "algorithm.inner_lr=0.01",
+        "algorithm.meta_batch_size=25",
+        "tasks.shots=10",
+        "tasks.query=10",
+        "algorithm.compile=true",
+        "cluster.cpus_per_shard=1",
+    ],
     # Conv4 5-way 1-shot 28x28, 15 queries per class, 32 tasks, one second-order step
-    "conv4-5w1s": ["tasks.family=glyphs", "model.name=conv4", "model.filters=64", "algorithm.name=maml", "algorithm.inner_steps=1",
-                   "algorithm.inner_lr=0.4", "algorithm.meta_batch_size=32", "tasks.ways=5", "tasks.shots=1", "tasks.query=15",
-                   "cluster.cpus_per_shard=1"],
+    "conv4-5w1s": [
+        "tasks.family=glyphs",
+        "model.name=conv4",
+        "model.filters=64",
+        "algorithm.name=maml",
+        "algorithm.inner_steps=1",
+        "algorithm.inner_lr=0.4",
+        "algorithm.meta_batch_size=32",
+        "tasks.ways=5",
+        "tasks.shots=1",
+        "tasks.query=15",
+        "cluster.cpus_per_shard=1",
+    ],
 }
 THREADS = {"sine": 1, "conv4-5w1s": 2}
 """Torch threads of the single-process modes (the baseline and in-process distmeta)."""
@@ -158,16 +179,27 @@ class _Mode:
     workdir: Path
 
 
-def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 10, shards: int = 2,
-        log: Callable[[str], None] = lambda s: None) -> dict:
+def run(
+    workload: str,
+    overrides: list[str] = (),
+    blocks: int = 5,
+    steps: int = 10,
+    shards: int = 2,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict:
     """Warm-up block, then ``blocks`` measured blocks of ``steps`` meta-steps per mode, in turns."""
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload '{workload}'; known: {', '.join(WORKLOADS)}")
     total = (blocks + 1) * steps
     # one step past the blocks: a run's last step is always logged (with the metrics that cost
     # compute of their own), and would otherwise land in the last measured block
-    base = [*WORKLOADS[workload], "trainer.progress_bar=false", f"trainer.max_steps={total + 1}",
-            f"trainer.val_every_n_steps={total + 2}", *overrides]
+    base = [
+        *WORKLOADS[workload],
+        "trainer.progress_bar=false",
+        f"trainer.max_steps={total + 1}",
+        f"trainer.val_every_n_steps={total + 2}",
+        *overrides,
+    ]
     threads = THREADS[workload]
     cfg0 = config.load(None, [*base, "cluster.num_shards=0"])  # checks the overrides before anything starts
     counts = sorted({1, shards}) if shards > 0 else []
@@ -176,7 +208,9 @@ def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 
         modes = [_Mode(0, "loop", tuple(base), 0, threads, steps, blocks, workdir)]
         for n in [0, *counts]:
             extra = (f"cluster.num_shards={n}",) + ((f"cluster.cpus_per_shard={_cpus_per_shard(threads, n)}",) if n else ())
-            modes.append(_Mode(len(modes), "in-process" if n == 0 else f"ray-{n}", (*base, *extra), n, threads, steps, blocks, workdir))
+            modes.append(
+                _Mode(len(modes), "in-process" if n == 0 else f"ray-{n}", (*base, *extra), n, threads, steps, blocks, workdir)
+            )
         reports = _run_in_turns(modes)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the runs' checkpoints and metrics are scratch
@@ -188,8 +222,14 @@ def run(workload: str, overrides: list[str] = (), blocks: int = 5, steps: int = 
     for b in range(blocks):
         log(f"block {b + 1}: " + ", ".join(f"{n} {v[b]:,.0f} tasks/s" for n, v in per_mode.items()))
     out = {
-        "workload": workload, "overrides": list(overrides), "blocks": blocks, "steps_per_block": steps,
-        "meta_batch_size": cfg0.algorithm.meta_batch_size, "threads": threads, "torch": torch.__version__, "modes": {},
+        "workload": workload,
+        "overrides": list(overrides),
+        "blocks": blocks,
+        "steps_per_block": steps,
+        "meta_batch_size": cfg0.algorithm.meta_batch_size,
+        "threads": threads,
+        "torch": torch.__version__,
+        "modes": {},
     }
     for name, r in zip(names, reports):
         measured = r["block_parts"][1:]
@@ -233,8 +273,11 @@ def _run_in_turns(modes: list[_Mode]) -> list[dict]:
         p.join(timeout=60.0)
         if p.is_alive():
             p.terminate()
-    return [reports.get(m.index) or {"index": m.index, "name": m.name, "error": f"its process died (exit code {procs[m.index].exitcode})"}
-            for m in modes]
+    return [
+        reports.get(m.index)
+        or {"index": m.index, "name": m.name, "error": f"its process died (exit code {procs[m.index].exitcode})"}
+        for m in modes
+    ]
 
 
 def _mode_process(mode: _Mode, turns: Turns, built, done, results) -> None:
@@ -264,8 +307,13 @@ def _mode_process(mode: _Mode, turns: Turns, built, done, results) -> None:
                 # each mode its own store: concurrent processes would contend for one SQLite file
                 uri = f"sqlite:///{mode.workdir / (mode.name + '.db')}"
                 runner = DistmetaRun(mode.name, cfg, uri, mode.workdir, [timer])
-                clock = timer.clock = Clock(mode.index, turns, mode.steps, mode.blocks,
-                                            lambda: {**runner.learner.time_totals, "lightning": timer.lightning_s})
+                clock = timer.clock = Clock(
+                    mode.index,
+                    turns,
+                    mode.steps,
+                    mode.blocks,
+                    lambda: {**runner.learner.time_totals, "lightning": timer.lightning_s},
+                )
                 body = runner.fit
         finally:  # built or failed, every mode reaches the barrier: none waits for a dead one
             built.wait(timeout=START_TIMEOUT_S)
@@ -323,18 +371,27 @@ def _actors_rss_mib(group) -> float:
 
 
 def table(report: dict) -> str:
-    lines = [f"distmeta bench {report['workload']}: {report['meta_batch_size']} tasks per meta-step, "
-             f"{report['blocks']} blocks of {report['steps_per_block']} steps after a warm-up block, "
-             f"{report['threads']} torch thread(s) in single-process modes",
-             f"{'mode':<12}{'tasks/s median':>16}{'min':>10}{'max':>10}{'x loop (median, min-max)':>28}   time per step (ms)"]
+    lines = [
+        f"distmeta bench {report['workload']}: {report['meta_batch_size']} tasks per meta-step, "
+        f"{report['blocks']} blocks of {report['steps_per_block']} steps after a warm-up block, "
+        f"{report['threads']} torch thread(s) in single-process modes",
+        f"{'mode':<12}{'tasks/s median':>16}{'min':>10}{'max':>10}{'x loop (median, min-max)':>28}   time per step (ms)",
+    ]
     for name, m in report["modes"].items():
         t, r = m["tasks_per_s"], m["ratio_to_loop"]
         split = ", ".join(f"{k} {v:.2f}" for k, v in m["ms_per_step"].items())
-        lines.append(f"{name:<12}{t['median']:>16,.0f}{t['min']:>10,.0f}{t['max']:>10,.0f}"
-                     f"{r['median']:>14.2f} ({r['min']:.2f}-{r['max']:.2f})".ljust(40) + f"   {split}")
-    lines.append("peak RSS (MiB): " + "; ".join(
-        f"{n} {m['peak_rss_mib']:.0f}" + (f" + actors {m['actors_rss_mib']:.0f}" if "actors_rss_mib" in m else "")
-        for n, m in report["modes"].items()))
+        lines.append(
+            f"{name:<12}{t['median']:>16,.0f}{t['min']:>10,.0f}{t['max']:>10,.0f}"
+            f"{r['median']:>14.2f} ({r['min']:.2f}-{r['max']:.2f})".ljust(40)
+            + f"   {split}"
+        )
+    lines.append(
+        "peak RSS (MiB): "
+        + "; ".join(
+            f"{n} {m['peak_rss_mib']:.0f}" + (f" + actors {m['actors_rss_mib']:.0f}" if "actors_rss_mib" in m else "")
+            for n, m in report["modes"].items()
+        )
+    )
     return "\n".join(lines)
 
 

@@ -3,14 +3,16 @@
 This module is the only place that reads YAML or command-line overrides; everything downstream
 receives the plain dataclasses (or plain arguments taken from them).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
@@ -121,8 +123,10 @@ def _merge(base, layer):
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if exc.full_key:
             raise ConfigError(f"config key '{exc.full_key}' has the wrong type: {first_line}") from None
-        raise ConfigError(f"config has a value of the wrong type: {first_line} (a section such as "
-                          "'trainer' must be a mapping of its keys, not a single value)") from None
+        raise ConfigError(
+            f"config has a value of the wrong type: {first_line} (a section such as "
+            "'trainer' must be a mapping of its keys, not a single value)"
+        ) from None
     except OmegaConfBaseException as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"invalid config at '{exc.full_key}': {first_line}") from None
@@ -267,8 +271,11 @@ def _validate_mixture(cfg: DistMetaConfig) -> None:
         if f.name not in FAMILIES:
             _fail(f"{key}.name", f"'{f.name}' is not one of {', '.join(FAMILIES)}")
         if (f.name in REGRESSION_FAMILIES) != regression:
-            _fail(f"{key}.name", f"'{f.name}': a mixture is all regression ({', '.join(REGRESSION_FAMILIES)}) "
-                                 f"or all image families ({', '.join(IMAGE_FAMILIES)}), not both")
+            _fail(
+                f"{key}.name",
+                f"'{f.name}': a mixture is all regression ({', '.join(REGRESSION_FAMILIES)}) "
+                f"or all image families ({', '.join(IMAGE_FAMILIES)}), not both",
+            )
         if not f.weight > 0 or not f.loss_weight > 0:
             _fail(f"{key}", f"weight and loss_weight must be positive, got {f.weight} and {f.loss_weight}")
         if f.name in ("omniglot", "miniimagenet") and not (f.root or t.root):
@@ -290,8 +297,10 @@ def _validate_mixture(cfg: DistMetaConfig) -> None:
     ways = {label: f.ways or t.ways for label, f in zip(labels, t.families)}
     if not regression and len(set(ways.values())) > 1 and heads == "shared" and cfg.algorithm.name != "protonet":
         listed = ", ".join(f"{label} {n}" for label, n in ways.items())
-        _fail("model.heads", f"the families have different ways ({listed}): one shared head cannot classify them all; "
-                             "set model.heads=per_family")
+        _fail(
+            "model.heads",
+            f"the families have different ways ({listed}): one shared head cannot classify them all; set model.heads=per_family",
+        )
 
 
 def _validate_tasks(cfg: DistMetaConfig) -> None:
@@ -303,8 +312,11 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
     regression = t.families[0].name in REGRESSION_FAMILIES if t.families else t.family in REGRESSION_FAMILIES
     if regression:
         what = "a mixture of regression families" if t.families else f"tasks.family={t.family}"
-        for key, value, default in [("tasks.root", t.root, ""), ("tasks.rotations", t.rotations, None),
-                                    ("tasks.class_split", t.class_split, [])]:
+        for key, value, default in [
+            ("tasks.root", t.root, ""),
+            ("tasks.rotations", t.rotations, None),
+            ("tasks.class_split", t.class_split, []),
+        ]:
             if value != default:
                 _fail(key, f"applies to image families only, not to {what} (got {value})")
         if t.shard_by == "classes":

@@ -3,6 +3,7 @@
 Each field carries a comment saying what it controls; YAML files in ``configs/`` and ``key=value``
 overrides are merged onto these defaults by :func:`distmeta.config.load`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,8 +1,9 @@
 """Adaptation scores: each task's query score (MSE, or accuracy) after given numbers of inner
 steps, vmapped over tasks."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -12,7 +13,9 @@ from distmeta.algorithms import Algorithm
 from distmeta.tasks import Family, TaskBatch
 
 
-def score_curve(algo: Algorithm, model: nn.Module, params: dict[str, torch.Tensor], tasks: TaskBatch, steps: Sequence[int]) -> torch.Tensor:
+def score_curve(
+    algo: Algorithm, model: nn.Module, params: dict[str, torch.Tensor], tasks: TaskBatch, steps: Sequence[int]
+) -> torch.Tensor:
     """``[T, len(steps)]``: each task's score after each of ``steps`` steps of the algorithm's own
     adaptation. Evaluation needs no meta-gradient, so each step is first order."""
     buffers = dict(model.named_buffers())

@@ -6,12 +6,13 @@ training inner LR, and report the query score after each number of steps as a me
 confidence interval (1.96 standard errors). Sine reports MSE (Finn et al. 2017, section 5.1,
 Figure 2); classification reports accuracy over 600 episodes (the few-shot papers' protocol).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -65,8 +66,15 @@ class EvalReport:
 def combine(reports: dict[str, EvalReport]) -> EvalReport:
     """One report for a mixture: each family's values under ``<family>/``, its rows labelled by it."""
     first = next(iter(reports.values()))
-    out = EvalReport(first.score, {}, num_tasks=first.num_tasks, shots=first.shots, steps=first.steps, families=tuple(reports),
-                     family_shots={name: r.shots for name, r in reports.items()})
+    out = EvalReport(
+        first.score,
+        {},
+        num_tasks=first.num_tasks,
+        shots=first.shots,
+        steps=first.steps,
+        families=tuple(reports),
+        family_shots={name: r.shots for name, r in reports.items()},
+    )
     for name, r in reports.items():
         out.values.update({f"{name}/{k}": v for k, v in r.values.items()})
         out.curves.update({f"{name} {label}": v for label, v in r.curves.items()})
@@ -88,8 +96,9 @@ def evaluate(
     """Run the protocol on ``family`` (with its evaluation data attached)."""
     report = EvalReport(algo.score_name, {}, num_tasks=num_tasks, shots=tuple(shots), steps=tuple(steps))
     for k in shots:
-        curve = sampled_curve(algo, model, family, seed=seed, stream=EVALUATION, num_tasks=num_tasks,
-                              steps=steps, shots=k, query=query).double()  # [num_tasks, len(steps)]
+        curve = sampled_curve(
+            algo, model, family, seed=seed, stream=EVALUATION, num_tasks=num_tasks, steps=steps, shots=k, query=query
+        ).double()  # [num_tasks, len(steps)]
         mean = curve.mean(0)
         ci = 1.96 * curve.std(0, unbiased=True) / math.sqrt(num_tasks) if num_tasks > 1 else torch.zeros_like(mean)
         report.curves[f"K={k}"] = mean.tolist()

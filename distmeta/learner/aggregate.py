@@ -1,9 +1,10 @@
 """Combine shard results into one meta-gradient (pure; no Lightning, no Ray)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import torch
 
@@ -33,8 +34,13 @@ class StaleResultError(RuntimeError):
     """A shard answered for weights other than the ones of this step."""
 
 
-def aggregate(results: Sequence[ShardResult], step: int, version: int, weighting: str = "count",
-              loss_weights: Mapping[str, float] | None = None) -> Aggregate:
+def aggregate(
+    results: Sequence[ShardResult],
+    step: int,
+    version: int,
+    weighting: str = "count",
+    loss_weights: Mapping[str, float] | None = None,
+) -> Aggregate:
     """Sum each family's gradients in shard order, then combine the families.
 
     ``count``: every task weighs the same whichever shard or family it came from (the mean over
@@ -61,8 +67,7 @@ def aggregate(results: Sequence[ShardResult], step: int, version: int, weighting
         for f, g in r.family_grads.items():
             if not torch.isfinite(g).all():
                 raise NonFiniteGradientError(
-                    f"non-finite meta-gradient at step {step} from shard {r.shard} (family {f}); "
-                    "the last good checkpoint is kept"
+                    f"non-finite meta-gradient at step {step} from shard {r.shard} (family {f}); the last good checkpoint is kept"
                 )
             sums[f] = g.clone() if f not in sums else sums[f].add_(g)
             counts[f] = counts.get(f, 0) + r.family_counts[f]
@@ -92,7 +97,9 @@ def aggregate(results: Sequence[ShardResult], step: int, version: int, weighting
     return Aggregate(grad, total, {f: counts[f] for f in families}, metrics, family_metrics, shares)
 
 
-def _family_coefficients(weighting: str, families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]) -> dict[str, float]:
+def _family_coefficients(
+    weighting: str, families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]
+) -> dict[str, float]:
     """What each family's gradient sum is multiplied by."""
     if weighting == "count":
         total = sum(counts.values())

@@ -1,5 +1,6 @@
 """Lightning needs a dataloader to drive its loop; the meta-step index is the learner's global step,
 so the data here carries no information (tasks are sampled by the shards from ``(seed, step, i)``)."""
+
 from __future__ import annotations
 
 import itertools

@@ -4,13 +4,14 @@ Each training step broadcasts the weights to the shard group, gathers the shards
 meta-gradients, averages them over tasks, and steps Adam (manual optimization). Lightning provides
 the loop, checkpointing, validation, gradient clipping, LR scheduling and the progress bar.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -92,8 +93,14 @@ class _Window:
 
 
 class MetaLearner(pl.LightningModule):
-    def __init__(self, model: nn.Module, group: ShardGroup, settings: LearnerSettings, val_families: tuple[Family, ...],
-                 metadata: dict[str, Any]):
+    def __init__(
+        self,
+        model: nn.Module,
+        group: ShardGroup,
+        settings: LearnerSettings,
+        val_families: tuple[Family, ...],
+        metadata: dict[str, Any],
+    ):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -143,14 +150,18 @@ class MetaLearner(pl.LightningModule):
         collected = time.perf_counter()  # shard_wait: submitting and waiting for results
         opt = self.optimizers()
         try:
-            agg = aggregate(results, step=step, version=call.version, weighting=s.family_weighting, loss_weights=dict(s.loss_weights))
+            agg = aggregate(
+                results, step=step, version=call.version, weighting=s.family_weighting, loss_weights=dict(s.loss_weights)
+            )
         except NonFiniteGradientError as exc:
             if s.on_nonfinite == "stop":
                 raise
             # no update, but the step is spent: an optimizer step with no gradients moves nothing
             # (Adam skips parameters without .grad) and advances the step counter and schedule
             self._skipped_steps += 1
-            log.warning("%s; trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", exc, step, self._skipped_steps)
+            log.warning(
+                "%s; trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", exc, step, self._skipped_steps
+            )
             for p in params.values():
                 p.grad = None
             self._optimizer_step(opt)
@@ -259,8 +270,15 @@ class MetaLearner(pl.LightningModule):
         means = []
         logged: dict[str, float] = {}
         for family in self.val_families:  # each family's own held-out tasks; the score is their mean
-            curve = sampled_curve(s.algorithm, family_view(self.model, family.name), family, seed=s.seed, stream=VALIDATION,
-                                  num_tasks=s.val_tasks, steps=s.val_steps)
+            curve = sampled_curve(
+                s.algorithm,
+                family_view(self.model, family.name),
+                family,
+                seed=s.seed,
+                stream=VALIDATION,
+                num_tasks=s.val_tasks,
+                steps=s.val_steps,
+            )
             means.append(curve.mean(dim=0))
             if len(self.val_families) > 1:
                 at = s.val_steps.index(s.train_inner_steps)

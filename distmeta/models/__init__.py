@@ -1,4 +1,5 @@
 """Functional-friendly networks (no ray/mlflow/lightning/omegaconf)."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,6 @@ from torch import nn
 from distmeta.models.conv4 import BatchStatNorm2d, Conv4
 from distmeta.models.heads import MultiHead, family_view, view_names
 from distmeta.models.mlp import MLP
-
 
 MODELS = ("mlp", "conv4")
 
@@ -69,4 +69,15 @@ def unflatten(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-__all__ = ["MODELS", "BatchStatNorm2d", "Conv4", "MLP", "ModelSpec", "MultiHead", "family_view", "flatten", "unflatten", "view_names"]
+__all__ = [
+    "MODELS",
+    "BatchStatNorm2d",
+    "Conv4",
+    "MLP",
+    "ModelSpec",
+    "MultiHead",
+    "family_view",
+    "flatten",
+    "unflatten",
+    "view_names",
+]

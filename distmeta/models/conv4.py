@@ -4,6 +4,7 @@ Four blocks of 3x3 convolution (``hidden`` filters), batch normalisation, ReLU a
 then a linear head over the flattened features. ``body`` maps images to features, ``head`` is the
 linear classifier (ANIL adapts only the head; ``num_classes=0`` drops it for metric methods).
 """
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ an ordinary single-head network (``body`` + ``head``, the base network's own ``f
 parameters are the multi-head module's parameters (the same tensors, not copies). So every
 algorithm works unchanged, and :func:`view_names` maps the view's parameter names back.
 """
+
 from __future__ import annotations
 
 import copy

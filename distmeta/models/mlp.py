@@ -1,7 +1,8 @@
 """Small networks written so ``torch.func.functional_call`` can run them with any parameter dict."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

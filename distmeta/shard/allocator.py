@@ -7,6 +7,7 @@ back to the kernel, so the next task faults every page in again. Measured on con
 Trimming alone off is worse (setting any of these freezes the mmap threshold at 128 KiB), so the
 threshold is fixed at glibc's maximum too.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -7,6 +7,7 @@ its own; the learner sends length-prefixed pickles (protocol 5) and blocks on th
 still places, restarts and kills the actors, and carries every call the channel cannot: remote
 nodes, recomputation after a failure, another shard's data. No ray import here.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,8 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _LENGTH = struct.Struct("<Q")
 
@@ -108,7 +110,7 @@ class ChannelClient:
         try:
             self._sock.settimeout(max(0.001, deadline - time.monotonic()))
             status, value = receive(self._sock)
-        except socket.timeout:
+        except TimeoutError:
             raise ChannelTimeout("no answer before the step timeout") from None
         except OSError as exc:
             raise ChannelError(f"receiving from the shard failed: {exc}") from None

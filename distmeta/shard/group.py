@@ -3,12 +3,14 @@
 This is the one place Ray meets the workers: :func:`remote_worker_class` wraps the plain
 :class:`ShardWorker` with ``ray.remote`` and the resources asked for in the config.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import torch
 
@@ -37,17 +39,19 @@ class ShardGroup(Protocol):
     num_shards: int
     faults: FaultCounters
 
-    def compute(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]],
-                diagnostics: bool = True) -> list[ShardResult]:
+    def compute(
+        self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]], diagnostics: bool = True
+    ) -> list[ShardResult]:
         """One result per non-empty entry of ``plan`` (global task indices of shard k), in plan order."""
 
-    def submit(self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]],
-               diagnostics: bool = True) -> "InFlight":
+    def submit(
+        self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]], diagnostics: bool = True
+    ) -> InFlight:
         """Start :meth:`compute` and return at once; :meth:`collect` waits for its results (the
         pipelined learner applies step s while the shards compute step s+1). ``diagnostics``: see
         :meth:`ShardWorker.compute`."""
 
-    def collect(self, call: "InFlight") -> list[ShardResult]:
+    def collect(self, call: InFlight) -> list[ShardResult]:
         """The results of a submitted step, recomputing lost work as :meth:`compute` does."""
 
     def workers_info(self) -> list[dict[str, str]]:
@@ -148,8 +152,16 @@ class RayShardGroup:
     along (an object-store reference), so class-partitioned shards recompute the same episodes.
     """
 
-    def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float,
-                 shard_data: Sequence[ShardData] = (), max_attempts: int = 3, local_channel: bool = True):
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        num_shards: int,
+        resources: ActorResources,
+        timeout_s: float,
+        shard_data: Sequence[ShardData] = (),
+        max_attempts: int = 3,
+        local_channel: bool = True,
+    ):
         # starting takes longer than a step (importing torch, building the model): at least a minute
         start_s = max(timeout_s, START_TIMEOUT_S)
         # one bundle per shard, reserved up front: a cluster that cannot hold them fails here, by name
@@ -183,7 +195,9 @@ class RayShardGroup:
                 if d is not None and id(d) not in refs:
                     refs[id(d)] = ray.put(d)
             self.data_refs.append(tuple(None if d is None else refs[id(d)] for d in per_family))
-        self.actors = [cls.options(**_in_bundle(self.placement, k)).remote(k, spec, *self.data_refs[k]) for k in range(num_shards)]
+        self.actors = [
+            cls.options(**_in_bundle(self.placement, k)).remote(k, spec, *self.data_refs[k]) for k in range(num_shards)
+        ]
         try:
             self._info = ray.get([a.info.remote() for a in self.actors], timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -257,8 +271,12 @@ class RayShardGroup:
             k, host, _ = pending.pop(ref)
             try:
                 result = ray.get(ref, timeout=self.timeout_s)
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.WorkerCrashedError,
-                    ray.exceptions.ObjectLostError) as exc:  # ObjectLostError: the result's node died before the fetch
+            except (
+                ray.exceptions.RayActorError,
+                ray.exceptions.ActorUnavailableError,
+                ray.exceptions.WorkerCrashedError,
+                ray.exceptions.ObjectLostError,
+            ) as exc:  # ObjectLostError: the result's node died before the fetch
                 calls.suspects[host] = "died"
                 calls.retry(k, type(exc).__name__)
                 continue
@@ -266,7 +284,7 @@ class RayShardGroup:
         self._check_actors(calls.suspects)
         return calls.finished()
 
-    def _collect_channels(self, calls: "_Calls") -> bool:
+    def _collect_channels(self, calls: _Calls) -> bool:
         """The replies of the step's local-channel calls; a shard whose channel broke or stayed
         silent is sent again through Ray. Returns whether any was."""
         failed = False
@@ -335,8 +353,11 @@ class RayShardGroup:
             self.alive[h] = False
             self.faults.lost_actors += 1
             ray.kill(self.actors[h], no_restart=True)
-            log.warning("shard actor %d is gone (cluster.max_actor_restarts spent, or no resources to restart it); "
-                        "the other actors take its shards", h)
+            log.warning(
+                "shard actor %d is gone (cluster.max_actor_restarts spent, or no resources to restart it); "
+                "the other actors take its shards",
+                h,
+            )
 
     def close(self) -> None:
         import ray
@@ -363,8 +384,16 @@ class _Calls:
     """One submitted step's shard calls on a :class:`RayShardGroup`: which are pending (object
     ref -> shard, actor, deadline), how often each shard was tried, which actors failed."""
 
-    def __init__(self, group: RayShardGroup, step: int, version: int, plan: list[list[int]], weights_ref, diagnostics: bool,
-                 weights_array=None):
+    def __init__(
+        self,
+        group: RayShardGroup,
+        step: int,
+        version: int,
+        plan: list[list[int]],
+        weights_ref,
+        diagnostics: bool,
+        weights_array=None,
+    ):
         self.group, self.step, self.version, self.plan, self.weights_ref = group, step, version, plan, weights_ref
         self.weights_array = weights_array  # what a local channel sends
         self.diagnostics = diagnostics
@@ -386,8 +415,9 @@ class _Calls:
             except ChannelError as exc:
                 log.warning("shard actor %d: local channel failed (%s); back to Ray calls", host, exc)
                 g._drop_channel(host)
-        ref = g.actors[host].compute.remote(self.step, self.weights_ref, self.version, self.plan[k], *data,
-                                            diagnostics=self.diagnostics)
+        ref = g.actors[host].compute.remote(
+            self.step, self.weights_ref, self.version, self.plan[k], *data, diagnostics=self.diagnostics
+        )
         self.pending[ref] = (k, host, time.monotonic() + g.timeout_s)
 
     def retry(self, k: int, why: str) -> None:

@@ -4,6 +4,7 @@ Ray would wait forever for resources a cluster does not have; :func:`reserve` ch
 against the nodes first and fails at once, naming what is missing, and bounds the wait for
 resources that exist but are busy.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,11 @@ def fits(bundle: Bundle, count: int, strategy: str, nodes: list[dict[str, float]
         return f"{head} need {count} nodes with room for one each; {sum(1 for n in per_node if n > 0)} have it (cluster: {have})"
     if sum(per_node) < count:
         missing = ", ".join(f"{count * v:g} {r}" for r, v in need.items() if count * v > totals[r] + 1e-9)
-        why = (f"need {missing}; the cluster has {have} in all, room for {sum(per_node)} shards" if missing else
-               f"do not fit: each needs {want} on one node, and the nodes have room for {sum(per_node)} (cluster: {have} in all)")
+        why = (
+            f"need {missing}; the cluster has {have} in all, room for {sum(per_node)} shards"
+            if missing
+            else f"do not fit: each needs {want} on one node, and the nodes have room for {sum(per_node)} (cluster: {have} in all)"
+        )
         return f"{head} {why}. Lower cluster.num_shards or the per-shard resources, or add nodes"
     return None
 

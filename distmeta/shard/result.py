@@ -1,4 +1,5 @@
 """The message a shard sends back to the learner each meta-step."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

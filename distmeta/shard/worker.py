@@ -3,6 +3,7 @@
 A plain class (no ray import): :mod:`distmeta.shard.group` runs it in-process or wraps it with
 ``ray.remote`` at the edge. Tasks are sampled where they are computed, from ``(seed, step, index)``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -64,8 +65,11 @@ def _device(name: str, shard: int) -> torch.device:
     ``cuda:0`` here). Ray can also advertise GPUs that CUDA cannot see (``ray start --num-gpus``
     on a host without them): then the shard computes on the CPU, and says so."""
     if name == "cuda" and not torch.cuda.is_available():
-        log.warning("shard %d: Ray assigned GPUs %s but CUDA is not available in this process; computing on the CPU",
-                    shard, os.environ.get("CUDA_VISIBLE_DEVICES", "(none)"))
+        log.warning(
+            "shard %d: Ray assigned GPUs %s but CUDA is not available in this process; computing on the CPU",
+            shard,
+            os.environ.get("CUDA_VISIBLE_DEVICES", "(none)"),
+        )
         return torch.device("cpu")
     return torch.device(name)
 
@@ -75,7 +79,7 @@ class ShardWorker:
     each is an object-store reference resolved without a copy); None for computed families and
     for units this shard does not own. Empty for a run without images."""
 
-    def __init__(self, shard: int, spec: WorkerSpec, *data: "ClassImages | None"):
+    def __init__(self, shard: int, spec: WorkerSpec, *data: ClassImages | None):
         self.shard = shard
         self.spec = spec
         if spec.threads > 0:
@@ -88,8 +92,11 @@ class ShardWorker:
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
         self.buffers = {k: b for k, b in self.model.named_buffers()}
         # per-family heads: each family computes on its single-head view; names map back
-        self.views = {f.name: (view, view_names(self.model, view)) for f in spec.families
-                      if (view := family_view(self.model, f.name)) is not self.model}
+        self.views = {
+            f.name: (view, view_names(self.model, view))
+            for f in spec.families
+            if (view := family_view(self.model, f.name)) is not self.model
+        }
         # static shapes: 20-30% faster than dynamic=None for a fixed task count (sine, 13 tasks:
         # 1.12 vs 1.44 ms); a mixture's changing per-family counts go in power-of-two chunks
         # (_compiled_in_powers_of_two), so at most a handful of shapes ever compile. The per-task
@@ -109,8 +116,11 @@ class ShardWorker:
         if self._channel is None:
             threads = self.spec.threads
             self._channel = ChannelServer(
-                lambda step, weights, version, indices, diagnostics: self.compute(step, weights, version, indices, diagnostics=diagnostics),
-                on_thread=(lambda: torch.set_num_threads(threads)) if threads > 0 else (lambda: None))
+                lambda step, weights, version, indices, diagnostics: self.compute(
+                    step, weights, version, indices, diagnostics=diagnostics
+                ),
+                on_thread=(lambda: torch.set_num_threads(threads)) if threads > 0 else (lambda: None),
+            )
         return self._channel.path
 
     def _attach(self, data: ShardData) -> tuple[Family, ...]:
@@ -118,8 +128,9 @@ class ShardWorker:
         cannot sample."""
         per_family = self.spec.partitions
         data = data or (None,) * (len(self.spec.families) * per_family)
-        return tuple(f if d is None else f.with_data(d)
-                     for f, d in zip((f for f in self.spec.families for _ in range(per_family)), data))
+        return tuple(
+            f if d is None else f.with_data(d) for f, d in zip((f for f in self.spec.families for _ in range(per_family)), data)
+        )
 
     def families_with_images(self) -> list[str]:
         """The families some of whose training images this worker holds (shows who loaded what)."""
@@ -152,7 +163,9 @@ class ShardWorker:
                 return self._compiled_in_powers_of_two(net, tasks)
             return self._meta_grad(*net, *tasks.tensors())
         except Exception as exc:  # a missing C++ compiler or an unsupported op: eager is still right
-            log.warning("shard %d: torch.compile failed (%s: %s); continuing eagerly", self.shard, type(exc).__name__, str(exc)[:300])
+            log.warning(
+                "shard %d: torch.compile failed (%s: %s); continuing eagerly", self.shard, type(exc).__name__, str(exc)[:300]
+            )
             self._meta_grad = self._eager
             return self._eager(*net, *tasks.tensors())
 
@@ -192,8 +205,15 @@ class ShardWorker:
             out["gpus"] = ",".join(str(g) for g in ray.get_gpu_ids())
         return out
 
-    def compute(self, step: int, weights: torch.Tensor | np.ndarray, version: int, indices: Sequence[int],
-                *data: "ClassImages | None", diagnostics: bool = True) -> ShardResult:
+    def compute(
+        self,
+        step: int,
+        weights: torch.Tensor | np.ndarray,
+        version: int,
+        indices: Sequence[int],
+        *data: ClassImages | None,
+        diagnostics: bool = True,
+    ) -> ShardResult:
         """Per family, the meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the
         flat ``weights``. ``data``: draw these tasks from other images than this worker's own
         (recomputing a lost shard that owned other classes or families elsewhere).

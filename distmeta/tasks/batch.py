@@ -1,4 +1,5 @@
 """The task batch that flows from a family to an algorithm."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ class TaskBatch:
     def __len__(self) -> int:
         return self.support_x.shape[0]
 
-    def task(self, i: int) -> "TaskBatch":
+    def task(self, i: int) -> TaskBatch:
         """Task ``i`` alone, keeping a leading task dim of 1."""
         return TaskBatch(*(t[i : i + 1] for t in self.tensors()))
 
@@ -29,11 +30,11 @@ class TaskBatch:
         return self.support_x, self.support_y, self.query_x, self.query_y
 
     @staticmethod
-    def cat(batches: "list[TaskBatch]") -> "TaskBatch":
+    def cat(batches: list[TaskBatch]) -> TaskBatch:
         """The tasks of ``batches`` one after another (shapes beyond the task dim must agree)."""
         if len(batches) == 1:
             return batches[0]
         return TaskBatch(*(torch.cat(ts) for ts in zip(*(b.tensors() for b in batches))))
 
-    def to(self, device: torch.device | str) -> "TaskBatch":
+    def to(self, device: torch.device | str) -> TaskBatch:
         return TaskBatch(*(t.to(device) for t in self.tensors()))

@@ -1,12 +1,13 @@
 """Loaders for the two standard few-shot image datasets, from local copies in their real on-disk
 layouts (distmeta never downloads). Each returns one split as a :class:`ClassImages`."""
+
 from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -38,8 +39,12 @@ def load_omniglot(root: str | Path, split: str, *, image_size: int = 28, class_s
     missing = [f.name for f in folders if not f.is_dir()]
     if missing:
         raise UserError(f"Omniglot not found under '{root}' (no {', '.join(missing)}); {OMNIGLOT_LAYOUT}")
-    characters = [c for f in folders for a in sorted(p for p in f.iterdir() if p.is_dir())
-                  for c in sorted(p for p in a.iterdir() if p.is_dir())]
+    characters = [
+        c
+        for f in folders
+        for a in sorted(p for p in f.iterdir() if p.is_dir())
+        for c in sorted(p for p in a.iterdir() if p.is_dir())
+    ]
     counts = tuple(class_split) or OMNIGLOT_SPLIT
     if len(counts) != 3 or sum(counts) != len(characters):
         raise UserError(

@@ -5,11 +5,12 @@ Deep Networks" (ICML 2017), section 5.1: y = A sin(x - phase), A ~ U[0.1, 5], ph
 x ~ U[-5, 5]. ``linear``, ``quadratic`` and ``harmonic`` (a sum of two sines) share its input
 range and sampling, so one MLP can meta-learn them jointly.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -32,15 +33,20 @@ def _p(params: torch.Tensor, i: int) -> torch.Tensor:
 
 
 KINDS: dict[str, FunctionKind] = {
-    "sine": FunctionKind((("amplitude", (0.1, 5.0)), ("phase", (0.0, math.pi))),
-                         lambda p, x: _p(p, 0) * torch.sin(x - _p(p, 1))),
-    "linear": FunctionKind((("slope", (-3.0, 3.0)), ("intercept", (-3.0, 3.0))),
-                           lambda p, x: _p(p, 0) * x + _p(p, 1)),
-    "quadratic": FunctionKind((("a", (-0.5, 0.5)), ("b", (-2.0, 2.0)), ("c", (-3.0, 3.0))),
-                              lambda p, x: _p(p, 0) * x**2 + _p(p, 1) * x + _p(p, 2)),
+    "sine": FunctionKind((("amplitude", (0.1, 5.0)), ("phase", (0.0, math.pi))), lambda p, x: _p(p, 0) * torch.sin(x - _p(p, 1))),
+    "linear": FunctionKind((("slope", (-3.0, 3.0)), ("intercept", (-3.0, 3.0))), lambda p, x: _p(p, 0) * x + _p(p, 1)),
+    "quadratic": FunctionKind(
+        (("a", (-0.5, 0.5)), ("b", (-2.0, 2.0)), ("c", (-3.0, 3.0))), lambda p, x: _p(p, 0) * x**2 + _p(p, 1) * x + _p(p, 2)
+    ),
     "harmonic": FunctionKind(
-        (("amplitude1", (0.1, 2.5)), ("frequency1", (0.5, 2.0)), ("phase1", (0.0, 2 * math.pi)),
-         ("amplitude2", (0.1, 2.5)), ("frequency2", (0.5, 2.0)), ("phase2", (0.0, 2 * math.pi))),
+        (
+            ("amplitude1", (0.1, 2.5)),
+            ("frequency1", (0.5, 2.0)),
+            ("phase1", (0.0, 2 * math.pi)),
+            ("amplitude2", (0.1, 2.5)),
+            ("frequency2", (0.5, 2.0)),
+            ("phase2", (0.0, 2 * math.pi)),
+        ),
         lambda p, x: _p(p, 0) * torch.sin(_p(p, 1) * x + _p(p, 2)) + _p(p, 3) * torch.sin(_p(p, 4) * x + _p(p, 5)),
     ),
 }
@@ -73,7 +79,7 @@ class FunctionFamily:
         if not self.name:
             object.__setattr__(self, "name", self.kind)
 
-    def with_data(self, data: None) -> "FunctionFamily":
+    def with_data(self, data: None) -> FunctionFamily:
         """Function tasks are computed, not loaded: there is no data to attach."""
         return self
 

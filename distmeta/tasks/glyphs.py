@@ -7,6 +7,7 @@ with jittered control points and a small random rotation, scale and shift. Every
 function of ``(family seed, alphabet, character, drawing)``, so any process renders the same
 image. Classes are split by alphabet, as Omniglot's background/evaluation sets are.
 """
+
 from __future__ import annotations
 
 import math
@@ -117,7 +118,12 @@ def _drawing_transform(source: GlyphSource, cls: int, drawing: int, shape: torch
 def _render(source: GlyphSource, cls: int) -> torch.Tensor:
     """Rasterise every drawing of a class at once: jitter and transform the control points, then
     shade pixels by their distance to the strokes (anti-aliased)."""
-    family_seed, chars_per_alphabet, size, drawings = source.family_seed, source.chars_per_alphabet, source.image_size, source.drawings
+    family_seed, chars_per_alphabet, size, drawings = (
+        source.family_seed,
+        source.chars_per_alphabet,
+        source.image_size,
+        source.drawings,
+    )
     strokes = _character_strokes(family_seed, chars_per_alphabet, cls)
     pts = []
     for d in range(drawings):

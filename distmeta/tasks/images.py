@@ -5,10 +5,11 @@ A family's split is one :class:`ClassImages` (a uint8 array ``[classes, examples
 built once in the driver; shard actors receive it through the Ray object store and read it there
 without copying. Episodes are sampled where they are computed, from ``(seed, stream, step, index)``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,7 +30,9 @@ class ClassImages:
 
     def __post_init__(self):
         if self.pixels.dtype != np.uint8 or self.pixels.ndim != 5:
-            raise ValueError(f"pixels must be uint8 [classes, examples, channels, H, W], got {self.pixels.dtype} {self.pixels.shape}")
+            raise ValueError(
+                f"pixels must be uint8 [classes, examples, channels, H, W], got {self.pixels.dtype} {self.pixels.shape}"
+            )
         if len(self.names) != self.pixels.shape[0]:
             raise ValueError(f"{len(self.names)} names for {self.pixels.shape[0]} classes")
 
@@ -41,7 +44,7 @@ class ClassImages:
     def examples(self) -> int:
         return self.pixels.shape[1]
 
-    def with_channels(self, channels: int) -> "ClassImages":
+    def with_channels(self, channels: int) -> ClassImages:
         """Grey images repeated to ``channels`` (to mix with colour families); unchanged if they match."""
         have = self.pixels.shape[2]
         if have == channels:
@@ -50,7 +53,7 @@ class ClassImages:
             raise ValueError(f"cannot turn {have}-channel images into {channels} channels")
         return ClassImages(np.repeat(self.pixels, channels, axis=2), self.names)
 
-    def partition(self, part: int, parts: int) -> "ClassImages":
+    def partition(self, part: int, parts: int) -> ClassImages:
         """Classes ``part, part + parts, ...``: disjoint class sets for class-partitioned shards."""
         rows = np.arange(part, self.num_classes, parts)
         return ClassImages(np.ascontiguousarray(self.pixels[rows]), tuple(self.names[i] for i in rows))
@@ -73,7 +76,7 @@ class EpisodeFamily:
     rotations: bool = False
     data: ClassImages | None = field(default=None, compare=False, repr=False)
 
-    def with_data(self, data: ClassImages | None) -> "EpisodeFamily":
+    def with_data(self, data: ClassImages | None) -> EpisodeFamily:
         if data is None:
             raise ValueError(f"{self.name} episodes need their images (a ClassImages), got None")
         return replace(self, data=data)

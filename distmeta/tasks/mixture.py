@@ -5,12 +5,13 @@ RNG), drawn with probabilities proportional to the families' weights; the task i
 sampled by that family from the same key. So a task is the same whichever actor computes it, and
 a run's result does not depend on how many actors share the work.
 """
+
 from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from distmeta.tasks.seeding import task_seed
 
@@ -73,8 +74,9 @@ def unit_owners(num_units: int, num_shards: int) -> list[list[int]]:
     return [[u % n] for u in range(num_units)]
 
 
-def owner_plan(mixture: Mixture, seed: int, stream: int, step: int, meta_batch_size: int, num_shards: int,
-               partitions: int = 1) -> list[list[int]]:
+def owner_plan(
+    mixture: Mixture, seed: int, stream: int, step: int, meta_batch_size: int, num_shards: int, partitions: int = 1
+) -> list[list[int]]:
     """Per shard, the task indices of ``step`` it computes when shards own data units: each unit's
     tasks go to its owners, split contiguously among them. A shard may get no task at a step."""
     owners = unit_owners(len(mixture.names) * partitions, num_shards)

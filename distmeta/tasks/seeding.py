@@ -3,6 +3,7 @@
 The seed is a hash, not a running RNG, so any actor can produce any task without replaying the
 stream, and the result does not depend on how the meta-batch was split.
 """
+
 from __future__ import annotations
 
 import hashlib

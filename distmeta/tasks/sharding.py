@@ -1,4 +1,5 @@
 """Sharding plans: which global task indices of a meta-step each shard computes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,6 +7,7 @@ back the backlog is delivered with its original steps and timestamps. At the end
 waits a bounded time for the queue to drain; what could not be delivered is written to a JSON
 Lines file next to the checkpoints (:meth:`OutboxLogger.close`) so nothing is lost.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from mlflow.entities import Metric
 from pytorch_lightning.loggers import MLFlowLogger
@@ -51,8 +52,11 @@ class OutboxLogger(MLFlowLogger):
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
-        batch = [Metric(key=re.sub("[^a-zA-Z0-9_/. -]+", "", k), value=float(v), timestamp=now, step=step or 0)
-                 for k, v in metrics.items() if not isinstance(v, str)]
+        batch = [
+            Metric(key=re.sub("[^a-zA-Z0-9_/. -]+", "", k), value=float(v), timestamp=now, step=step or 0)
+            for k, v in metrics.items()
+            if not isinstance(v, str)
+        ]
         with self._lock:
             self._queue.extend(batch)
             self._lock.notify()
@@ -76,8 +80,12 @@ class OutboxLogger(MLFlowLogger):
                 self.experiment.log_batch(run_id=self.run_id, metrics=batch, synchronous=True)
             except Exception as exc:
                 if _refused(exc):  # the server answered "no" (e.g. a deleted run): retrying cannot help
-                    log.warning("MLflow at %s refused %d metrics (%s); they are saved at the end instead",
-                                self._tracking_uri, len(batch), " ".join(str(exc).split())[:200])
+                    log.warning(
+                        "MLflow at %s refused %d metrics (%s); they are saved at the end instead",
+                        self._tracking_uri,
+                        len(batch),
+                        " ".join(str(exc).split())[:200],
+                    )
                     with self._lock:
                         self._rejected.extend(batch)
                         self._inflight = []
@@ -88,8 +96,12 @@ class OutboxLogger(MLFlowLogger):
                     self._inflight = []
                 if self._down_since is None:
                     self._down_since = time.monotonic()
-                    log.warning("MLflow at %s is not answering (%s); training goes on and metrics are kept until it "
-                                "does (%d waiting)", self._tracking_uri, type(exc).__name__, self.pending)
+                    log.warning(
+                        "MLflow at %s is not answering (%s); training goes on and metrics are kept until it does (%d waiting)",
+                        self._tracking_uri,
+                        type(exc).__name__,
+                        self.pending,
+                    )
                 if self._closing.is_set():
                     time.sleep(0.5)  # closing: keep trying until close() gives up
                 elif not self._closing.wait(timeout=backoff):
@@ -99,8 +111,12 @@ class OutboxLogger(MLFlowLogger):
                 self._inflight = []
                 self._lock.notify_all()
             if self._down_since is not None:
-                log.warning("MLflow at %s answers again after %.0f s; sending the %d metrics kept meanwhile",
-                            self._tracking_uri, time.monotonic() - self._down_since, self.pending + len(batch))
+                log.warning(
+                    "MLflow at %s answers again after %.0f s; sending the %d metrics kept meanwhile",
+                    self._tracking_uri,
+                    time.monotonic() - self._down_since,
+                    self.pending + len(batch),
+                )
                 self._down_since = None
             backoff = 0.5
 

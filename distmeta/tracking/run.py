@@ -1,4 +1,5 @@
 """The run's MLflow records: logger construction, params and config, checkpoints, the final model."""
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """MLflow store addresses: defaults, reachability, artifact locations. Only the learner's process
 talks to MLflow; shard actors return metric dicts."""
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ def resolve_uri(uri: str, workdir: str | os.PathLike | None = None) -> str:
     if not uri:
         return f"sqlite:///{base / 'mlflow.db'}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+        return f"sqlite:///{(base / uri[len('sqlite:///') :]).resolve()}"
     if "://" not in uri:  # a bare folder: MLflow's file store
         return str((base / uri).resolve())
     return uri
@@ -34,7 +35,7 @@ def artifact_location(uri: str) -> str | None:
     """For a local sqlite store, artifacts go to ``mlartifacts/`` beside the database; a tracking
     server decides for itself (``None``)."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
     return None
 
 
@@ -58,6 +59,6 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
             "or set tracking.uri to a local store"
         )
     if parsed.scheme == "sqlite":
-        folder = Path(uri[len("sqlite:///"):]).parent
+        folder = Path(uri[len("sqlite:///") :]).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise UserError(f"tracking.uri={uri}: folder {folder} does not exist or is not writable")

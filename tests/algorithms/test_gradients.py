@@ -5,6 +5,7 @@ second order keeps the inner gradients in the graph (``create_graph=True``), fir
 them. Central finite differences check the second-order values again, and each batched path is
 compared with its per-task loop twin and its chunked and checkpointed variants.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -155,7 +156,7 @@ def test_second_order_matches_central_finite_differences(name):
         direction = {k: torch.randn(p.shape, generator=gen, dtype=p.dtype) for k, p in params.items()}
         eps = 1e-5
 
-        def objective(sign):
+        def objective(sign, eps=eps, direction=direction):
             shifted = {k: p + sign * eps * direction[k] for k, p in params.items()}
             return meta_grad(algo, model, shifted, {}, batch).metrics["loss"].sum()
 
@@ -172,8 +173,17 @@ def test_first_and_second_order_differ():
     assert _rel_err(fo, so) > 1e-3
 
 
-@pytest.mark.parametrize("name, kw", [("maml", {}), ("fomaml", {}), ("maml", {"checkpoint": True}), ("anil", {}),
-                                      ("metasgd", {}), ("reptile", {"reptile_inner_batch": 7})])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("maml", {}),
+        ("fomaml", {}),
+        ("maml", {"checkpoint": True}),
+        ("anil", {}),
+        ("metasgd", {}),
+        ("reptile", {"reptile_inner_batch": 7}),
+    ],
+)
 def test_vmapped_chunked_and_looped_paths_agree(name, kw):
     algo, model, params, batch = _setup(name, dtype=torch.float32, hidden=(40, 40), tasks=7, shots=10, query=10, steps=2, **kw)
     batched = meta_grad(algo, model, params, {}, batch)

@@ -1,4 +1,5 @@
 """ProtoNets against a direct computation: explicit per-class means and pairwise distances."""
+
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +41,7 @@ def test_vmapped_gradient_equals_loop_and_plain_autograd():
         sx, sy, qx, qy = (t[i] for t in tasks.tensors())
         fs, fq = model(sx), model(qx)
         protos = torch.stack([fs[sy == n].mean(0) for n in range(3)])
-        total = total + F.cross_entropy(-torch.cdist(fq, protos) ** 2, qy)
+        total = total + F.cross_entropy(-(torch.cdist(fq, protos) ** 2), qy)
     total.backward()
     for k, p in model.named_parameters():
         torch.testing.assert_close(batched.grads[k], looped.grads[k], rtol=1e-9, atol=1e-12)

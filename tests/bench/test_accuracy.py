@@ -1,4 +1,5 @@
 """``distmeta bench --time-to-accuracy`` and the torch-only kernel bench, on tiny settings."""
+
 import json
 
 import pytest
@@ -7,7 +8,13 @@ from distmeta.bench import accuracy, kernels
 from distmeta.cli import main
 from tests.conftest import SINE_CONFIG
 
-TINY = ["cluster.num_shards=0", "trainer.max_steps=6", "trainer.val_tasks=10", "algorithm.compile=false", "algorithm.meta_lr=0.01"]
+TINY = [
+    "cluster.num_shards=0",
+    "trainer.max_steps=6",
+    "trainer.val_tasks=10",
+    "algorithm.compile=false",
+    "algorithm.meta_lr=0.01",
+]
 
 
 def test_the_race_stops_at_the_target_and_times_training_only(workdir):

@@ -1,5 +1,6 @@
 """``distmeta bench``: its per-task loop baseline computes distmeta's meta-gradient (so the ratios
 compare equal work), and the report has every mode's numbers."""
+
 import json
 
 import pytest
@@ -26,7 +27,9 @@ def test_the_loop_baseline_computes_distmetas_meta_gradient(workload, extra):
     tasks = (family if data is None else family.with_data(data)).sample(cfg.seed, TRAIN, 3, range(cfg.algorithm.meta_batch_size))
     frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the step leaves the gradients in .grad
     a = cfg.algorithm
-    loop_step(model, frozen, tasks, "cross_entropy" if builders.is_image(cfg) else "mse", a.inner_lr, a.inner_steps, a.first_order)
+    loop_step(
+        model, frozen, tasks, "cross_entropy" if builders.is_image(cfg) else "mse", a.inner_lr, a.inner_steps, a.first_order
+    )
     got = flatten({k: p.grad for k, p in model.named_parameters()})
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
@@ -34,8 +37,26 @@ def test_the_loop_baseline_computes_distmetas_meta_gradient(workload, extra):
 @pytest.mark.ray
 def test_bench_reports_every_mode_with_ratios_to_the_loop(workdir, capsys):
     """Each mode in its own process (the Ray one with its own embedded Ray, as distmeta train)."""
-    assert main(["bench", "--workload", "sine", "--blocks", "2", "--steps", "2", "--shards", "1", "--json",
-                 "--mlflow", f"sqlite:///{workdir / 'bench.db'}", "algorithm.compile=false"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--workload",
+                "sine",
+                "--blocks",
+                "2",
+                "--steps",
+                "2",
+                "--shards",
+                "1",
+                "--json",
+                "--mlflow",
+                f"sqlite:///{workdir / 'bench.db'}",
+                "algorithm.compile=false",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(report["modes"]) == {"loop", "in-process", "ray-1"}
     assert report["modes"]["loop"]["ratio_to_loop"] == {"median": 1.0, "min": 1.0, "max": 1.0}

@@ -40,7 +40,9 @@ def test_anil_evaluation_adapts_only_the_head():
     model = Conv4(1, 5, 8, 28)
     family = EpisodeFamily("glyphs", ways=5, shots=1, query=3).with_data(GlyphSource().load("test"))
     tasks = family.sample(0, EVALUATION, 0, range(2))
-    curve = score_curve(build("anil", loss="cross_entropy", lr=0.5), model, dict(model.named_parameters()), tasks, steps=(0, 1, 2))
+    curve = score_curve(
+        build("anil", loss="cross_entropy", lr=0.5), model, dict(model.named_parameters()), tasks, steps=(0, 1, 2)
+    )
     for i in range(2):
         sx, sy, qx, qy = (t[i] for t in tasks.tensors())
         with torch.no_grad():

@@ -1,5 +1,6 @@
 """On a CUDA device: every algorithm's meta-gradient equals the CPU one, and the memory controls
 lower the peak memory they promise to. Skipped where there is no GPU."""
+
 import pytest
 import torch
 
@@ -29,8 +30,10 @@ def test_cuda_meta_gradient_equals_cpu(name):
 def test_memory_controls_lower_the_peak_and_keep_the_gradient():
     """float64, so the exact-gradient settings can be compared tightly (float32 convolutions may
     run in TF32 on the GPU, and 5 second-order steps amplify that)."""
-    rows = {s: measure(s, "cuda", tasks=8, steps=5, filters=32, dtype=torch.float64) for s in
-            ("second order", "first_order", "checkpoint_inner", "chunk_size=2")}
+    rows = {
+        s: measure(s, "cuda", tasks=8, steps=5, filters=32, dtype=torch.float64)
+        for s in ("second order", "first_order", "checkpoint_inner", "chunk_size=2")
+    }
     base = rows["second order"]
     for setting in ("first_order", "checkpoint_inner", "chunk_size=2"):
         assert rows[setting]["peak_mib"] < base["peak_mib"], (setting, rows)
@@ -45,14 +48,16 @@ def test_two_shards_sharing_one_gpu_train_like_the_cpu(tmp_path, monkeypatch):
     import ray
 
     import distmeta
-    from tests.integration.helpers import SMALL, params_of, rel_diff
     from tests.conftest import SINE_CONFIG
+    from tests.integration.helpers import SMALL, params_of, rel_diff
 
     monkeypatch.chdir(tmp_path)
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
     try:
         common = [*SMALL, "trainer.max_steps=10", "cluster.num_shards=2", "algorithm.meta_lr=0.001", "evaluation.num_tasks=10"]
-        gpu = distmeta.train(distmeta.load_config(SINE_CONFIG, [*common, "cluster.gpus_per_shard=0.5", "cluster.cpus_per_shard=1"]))
+        gpu = distmeta.train(
+            distmeta.load_config(SINE_CONFIG, [*common, "cluster.gpus_per_shard=0.5", "cluster.cpus_per_shard=1"])
+        )
         cpu = distmeta.train(distmeta.load_config(SINE_CONFIG, common))
     finally:
         ray.shutdown()

@@ -1,4 +1,5 @@
 """Small runs of the real training path for integration tests."""
+
 from __future__ import annotations
 
 import torch

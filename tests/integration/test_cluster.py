@@ -1,6 +1,7 @@
 """distmeta on a real two-node Ray cluster on localhost: ``distmeta submit`` through the Jobs API
 (token authentication on), shards placed with ``SPREAD`` on different nodes, the run in a real
 ``mlflow server``; GPU scheduling with GPUs Ray advertises but CUDA does not have."""
+
 import json
 import subprocess
 import sys
@@ -28,15 +29,27 @@ def cluster():
 
 
 def distmeta(cluster: LocalCluster, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "distmeta", *args], env=cluster.env, cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "distmeta", *args], env=cluster.env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s
+    )
 
 
 def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlflow_server, tmp_path):
-    overrides = ["trainer.max_steps=20", "trainer.val_every_n_steps=10", "trainer.val_tasks=10", "trainer.log_every_n_steps=5",
-                 "trainer.progress_bar=false", "evaluation.num_tasks=10", "evaluation.shots=[10]", "algorithm.compile=false",
-                 "cluster.num_shards=2", "cluster.placement_strategy=SPREAD", f"tracking.uri={mlflow_server}",
-                 "tracking.experiment=cluster_test", f"checkpoint.dir={tmp_path / 'ckpt'}"]
+    overrides = [
+        "trainer.max_steps=20",
+        "trainer.val_every_n_steps=10",
+        "trainer.val_tasks=10",
+        "trainer.log_every_n_steps=5",
+        "trainer.progress_bar=false",
+        "evaluation.num_tasks=10",
+        "evaluation.shots=[10]",
+        "algorithm.compile=false",
+        "cluster.num_shards=2",
+        "cluster.placement_strategy=SPREAD",
+        f"tracking.uri={mlflow_server}",
+        "tracking.experiment=cluster_test",
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+    ]
     proc = distmeta(cluster, "submit", "--address", cluster.dashboard, "configs/sine_maml.yaml", *overrides)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     lines = proc.stdout.splitlines()
@@ -64,8 +77,14 @@ def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlfl
 def test_submit_without_the_token_is_refused(cluster):
     env = {k: v for k, v in cluster.env.items() if not k.startswith("RAY_AUTH")}
     env["HOME"] = str(cluster.token_path.parent)  # no ~/.ray/auth_token either
-    proc = subprocess.run([sys.executable, "-m", "distmeta", "jobs", "list", "--address", cluster.dashboard], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "distmeta", "jobs", "list", "--address", cluster.dashboard],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "token" in proc.stderr.lower(), proc.stderr
 
@@ -100,28 +119,42 @@ print("RESULT " + json.dumps(out))
 def test_fake_gpus_are_assigned_per_shard_packed_by_fractions_and_oversubscription_fails_fast(cluster):
     proc = cluster.run_python(SCHEDULING)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    out = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
     assert sorted(out["2x1.0"]) == ["0", "1"], "two whole-GPU shards get distinct GPUs"
     per_gpu = sorted(out["4x0.5"])
     assert per_gpu == ["0", "0", "1", "1"], "half-GPU shards pack two per GPU"
-    assert ("cluster.num_shards=3 shards of {0.25 CPU, 1 GPU} each (placement PACK) need 3 GPU; the cluster has 4 CPU, 2 GPU "
-            "in all, room for 2 shards") in out["3x1.0"]
+    assert (
+        "cluster.num_shards=3 shards of {0.25 CPU, 1 GPU} each (placement PACK) need 3 GPU; the cluster has 4 CPU, 2 GPU "
+        "in all, room for 2 shards"
+    ) in out["3x1.0"]
 
 
 def test_no_wait_returns_at_once_and_jobs_stop_ends_the_job(cluster, mlflow_server, tmp_path):
     """The address from RAY_API_SERVER_ADDRESS, as Ray's own CLI takes it; --no-pip (the nodes
     already hold the stack, as with the distmeta image)."""
     env = {**cluster.env, "RAY_API_SERVER_ADDRESS": cluster.dashboard}
-    argv = ["submit", "--no-wait", "--no-pip", "configs/sine_maml.yaml", "trainer.max_steps=100000", "algorithm.compile=false",
-            f"tracking.uri={mlflow_server}", f"checkpoint.dir={tmp_path}", "trainer.progress_bar=false"]
-    proc = subprocess.run([sys.executable, "-m", "distmeta", *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    argv = [
+        "submit",
+        "--no-wait",
+        "--no-pip",
+        "configs/sine_maml.yaml",
+        "trainer.max_steps=100000",
+        "algorithm.compile=false",
+        f"tracking.uri={mlflow_server}",
+        f"checkpoint.dir={tmp_path}",
+        "trainer.progress_bar=false",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "distmeta", *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     job_id = proc.stdout.split("submitted Ray job ")[1].split()[0]
     assert f"distmeta jobs logs {job_id} --follow" in proc.stdout
 
     def jobs(*args):
-        return subprocess.run([sys.executable, "-m", "distmeta", "jobs", *args], env=env, cwd=REPO, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "distmeta", "jobs", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        )
 
     assert jobs("status", job_id).stdout.strip() in ("PENDING", "RUNNING")
     assert jobs("stop", job_id).returncode == 0
@@ -151,11 +184,23 @@ def test_losing_the_worker_node_mid_run_costs_nothing(cluster, tmp_path):
     """Runs last in this module: it takes the second node down. The shard on it is recomputed on
     the head's actor (its bundle is re-placed on the head or given up), and the result equals the
     same run on both nodes undisturbed."""
-    overrides = ["trainer.max_steps=300", "algorithm.meta_batch_size=50", "algorithm.inner_steps=3", "algorithm.meta_lr=0.001",
-                 "algorithm.compile=false", "trainer.val_every_n_steps=1000", "trainer.log_every_n_steps=10",
-                 "trainer.progress_bar=false", "evaluation.num_tasks=10", "evaluation.shots=[10]", "checkpoint.every_n_steps=20",
-                 f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "cluster.num_shards=2", "cluster.placement_strategy=SPREAD",
-                 "cluster.step_timeout_s=10"]
+    overrides = [
+        "trainer.max_steps=300",
+        "algorithm.meta_batch_size=50",
+        "algorithm.inner_steps=3",
+        "algorithm.meta_lr=0.001",
+        "algorithm.compile=false",
+        "trainer.val_every_n_steps=1000",
+        "trainer.log_every_n_steps=10",
+        "trainer.progress_bar=false",
+        "evaluation.num_tasks=10",
+        "evaluation.shots=[10]",
+        "checkpoint.every_n_steps=20",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        "cluster.num_shards=2",
+        "cluster.placement_strategy=SPREAD",
+        "cluster.step_timeout_s=10",
+    ]
     driver = cluster.start_python(NODE_LOSS_RUNS.replace("OVERRIDES", repr(overrides)).replace("CKPT", str(tmp_path)))
     try:
         deadline = time.time() + 400
@@ -168,7 +213,7 @@ def test_losing_the_worker_node_mid_run_costs_nothing(cluster, tmp_path):
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 0, err[-4000:]
-    runs = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    runs = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
     import torch
 
     got, ref = (torch.tensor(runs[name]["params"]) for name in ("disturbed", "undisturbed"))

@@ -1,5 +1,6 @@
 """Nothing lost: real processes are killed (a shard actor mid-step, the training driver) and the
 numbers are compared with an undisturbed run; a NaN-producing family stops the run or is skipped."""
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,15 @@ class KillWhileComputing(threading.Thread):
 
 
 # long enough (a few seconds of 2-actor compute) for a process to be caught mid-step
-ACTORS = ["trainer.max_steps=300", "algorithm.meta_batch_size=50", "algorithm.inner_steps=3", "cluster.num_shards=2",
-          "algorithm.meta_lr=0.001", "trainer.val_every_n_steps=1000", "trainer.log_every_n_steps=10"]
+ACTORS = [
+    "trainer.max_steps=300",
+    "algorithm.meta_batch_size=50",
+    "algorithm.inner_steps=3",
+    "cluster.num_shards=2",
+    "algorithm.meta_lr=0.001",
+    "trainer.val_every_n_steps=1000",
+    "trainer.log_every_n_steps=10",
+]
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +102,22 @@ def test_a_hung_shard_is_recomputed_after_the_step_timeout(workdir, ray_runtime,
             os.kill(freezer.killed, signal.SIGCONT)  # closing the group killed it, or let Ray reap it
     assert freezer.killed is not None, "an actor was frozen while it computed"
     assert rel_diff(params_of(result), undisturbed) < 1e-5
-    faults = {k: v for k, v in MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics.items() if k.startswith("fault/")}
+    faults = {
+        k: v for k, v in MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics.items() if k.startswith("fault/")
+    }
     assert faults[names.FAULT_FAILED_ATTEMPTS] >= 1 and faults[names.FAULT_ACTOR_RESTARTS] >= 1, faults
 
 
-BAD_MIXTURE = ["tasks.families=[{name: sine, weight: 200}, {name: linear, label: bad, weight: 1, ranges: {slope: [1e38, 2e38]}}]",
-               "cluster.num_shards=0", "trainer.max_steps=30", "checkpoint.every_n_steps=5", "trainer.val_every_n_steps=1000",
-               "evaluation.num_tasks=5", "algorithm.compile=false", "trainer.progress_bar=false"]
+BAD_MIXTURE = [
+    "tasks.families=[{name: sine, weight: 200}, {name: linear, label: bad, weight: 1, ranges: {slope: [1e38, 2e38]}}]",
+    "cluster.num_shards=0",
+    "trainer.max_steps=30",
+    "checkpoint.every_n_steps=5",
+    "trainer.val_every_n_steps=1000",
+    "evaluation.num_tasks=5",
+    "algorithm.compile=false",
+    "trainer.progress_bar=false",
+]
 FIRST_BAD_STEP = 18  # the first meta-step with a task of family 'bad' (slopes ~1e38 overflow float32); then 26
 
 
@@ -126,8 +143,16 @@ def test_on_nonfinite_skip_makes_no_update_at_those_steps_and_counts_them(workdi
 def test_a_killed_driver_resumes_from_its_checkpoint_to_the_uninterrupted_result(workdir):
     """SIGKILL `distmeta train` mid-run, then `--resume last`: same MLflow run, same final weights;
     only the steps between the checkpoint and the kill are logged twice."""
-    overrides = [*SMALL, "trainer.max_steps=400", "checkpoint.every_n_steps=40", "cluster.num_shards=0", "trainer.log_every_n_steps=10",
-                 "trainer.val_every_n_steps=100", "algorithm.meta_lr=0.001", "evaluation.num_tasks=10"]
+    overrides = [
+        *SMALL,
+        "trainer.max_steps=400",
+        "checkpoint.every_n_steps=40",
+        "cluster.num_shards=0",
+        "trainer.log_every_n_steps=10",
+        "trainer.val_every_n_steps=100",
+        "algorithm.meta_lr=0.001",
+        "evaluation.num_tasks=10",
+    ]
     argv = [sys.executable, "-m", "distmeta", "train", str(SINE_CONFIG), *overrides]
     proc = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -145,11 +170,11 @@ def test_a_killed_driver_resumes_from_its_checkpoint_to_the_uninterrupted_result
     (last,) = workdir.glob("checkpoints/*/last.ckpt")
     saved_at = torch.load(last, weights_only=True)["global_step"]
     assert 0 < saved_at < 400
-    resumed = small_run(*overrides[len(SMALL):], resume="last")
+    resumed = small_run(*overrides[len(SMALL) :], resume="last")
     uninterrupted_dir = workdir / "uninterrupted"
     uninterrupted_dir.mkdir()
     os.chdir(uninterrupted_dir)
-    reference = small_run(*overrides[len(SMALL):])
+    reference = small_run(*overrides[len(SMALL) :])
     assert rel_diff(params_of(resumed), params_of(reference)) < 1e-5
     assert resumed.run_id == last.parent.name, "the same MLflow run continued"
     client = MlflowClient(resumed.tracking_uri)

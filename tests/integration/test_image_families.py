@@ -1,6 +1,7 @@
 """The image families end to end through the real training path: Omniglot and mini-ImageNet
 from trees in their on-disk layouts (train a few steps on Ray shard actors, then evaluate the
 checkpoint), and the procedural glyphs."""
+
 import json
 
 import pytest
@@ -14,9 +15,20 @@ from tests.trees import miniimagenet_tree, omniglot_tree
 
 pytestmark = [pytest.mark.ray]
 
-TINY = [*SMALL, "trainer.max_steps=4", "trainer.val_every_n_steps=2", "trainer.val_tasks=4", "trainer.log_every_n_steps=2",
-        "evaluation.num_tasks=10", "evaluation.query=3", "model.name=conv4", "model.filters=8", "tasks.shots=1",
-        "tasks.query=2", "algorithm.meta_batch_size=4"]
+TINY = [
+    *SMALL,
+    "trainer.max_steps=4",
+    "trainer.val_every_n_steps=2",
+    "trainer.val_tasks=4",
+    "trainer.log_every_n_steps=2",
+    "evaluation.num_tasks=10",
+    "evaluation.query=3",
+    "model.name=conv4",
+    "model.filters=8",
+    "tasks.shots=1",
+    "tasks.query=2",
+    "algorithm.meta_batch_size=4",
+]
 
 
 def _check_run(result, ways: int):
@@ -33,9 +45,20 @@ def _check_run(result, ways: int):
 
 def test_omniglot_tree_trains_on_class_partitioned_shards_and_evaluates(workdir, ray_runtime, capsys):
     root = omniglot_tree(workdir / "omniglot")
-    cfg = distmeta.load_config(None, [*TINY, "tasks.family=omniglot", f"tasks.root={root}", "tasks.class_split=[10,3,5]",
-                                      "tasks.ways=3", "tasks.shard_by=classes", "cluster.num_shards=2",
-                                      "algorithm.inner_lr=0.4", "evaluation.steps=[0,1,3]"])
+    cfg = distmeta.load_config(
+        None,
+        [
+            *TINY,
+            "tasks.family=omniglot",
+            f"tasks.root={root}",
+            "tasks.class_split=[10,3,5]",
+            "tasks.ways=3",
+            "tasks.shard_by=classes",
+            "cluster.num_shards=2",
+            "algorithm.inner_lr=0.4",
+            "evaluation.steps=[0,1,3]",
+        ],
+    )
     result = distmeta.train(cfg)
     _check_run(result, ways=3)
     assert main(["eval", "--checkpoint", str(result.last_checkpoint), "--json", "evaluation.num_tasks=12"]) == 0
@@ -45,10 +68,21 @@ def test_omniglot_tree_trains_on_class_partitioned_shards_and_evaluates(workdir,
 
 def test_miniimagenet_tree_trains_and_evaluates(workdir, ray_runtime):
     root = miniimagenet_tree(workdir / "mini")
-    cfg = distmeta.load_config(None, [*TINY, "tasks.family=miniimagenet", f"tasks.root={root}", "tasks.ways=3",
-                                      "cluster.num_shards=2", "algorithm.name=metasgd", "algorithm.inner_steps=2",
-                                      "algorithm.checkpoint_inner=true", "algorithm.chunk_size=1",
-                                      "evaluation.steps=[0,1,2]"])
+    cfg = distmeta.load_config(
+        None,
+        [
+            *TINY,
+            "tasks.family=miniimagenet",
+            f"tasks.root={root}",
+            "tasks.ways=3",
+            "cluster.num_shards=2",
+            "algorithm.name=metasgd",
+            "algorithm.inner_steps=2",
+            "algorithm.checkpoint_inner=true",
+            "algorithm.chunk_size=1",
+            "evaluation.steps=[0,1,2]",
+        ],
+    )
     result = distmeta.train(cfg)
     _check_run(result, ways=3)
     report, _ = distmeta.evaluate(result.last_checkpoint, ["evaluation.num_tasks=6"])
@@ -63,8 +97,16 @@ def test_glyph_protonet_runs_in_process(workdir):
 
 
 def _mixture(root):
-    return [*TINY, "tasks.families=[{name: glyphs}, {name: omniglot}]", f"tasks.root={root}", "tasks.class_split=[10,3,5]",
-            "tasks.ways=3", "tasks.shard_by=family", "cluster.num_shards=2", "evaluation.steps=[0,1]"]
+    return [
+        *TINY,
+        "tasks.families=[{name: glyphs}, {name: omniglot}]",
+        f"tasks.root={root}",
+        "tasks.class_split=[10,3,5]",
+        "tasks.ways=3",
+        "tasks.shard_by=family",
+        "cluster.num_shards=2",
+        "evaluation.steps=[0,1]",
+    ]
 
 
 def test_under_shard_by_family_only_the_owning_actor_holds_a_familys_images(workdir, ray_runtime):
@@ -100,9 +142,19 @@ def test_per_family_heads_with_their_own_ways_and_shots_train_and_evaluate(workd
     """glyphs 5-way 1-shot and Omniglot 3-way 2-shot on one body with a head each; each family is
     validated and evaluated with its own head and protocol, and the checkpoint evaluates again."""
     root = omniglot_tree(workdir / "omniglot")
-    cfg = distmeta.load_config(None, [*TINY, "tasks.families=[{name: glyphs, ways: 5}, {name: omniglot, ways: 3, shots: 2}]",
-                                      f"tasks.root={root}", "tasks.class_split=[10,3,5]", "model.heads=per_family",
-                                      "tasks.shard_by=family", "cluster.num_shards=2", "evaluation.steps=[0,1]"])
+    cfg = distmeta.load_config(
+        None,
+        [
+            *TINY,
+            "tasks.families=[{name: glyphs, ways: 5}, {name: omniglot, ways: 3, shots: 2}]",
+            f"tasks.root={root}",
+            "tasks.class_split=[10,3,5]",
+            "model.heads=per_family",
+            "tasks.shard_by=family",
+            "cluster.num_shards=2",
+            "evaluation.steps=[0,1]",
+        ],
+    )
     result = distmeta.train(cfg)
     assert {k: h.out_features for k, h in result.model.heads.items()} == {"glyphs": 5, "omniglot": 3}
     table = result.evaluation.table()

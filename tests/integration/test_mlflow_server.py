@@ -1,5 +1,6 @@
 """MLflow for real: a `mlflow server` on 127.0.0.1, a short training run against it, and the run
 read back with MlflowClient: params, config artifact, metrics, checkpoints, figure and model."""
+
 import mlflow
 import pytest
 import torch
@@ -13,8 +14,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def test_run_is_fully_recorded_on_a_tracking_server(workdir, ray_runtime, mlflow_server):
-    result = small_run("trainer.max_steps=20", "cluster.num_shards=2", f"tracking.uri={mlflow_server}",
-                       "tracking.experiment=server_test")
+    result = small_run(
+        "trainer.max_steps=20", "cluster.num_shards=2", f"tracking.uri={mlflow_server}", "tracking.experiment=server_test"
+    )
     assert result.tracking_uri == mlflow_server
     client = MlflowClient(mlflow_server)
     run = client.get_run(result.run_id)
@@ -26,8 +28,14 @@ def test_run_is_fully_recorded_on_a_tracking_server(workdir, ray_runtime, mlflow
     assert len(params) == len(to_flat_dict(result_config(result)))
 
     assert [m.step for m in client.get_metric_history(result.run_id, names.val_score("mse"))] == [10, 20]
-    for key in (names.META_LOSS, names.meta_metric("query_loss"), names.THROUGHPUT_TASKS_PER_S, names.shard_seconds(0),
-                names.shard_seconds(1), names.val_score("mse")):
+    for key in (
+        names.META_LOSS,
+        names.meta_metric("query_loss"),
+        names.THROUGHPUT_TASKS_PER_S,
+        names.shard_seconds(0),
+        names.shard_seconds(1),
+        names.val_score("mse"),
+    ):
         history = client.get_metric_history(result.run_id, key)
         assert history, key
         assert all(torch.isfinite(torch.tensor(m.value)) for m in history)

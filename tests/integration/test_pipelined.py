@@ -1,6 +1,7 @@
 """``trainer.staleness: 1``: step s+1's meta-gradient is computed at step s's weights while step s
 is applied. Checked against the same recursion written by hand, across shard layouts, and
 across a resume."""
+
 import pytest
 import torch
 

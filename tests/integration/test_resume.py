@@ -1,5 +1,6 @@
 """Contract 3 (driver side): a run stopped at step 50 and resumed to 100 equals an uninterrupted run,
 in the same MLflow run, with the same task stream and optimizer state."""
+
 import pytest
 import torch
 from mlflow.tracking import MlflowClient

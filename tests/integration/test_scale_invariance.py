@@ -1,4 +1,5 @@
 """Contract 2: the meta-parameters after k steps do not depend on where the meta-batch ran."""
+
 import time
 
 import pytest
@@ -46,13 +47,28 @@ def test_class_partitioned_image_mixture_is_the_same_on_two_actors_one_actor_and
     from tests.trees import omniglot_tree
 
     root = omniglot_tree(workdir / "omniglot")
-    common = ["tasks.families=[{name: glyphs}, {name: omniglot}]", f"tasks.root={root}", "tasks.class_split=[10,3,5]",
-              "tasks.ways=3", "tasks.shots=1", "tasks.query=2", "tasks.shard_by=classes", "tasks.class_partitions=3",
-              "model.name=conv4", "model.filters=8", "algorithm.meta_batch_size=6", "trainer.max_steps=10",
-              "trainer.val_tasks=4", "evaluation.num_tasks=4", "evaluation.query=3", "evaluation.steps=[0,1]",
-              # Adam at 0.01 on this tiny conv net multiplies float-order noise ~10x per step (4e-8
-              # after 1 step, 1e-3 after 10); at 0.001 the layouts agree to 5e-8 after 10 steps
-              "algorithm.meta_lr=0.001", "algorithm.inner_lr=0.4"]
+    common = [
+        "tasks.families=[{name: glyphs}, {name: omniglot}]",
+        f"tasks.root={root}",
+        "tasks.class_split=[10,3,5]",
+        "tasks.ways=3",
+        "tasks.shots=1",
+        "tasks.query=2",
+        "tasks.shard_by=classes",
+        "tasks.class_partitions=3",
+        "model.name=conv4",
+        "model.filters=8",
+        "algorithm.meta_batch_size=6",
+        "trainer.max_steps=10",
+        "trainer.val_tasks=4",
+        "evaluation.num_tasks=4",
+        "evaluation.query=3",
+        "evaluation.steps=[0,1]",
+        # Adam at 0.01 on this tiny conv net multiplies float-order noise ~10x per step (4e-8
+        # after 1 step, 1e-3 after 10); at 0.001 the layouts agree to 5e-8 after 10 steps
+        "algorithm.meta_lr=0.001",
+        "algorithm.inner_lr=0.4",
+    ]
     two = params_of(small_run(*common, "cluster.num_shards=2"))
     one = params_of(small_run(*common, "cluster.num_shards=1"))
     in_process = params_of(small_run(*common, "cluster.num_shards=0"))

@@ -1,6 +1,7 @@
 """The tracking server goes away mid-run: training goes on, metrics wait and are delivered when it
 comes back; if it never does, the run still finishes, with its checkpoints and the undelivered
 metrics on disk."""
+
 import json
 import threading
 import time
@@ -15,12 +16,19 @@ from tests.integration.helpers import params_of, rel_diff, small_run
 
 pytestmark = [pytest.mark.slow]
 
-RUN = ["cluster.num_shards=0", "trainer.max_steps=400", "trainer.log_every_n_steps=10", "trainer.val_every_n_steps=200",
-       "checkpoint.every_n_steps=100", "algorithm.meta_lr=0.001"]
+RUN = [
+    "cluster.num_shards=0",
+    "trainer.max_steps=400",
+    "trainer.log_every_n_steps=10",
+    "trainer.val_every_n_steps=200",
+    "checkpoint.every_n_steps=100",
+    "algorithm.meta_lr=0.001",
+]
 
 
 def _when_running(server: MlflowServer, workdir, action) -> threading.Thread:
     """``action()`` once the run has written its first checkpoint (so it is well under way)."""
+
     def watch():
         deadline = time.time() + 300
         while not list(workdir.glob("checkpoints/*/last.ckpt")) and time.time() < deadline:
@@ -35,6 +43,7 @@ def _when_running(server: MlflowServer, workdir, action) -> threading.Thread:
 def test_metrics_logged_during_an_outage_arrive_when_the_server_returns(workdir, tmp_path_factory, caplog):
     server = MlflowServer(tmp_path_factory.mktemp("outage")).start()
     try:
+
         def outage():
             server.stop(sig=9)  # a crash, not a clean shutdown
             time.sleep(4.0)

@@ -9,8 +9,15 @@ from distmeta.shard.result import ShardResult
 
 
 def _result(shard, grad, count, version=3, step=3, loss=1.0, family="sine"):
-    return ShardResult(shard=shard, step=step, weights_version=version, family_grads={family: torch.tensor(grad)},
-                       family_counts={family: count}, family_metrics={family: {"loss": loss * count}}, seconds=0.1)
+    return ShardResult(
+        shard=shard,
+        step=step,
+        weights_version=version,
+        family_grads={family: torch.tensor(grad)},
+        family_counts={family: count},
+        family_metrics={family: {"loss": loss * count}},
+        seconds=0.1,
+    )
 
 
 def test_task_weighted_mean_over_shards_in_any_arrival_order():
@@ -34,17 +41,27 @@ def test_non_finite_gradient_names_step_shard_family(bad):
 
 
 def _two_families():
-    a = ShardResult(0, 3, 3, {"sine": torch.tensor([3.0, 0.0]), "linear": torch.tensor([0.0, 2.0])},
-                    {"sine": 3, "linear": 1}, {"sine": {"loss": 3.0}, "linear": {"loss": 4.0}}, 0.1)
+    a = ShardResult(
+        0,
+        3,
+        3,
+        {"sine": torch.tensor([3.0, 0.0]), "linear": torch.tensor([0.0, 2.0])},
+        {"sine": 3, "linear": 1},
+        {"sine": {"loss": 3.0}, "linear": {"loss": 4.0}},
+        0.1,
+    )
     b = ShardResult(1, 3, 3, {"linear": torch.tensor([0.0, 4.0])}, {"linear": 1}, {"linear": {"loss": 2.0}}, 0.1)
     return [a, b]
 
 
-@pytest.mark.parametrize("weighting, expected", [
-    ("count", [3.0 / 5, 6.0 / 5]),                       # all 5 tasks alike
-    ("uniform", [0.5 * 3.0 / 3, 0.5 * 6.0 / 2]),         # mean of the two family means
-    ("weights", [0.25 * 3.0 / 3, 0.75 * 6.0 / 2]),       # loss weights 1 (sine) and 3 (linear)
-])
+@pytest.mark.parametrize(
+    "weighting, expected",
+    [
+        ("count", [3.0 / 5, 6.0 / 5]),  # all 5 tasks alike
+        ("uniform", [0.5 * 3.0 / 3, 0.5 * 6.0 / 2]),  # mean of the two family means
+        ("weights", [0.25 * 3.0 / 3, 0.75 * 6.0 / 2]),  # loss weights 1 (sine) and 3 (linear)
+    ],
+)
 def test_family_weightings(weighting, expected):
     agg = aggregate(_two_families(), step=3, version=3, weighting=weighting, loss_weights={"sine": 1.0, "linear": 3.0})
     torch.testing.assert_close(agg.grad, torch.tensor(expected))
@@ -54,4 +71,4 @@ def test_family_weightings(weighting, expected):
     assert math.isclose(sum(agg.family_shares.values()), 1.0)
     # the families' gradients are orthogonal here: each share is its squared part of the norm
     g = agg.grad
-    assert math.isclose(agg.family_shares["sine"], (g[0] ** 2 / (g ** 2).sum()).item(), rel_tol=1e-6)
+    assert math.isclose(agg.family_shares["sine"], (g[0] ** 2 / (g**2).sum()).item(), rel_tol=1e-6)

@@ -8,6 +8,7 @@ with mean/var ops instead. Checked here, in float64, under every batching path:
   reference through a network that uses the standard ``nn.BatchNorm2d``, and central finite
   differences.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -90,7 +91,9 @@ def _standard_reference(model: Conv4, tasks: TaskBatch, steps: int, lr: float) -
     std = _StandardConv4(model)
     names = [n for n, _ in model.named_parameters()]
     # map our parameter order onto the standard network's parameters (conv weight, bn, conv weight, bn, ..., head)
-    std_params = [p for m in std.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for p in (m.weight, m.bias) if p is not None]
+    std_params = [
+        p for m in std.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for p in (m.weight, m.bias) if p is not None
+    ]
     std_params += [std.head.weight, std.head.bias]
     theta = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
     total = [torch.zeros_like(t) for t in theta]
@@ -136,7 +139,12 @@ def test_conv4_second_order_maml_under_vmap_loop_reference_and_finite_difference
     gen = torch.Generator().manual_seed(2)
     direction = {k: torch.randn(p.shape, generator=gen, dtype=p.dtype) for k, p in params.items()}
     eps = 1e-7  # ReLU and max-pool are piecewise smooth: a larger step can cross a kink
-    shifted = lambda sign: meta_grad(algo, model, {k: p + sign * eps * direction[k] for k, p in params.items()}, {}, tasks).metrics["loss"].sum()
+
+    def shifted(sign):
+        return (
+            meta_grad(algo, model, {k: p + sign * eps * direction[k] for k, p in params.items()}, {}, tasks).metrics["loss"].sum()
+        )
+
     fd = (shifted(1) - shifted(-1)) / (2 * eps)
     analytic = sum((batched.grads[k] * direction[k]).sum() for k in params)
     assert abs(fd - analytic) <= 1e-6 * abs(analytic)

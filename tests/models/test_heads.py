@@ -1,6 +1,7 @@
 """Per-family heads on a shared body: a family's view is an ordinary network over the shared
 tensors, and a worker's meta-gradient for a family equals the single-head network's, placed on
 the body and that family's head (zero on the other heads)."""
+
 import pytest
 import torch
 
@@ -16,11 +17,21 @@ SPEC = ModelSpec("mlp", (1, 28, 28), 3, hidden=(16,), heads=(("a", 3), ("b", 5))
 def test_a_view_is_the_single_head_network_over_the_shared_tensors():
     torch.manual_seed(0)
     multi = SPEC.build()
-    assert [n for n, _ in multi.named_parameters()] == ["body.0.weight", "body.0.bias", "heads.a.weight", "heads.a.bias",
-                                                         "heads.b.weight", "heads.b.bias"]
+    assert [n for n, _ in multi.named_parameters()] == [
+        "body.0.weight",
+        "body.0.bias",
+        "heads.a.weight",
+        "heads.a.bias",
+        "heads.b.weight",
+        "heads.b.bias",
+    ]
     view = family_view(multi, "b")
-    assert view_names(multi, view) == {"body.0.weight": "body.0.weight", "body.0.bias": "body.0.bias",
-                                       "head.weight": "heads.b.weight", "head.bias": "heads.b.bias"}
+    assert view_names(multi, view) == {
+        "body.0.weight": "body.0.weight",
+        "body.0.bias": "body.0.bias",
+        "head.weight": "heads.b.weight",
+        "head.bias": "heads.b.bias",
+    }
     single = MLP(784, (16,), 5)
     single.load_state_dict({n: multi.state_dict()[m] for n, m in view_names(multi, view).items()})
     x = torch.randn(4, 1, 28, 28)

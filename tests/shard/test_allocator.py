@@ -1,5 +1,6 @@
 """The shards' malloc settings keep freed memory for the next task: a repeated allocation pattern
 (a task's activations, freed at its end) stops faulting pages in again."""
+
 import platform
 import subprocess
 import sys
@@ -25,7 +26,9 @@ for _ in range(10):
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or "glibc" not in " ".join(platform.libc_ver()), reason="glibc only")
+glibc = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or "glibc" not in " ".join(platform.libc_ver()), reason="glibc only"
+)
 
 
 def _faults(setting: str) -> int:

@@ -1,5 +1,6 @@
 """The local channel: requests and replies over a Unix socket, errors and hangs reported as the
 group expects, and a Ray group using it computes exactly what Ray calls and the local group do."""
+
 import time
 
 import pytest
@@ -59,7 +60,9 @@ def test_a_ray_group_on_its_channels_equals_ray_calls_and_the_local_group(ray_ru
     local = LocalShardGroup(_spec()).compute(4, weights, 4, plan)
     out = {}
     for channel in (True, False):
-        group = RayShardGroup(_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, local_channel=channel)
+        group = RayShardGroup(
+            _spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, local_channel=channel
+        )
         try:
             assert len(group.channels) == (2 if channel else 0)  # one node: every actor is local
             out[channel] = [group.compute(s, weights, s, plan) for s in (4, 5)]

@@ -1,4 +1,5 @@
 """The Ray shard group against the in-process one, including a shard whose actor is killed."""
+
 import time
 
 import pytest
@@ -7,16 +8,22 @@ import torch
 from distmeta.algorithms import build
 from distmeta.models import MLP, ModelSpec, flatten
 from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
-from distmeta.tasks.mixture import Mixture
 from distmeta.shard.worker import WorkerSpec
 from distmeta.tasks import SineFamily, assign
+from distmeta.tasks.mixture import Mixture
 
 pytestmark = [pytest.mark.ray]
 
 
 def _spec():
-    return WorkerSpec(seed=1, families=(SineFamily(),), mixture=Mixture(("sine",), (1.0,)), model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
-                      algorithm=build("maml", steps=1, lr=0.01), threads=1)
+    return WorkerSpec(
+        seed=1,
+        families=(SineFamily(),),
+        mixture=Mixture(("sine",), (1.0,)),
+        model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)),
+        algorithm=build("maml", steps=1, lr=0.01),
+        threads=1,
+    )
 
 
 def _kill(ray, group, h: int, restart: bool) -> None:
@@ -53,9 +60,14 @@ def test_ray_group_equals_local_and_survives_a_killed_actor(ray_runtime):
 def _image_spec():
     from distmeta.tasks import EpisodeFamily
 
-    return WorkerSpec(seed=2, families=(EpisodeFamily("glyphs", ways=3, shots=1, query=2),), mixture=Mixture(("glyphs",), (1.0,)),
-                      model=ModelSpec("mlp", (1, 28, 28), 3, hidden=(8,)), algorithm=build("maml", loss="cross_entropy", lr=0.1),
-                      threads=1)
+    return WorkerSpec(
+        seed=2,
+        families=(EpisodeFamily("glyphs", ways=3, shots=1, query=2),),
+        mixture=Mixture(("glyphs",), (1.0,)),
+        model=ModelSpec("mlp", (1, 28, 28), 3, hidden=(8,)),
+        algorithm=build("maml", loss="cross_entropy", lr=0.1),
+        threads=1,
+    )
 
 
 def test_class_partitioned_shards_keep_their_classes_through_a_lost_actor(ray_runtime):
@@ -97,8 +109,9 @@ def test_shared_images_are_put_in_the_object_store_once(ray_runtime):
     from distmeta.tasks import GlyphSource
 
     shared = (GlyphSource().load("val"),)  # one family's images, the same object for both shards
-    group = RayShardGroup(_image_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60,
-                          shard_data=[shared, shared])
+    group = RayShardGroup(
+        _image_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, shard_data=[shared, shared]
+    )
     try:
         assert group.data_refs[0][0] is group.data_refs[1][0]
     finally:
@@ -110,8 +123,14 @@ def test_under_shard_by_family_each_actor_computes_only_its_families(ray_runtime
     from distmeta.tasks.sharding import Planner
 
     mixture = Mixture(("sine", "linear", "quadratic"), (1.0, 1.0, 1.0))
-    spec = WorkerSpec(seed=1, families=(SineFamily(), FunctionFamily("linear"), FunctionFamily("quadratic")), mixture=mixture,
-                      model=ModelSpec("mlp", (1,), 1, hidden=(8,)), algorithm=build("maml", steps=1, lr=0.01), threads=1)
+    spec = WorkerSpec(
+        seed=1,
+        families=(SineFamily(), FunctionFamily("linear"), FunctionFamily("quadratic")),
+        mixture=mixture,
+        model=ModelSpec("mlp", (1,), 1, hidden=(8,)),
+        algorithm=build("maml", steps=1, lr=0.01),
+        threads=1,
+    )
     torch.manual_seed(0)
     weights = flatten({k: p.detach() for k, p in spec.model.build().named_parameters()})
     planner = Planner(24, 2, "family", mixture, seed=1)

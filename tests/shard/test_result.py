@@ -7,8 +7,9 @@ from distmeta.shard.result import ShardResult
 
 def test_result_travels_as_one_array_and_comes_back_equal():
     grads = {"sine": torch.randn(7), "linear": torch.randn(7)}
-    r = ShardResult(1, 4, 4, grads, {"sine": 2, "linear": 3}, {"sine": {"loss": 1.0}, "linear": {"loss": 2.0}}, 0.5,
-                    sample_seconds=0.1)
+    r = ShardResult(
+        1, 4, 4, grads, {"sine": 2, "linear": 3}, {"sine": {"loss": 1.0}, "linear": {"loss": 2.0}}, 0.5, sample_seconds=0.1
+    )
     state = r.__getstate__()
     assert "family_grads" not in state and state["_grads"].shape == (2, 7)  # one buffer, not a dict of tensors
     back = pickle.loads(pickle.dumps(r))
@@ -16,5 +17,10 @@ def test_result_travels_as_one_array_and_comes_back_equal():
     for f in grads:
         assert torch.equal(back.family_grads[f], grads[f])
         back.family_grads[f].add_(1.0)  # writable: the learner may add into it
-    assert (back.shard, back.step, back.family_counts, back.family_metrics, back.sample_seconds) == (1, 4, {"sine": 2, "linear": 3},
-                                                                                                    r.family_metrics, 0.1)
+    assert (back.shard, back.step, back.family_counts, back.family_metrics, back.sample_seconds) == (
+        1,
+        4,
+        {"sine": 2, "linear": 3},
+        r.family_metrics,
+        0.1,
+    )

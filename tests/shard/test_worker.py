@@ -4,16 +4,17 @@ import torch
 
 from distmeta.algorithms import build, meta_grad_loop
 from distmeta.models import MLP, ModelSpec, flatten
-from distmeta.tasks.mixture import Mixture
 from distmeta.shard.worker import ShardWorker, WorkerSpec
 from distmeta.tasks import TRAIN, SineFamily
+from distmeta.tasks.mixture import Mixture
 
 
 def _spec(**kw):
     kw.setdefault("families", (SineFamily(),))
     kw.setdefault("mixture", Mixture(("sine",), (1.0,)))
-    return WorkerSpec(seed=3, model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)), algorithm=build("maml", steps=1, lr=0.01),
-                      threads=1, **kw)
+    return WorkerSpec(
+        seed=3, model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)), algorithm=build("maml", steps=1, lr=0.01), threads=1, **kw
+    )
 
 
 def _weights():
@@ -90,8 +91,14 @@ def test_loop_batching_equals_vmap_and_auto_picks_the_loop_for_images_on_cpu():
     from distmeta.tasks import EpisodeFamily, GlyphSource
 
     family = EpisodeFamily("glyphs", ways=3, shots=1, query=2)
-    kw = dict(seed=2, families=(family,), mixture=Mixture(("glyphs",), (1.0,)), model=ModelSpec("conv4", (1, 28, 28), 3, filters=8),
-              algorithm=build("maml", loss="cross_entropy", steps=2, lr=0.4), threads=1)
+    kw = dict(
+        seed=2,
+        families=(family,),
+        mixture=Mixture(("glyphs",), (1.0,)),
+        model=ModelSpec("conv4", (1, 28, 28), 3, filters=8),
+        algorithm=build("maml", loss="cross_entropy", steps=2, lr=0.4),
+        threads=1,
+    )
     images = GlyphSource().load("val")
     torch.manual_seed(0)
     w = flatten({k: p.detach() for k, p in kw["model"].build().named_parameters()})

@@ -1,4 +1,5 @@
 """The Omniglot and mini-ImageNet loaders on small trees in the real layouts."""
+
 import numpy as np
 import pytest
 

@@ -63,12 +63,15 @@ def _draws(seed, stream, step, index, n):
     return torch.rand(n, generator=g, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("kind, formula", [
-    ("sine", lambda p, x: p[0] * torch.sin(x - p[1])),
-    ("linear", lambda p, x: p[0] * x + p[1]),
-    ("quadratic", lambda p, x: p[0] * x * x + p[1] * x + p[2]),
-    ("harmonic", lambda p, x: p[0] * torch.sin(p[1] * x + p[2]) + p[3] * torch.sin(p[4] * x + p[5])),
-])
+@pytest.mark.parametrize(
+    "kind, formula",
+    [
+        ("sine", lambda p, x: p[0] * torch.sin(x - p[1])),
+        ("linear", lambda p, x: p[0] * x + p[1]),
+        ("quadratic", lambda p, x: p[0] * x * x + p[1] * x + p[2]),
+        ("harmonic", lambda p, x: p[0] * torch.sin(p[1] * x + p[2]) + p[3] * torch.sin(p[4] * x + p[5])),
+    ],
+)
 def test_each_kind_is_its_formula_with_parameters_in_their_ranges(kind, formula):
     f = FunctionFamily(kind, shots=4, query=6)
     b = f.sample(3, TRAIN, 5, [2, 7])
@@ -76,7 +79,7 @@ def test_each_kind_is_its_formula_with_parameters_in_their_ranges(kind, formula)
     for row, index in enumerate([2, 7]):
         u = _draws(3, TRAIN, 5, index, len(ranges) + 10)
         p = [lo + (hi - lo) * u[i] for i, (lo, hi) in enumerate(ranges)]
-        x = -5 + 10 * u[len(ranges):]
+        x = -5 + 10 * u[len(ranges) :]
         y = formula(p, x).float()
         torch.testing.assert_close(torch.cat([b.support_y[row, :, 0], b.query_y[row, :, 0]]), y)
         torch.testing.assert_close(torch.cat([b.support_x[row, :, 0], b.query_x[row, :, 0]]), x.float())

@@ -18,7 +18,9 @@ def test_at_least_1600_classes_split_by_alphabet_without_overlap():
     splits = {s: set(source.classes(s)) for s in ("train", "val", "test")}
     assert source.num_classes >= 1600
     assert sum(len(c) for c in splits.values()) == source.num_classes
-    assert not (splits["train"] & splits["val"]) and not (splits["train"] & splits["test"]) and not (splits["val"] & splits["test"])
+    assert (
+        not (splits["train"] & splits["val"]) and not (splits["train"] & splits["test"]) and not (splits["val"] & splits["test"])
+    )
     with pytest.raises(ValueError, match="split must be one of"):
         source.classes("dev")
 
@@ -76,10 +78,13 @@ def test_rotations_add_three_rotated_copies_of_each_class(val_images):
     assert ((turned - x).abs().flatten(1).max(1).values < 1e-6).any()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(ways=300), "ways=300 is more than its 198 classes"),
-    (dict(shots=10, query=15), "shots \\+ query = 25 exceeds the 20 images per class"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(ways=300), "ways=300 is more than its 198 classes"),
+        (dict(shots=10, query=15), "shots \\+ query = 25 exceeds the 20 images per class"),
+    ],
+)
 def test_impossible_episodes_are_refused(val_images, kwargs, message):
     with pytest.raises(ValueError, match=message):
         _family(val_images, **kwargs).sample(0, TRAIN, 0, [0])

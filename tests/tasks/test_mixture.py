@@ -23,9 +23,16 @@ def test_group_keeps_order_and_covers_the_indices():
     assert all(idx == sorted(idx) for idx in groups.values()) and set(groups) == {0, 1}
 
 
-@pytest.mark.parametrize("families, shards, owners", [
-    (2, 2, [[0], [1]]), (2, 4, [[0, 2], [1, 3]]), (3, 2, [[0], [1], [0]]), (2, 0, [[0], [0]]), (2, 3, [[0, 2], [1]]),
-])
+@pytest.mark.parametrize(
+    "families, shards, owners",
+    [
+        (2, 2, [[0], [1]]),
+        (2, 4, [[0, 2], [1, 3]]),
+        (3, 2, [[0], [1], [0]]),
+        (2, 0, [[0], [0]]),
+        (2, 3, [[0, 2], [1]]),
+    ],
+)
 def test_unit_owners(families, shards, owners):
     assert unit_owners(families, shards) == owners
 
