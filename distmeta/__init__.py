@@ -6,7 +6,7 @@ result = distmeta.train(cfg)
 report, figure = distmeta.evaluate(result.last_checkpoint)
 """
 
-__version__ = "0.1.0"
+from distmeta._version import __version__ as __version__
 
 _API = ("load_config", "train", "evaluate", "TrainResult")
 

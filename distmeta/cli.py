@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-mlflow", action="store_true", help="do not log the results to the checkpoint's MLflow run")
     e.add_argument("overrides", nargs="*", help="dot-list overrides of the checkpoint's config, e.g. evaluation.num_tasks=1000")
 
+    _submit_parser(sub)
+    _bench_parser(sub)
+    _jobs_parser(sub)
+    return p
+
+
+def _submit_parser(sub) -> None:
     s = sub.add_parser(
         "submit",
         help="run a config on a Ray cluster as a Ray job",
@@ -47,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--submission-id", help="the job's id (default distmeta-<time>-<random>)")
 
+
+def _bench_parser(sub) -> None:
     b = sub.add_parser(
         "bench",
         help="meta-training throughput against a per-task loop baseline",
@@ -73,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--max-seconds", type=float, default=1200.0, help="give up on a mode after this much training (default 1200)")
     t.add_argument("--modes", default="loop,sync,pipelined", help="comma-separated subset of loop,sync,pipelined")
 
+
+def _jobs_parser(sub) -> None:
     j = sub.add_parser("jobs", help="list, inspect, follow or stop Ray jobs")
     jsub = j.add_subparsers(dest="action", required=True)
     _address(jsub.add_parser("list", help="all jobs of the cluster"))
@@ -86,7 +97,6 @@ def _parser() -> argparse.ArgumentParser:
         _address(a)
         if action == "logs":
             a.add_argument("--follow", action="store_true", help="stream until the job ends")
-    return p
 
 
 def _address(p: argparse.ArgumentParser) -> None:

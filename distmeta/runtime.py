@@ -5,12 +5,35 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from distmeta.errors import UserError
 
 # Closed networks and privacy: Ray must never try to report usage.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@contextmanager
+def session(address: str, num_shards: int) -> Iterator[None]:
+    """Where a run's shards run: with shard actors, Ray started in-process or joined (and shut
+    down after, if started here), and the learner's process at one torch thread meanwhile (its
+    own maths is tiny; idle intra-op threads would only compete with the shards)."""
+    import torch
+
+    started = start_ray(address) if num_shards > 0 else False
+    threads = torch.get_num_threads()
+    if num_shards > 0:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def start_ray(address: str, timeout_s: float = 5.0) -> bool:

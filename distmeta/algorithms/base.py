@@ -1,7 +1,8 @@
-"""What every algorithm provides, and the pieces they share (losses, functional calls).
+"""What every algorithm provides, and the pieces they share (options, modes, functional calls).
 
 An :class:`Algorithm` is a frozen dataclass of plain settings (it travels to shard actors) with
-pure ``torch.func`` methods over one task ``(support_x, support_y, query_x, query_y)``:
+pure ``torch.func`` methods over one task (the family's task data, e.g. a
+:class:`~distmeta.tasks.TaskBatch` of one task: ``support_x, support_y, query_x, query_y``):
 
 - ``task_objective``: the scalar whose gradient w.r.t. the meta-parameters is the task's
   meta-gradient, plus a dict of detached per-task metrics;
@@ -9,37 +10,58 @@ pure ``torch.func`` methods over one task ``(support_x, support_y, query_x, quer
   algorithms with a memory-saving explicit gradient override it);
 - ``scores``: the evaluation score (accuracy, or MSE for regression) after given numbers of
   adaptation steps.
+
+What differs between algorithms that other code must know (whether there is an inner loop, a
+classification head, a classification family) are class-level capabilities, never string
+comparisons elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad
+
+from distmeta.algorithms.losses import LOSSES, accuracy
 
 Params = dict[str, torch.Tensor]
 Metrics = dict[str, torch.Tensor]
 
 
-def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return ((pred - target) ** 2).mean()
+@dataclass(frozen=True)
+class Options:
+    """The plain settings every algorithm is built from (:func:`distmeta.algorithms.build`);
+    ``extra`` holds an algorithm's own settings (e.g. Reptile's ``inner_batch``)."""
+
+    loss: str = "mse"
+    steps: int = 1
+    lr: float = 0.01
+    first_order: bool = False
+    checkpoint: bool = False
+    ways: int = 5
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``logits [N, C]`` against integer ``labels [N]`` (classification tasks)."""
-    return F.cross_entropy(logits, labels)
+@dataclass(frozen=True)
+class Mode:
+    """How a task's objective is computed, passed explicitly by the caller."""
 
+    diagnostics: bool = True
+    """Also measure the metrics that cost compute of their own (``preadapt_*``: one more forward
+    pass over each task's query set). The learner asks for them on logged steps only."""
+    autograd: bool = False
+    """Inner gradients by ``torch.autograd.grad(create_graph=...)`` instead of ``torch.func.grad``:
+    for one task at a time outside any ``torch.func`` transform (the per-task path). Same maths;
+    on CPU convolutions the plain autograd graph is the faster one."""
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": mse, "cross_entropy": cross_entropy}
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return (logits.argmax(-1) == labels).to(logits.dtype).mean()
+    def untracked(self):
+        """Around a metric's forward pass: no graph under plain autograd (under ``torch.func``
+        transforms the caller detaches the result instead)."""
+        return torch.no_grad() if self.autograd else nullcontext()
 
 
 def forward(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
@@ -59,39 +81,50 @@ def forward_part(model: nn.Module, part: str, params: Params, buffers: Params, x
 
 @dataclass(frozen=True)
 class Algorithm:
-    """Base of every algorithm; ``loss`` is a key of :data:`LOSSES` (``cross_entropy`` makes the
-    tasks classification: accuracy is reported and is the evaluation score)."""
+    """Base of every algorithm; ``loss`` is a key of :data:`~distmeta.algorithms.losses.LOSSES`."""
 
     name: ClassVar[str] = ""
     adapts: ClassVar[bool] = True
     """False for methods with no inner loop (ProtoNets): evaluation then has a single step count, 0."""
+    uses_head: ClassVar[bool] = True
+    """False for metric methods: the network is an embedding (no classification head, any N)."""
+    classification_only: ClassVar[bool] = False
+    """True when the algorithm only makes sense for classification families (ProtoNets)."""
     loss: str = "mse"
-    diagnostics: bool = True
-    """Also measure the metrics that cost compute of their own (``preadapt_*``: one more forward
-    pass over each task's query set). The learner turns them off on steps it does not log."""
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss '{self.loss}'; known: {', '.join(LOSSES)}")
 
+    @classmethod
+    def from_options(cls, options: Options) -> Algorithm:
+        """The algorithm with ``options`` (the base takes only the loss)."""
+        return cls(loss=options.loss)
+
     @property
     def classification(self) -> bool:
-        return self.loss == "cross_entropy"
+        return LOSSES[self.loss].classification
 
     @property
     def score_name(self) -> str:
-        """What :meth:`scores` measures: ``acc`` (higher is better) or ``mse`` (lower is better)."""
-        return "acc" if self.classification else "mse"
+        """What :meth:`scores` measures (``acc``, ``mse``)."""
+        return LOSSES[self.loss].score_name
+
+    @property
+    def higher_is_better(self) -> bool:
+        return LOSSES[self.loss].higher_is_better
 
     def meta_model(self, model: nn.Module) -> nn.Module:
         """The module whose parameters are the meta-parameters (MetaSGD adds learned step sizes)."""
         return model
 
-    def task_objective(self, model: nn.Module, params: Params, buffers: Params, sx, sy, qx, qy) -> tuple[torch.Tensor, Metrics]:
+    def task_objective(self, model: nn.Module, params: Params, buffers: Params, task, mode: Mode = Mode()):
+        """``(objective, metrics)`` of one task."""
         raise NotImplementedError
 
-    def task_grad(self, model: nn.Module, params: Params, buffers: Params, sx, sy, qx, qy) -> tuple[Params, Metrics]:
-        return grad(lambda p: self.task_objective(model, p, buffers, sx, sy, qx, qy), has_aux=True)(params)
+    def task_grad(self, model: nn.Module, params: Params, buffers: Params, task, mode: Mode = Mode()):
+        """``(gradient dict, metrics)`` of one task."""
+        return grad(lambda p: self.task_objective(model, p, buffers, task, mode), has_aux=True)(params)
 
     @property
     def explicit_grad(self) -> bool:
@@ -99,18 +132,18 @@ class Algorithm:
         (then the batched path vmaps ``task_grad`` instead of differentiating a vmapped sum)."""
         return False
 
-    def scores(self, model: nn.Module, params: Params, buffers: Params, sx, sy, qx, qy, steps: tuple[int, ...]) -> torch.Tensor:
+    def scores(self, model: nn.Module, params: Params, buffers: Params, task, steps: tuple[int, ...]) -> torch.Tensor:
         """``[len(steps)]``: the query score after each of ``steps`` inner steps (first order)."""
         raise NotImplementedError
 
     # -- shared helpers ---------------------------------------------------------------------------
     def query_metrics(self, out: torch.Tensor, y: torch.Tensor, prefix: str = "query") -> tuple[torch.Tensor, Metrics]:
         """The loss of ``out`` against ``y`` and detached metrics ``<prefix>_loss`` (and ``_acc``)."""
-        loss = LOSSES[self.loss](out, y)
+        loss = LOSSES[self.loss].fn(out, y)
         metrics = {f"{prefix}_loss": loss.detach()}
         if self.classification:
             metrics[f"{prefix}_acc"] = accuracy(out, y).detach()
         return loss, metrics
 
     def score(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return accuracy(out, y) if self.classification else mse(out, y)
+        return LOSSES[self.loss].score(out, y)

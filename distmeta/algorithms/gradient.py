@@ -24,40 +24,14 @@ backward per step.
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import grad, vjp
 
-from distmeta.algorithms.base import LOSSES, Algorithm, Metrics, Params, forward
-
-_MODE = threading.local()
-
-
-@contextmanager
-def plain_autograd():
-    """Inner gradients by ``torch.autograd.grad(create_graph=...)`` instead of ``torch.func.grad``:
-    for one task at a time, outside any ``torch.func`` transform (the per-task path). Same maths;
-    on CPU convolutions the plain autograd graph is the faster one."""
-    before = getattr(_MODE, "plain", False)
-    _MODE.plain = True
-    try:
-        yield
-    finally:
-        _MODE.plain = before
-
-
-def _plain() -> bool:
-    return getattr(_MODE, "plain", False)
-
-
-def untracked():
-    """Around a metric's forward pass: no graph in plain autograd (torch.func transforms see a
-    ``.detach()`` of the result instead)."""
-    return torch.no_grad() if _plain() else nullcontext()
+from distmeta.algorithms.base import Algorithm, Metrics, Mode, Options, Params, forward
+from distmeta.algorithms.losses import LOSSES
 
 
 @dataclass(frozen=True)
@@ -79,6 +53,11 @@ class GradientAdaptation(Algorithm):
 
     inner: InnerLoop = InnerLoop(steps=1, lr=0.01)
 
+    @classmethod
+    def from_options(cls, options: Options) -> GradientAdaptation:
+        inner = InnerLoop(options.steps, options.lr, first_order=options.first_order, checkpoint=options.checkpoint)
+        return cls(loss=options.loss, inner=inner)
+
     # -- hooks ------------------------------------------------------------------------------------
     def split(self, params: Params) -> tuple[Params, Params]:
         """``(fast, slow)``: the weights the inner loop adapts and the ones it only reads."""
@@ -99,9 +78,9 @@ class GradientAdaptation(Algorithm):
         """Fast and slow entries back in ``params``' order (flattening depends on it)."""
         return {k: fast[k] if k in fast else slow[k] for k in params}
 
-    def inner_step(self, model, fast, slow, buffers, z, y, first_order: bool) -> Params:
-        loss = LOSSES[self.loss]
-        if _plain():
+    def inner_step(self, model, fast, slow, buffers, z, y, first_order: bool, mode: Mode = Mode()) -> Params:
+        loss = LOSSES[self.loss].fn
+        if mode.autograd:
             value = loss(self.predict(model, fast, slow, buffers, z), y)
             got = torch.autograd.grad(value, list(fast.values()), create_graph=not first_order, allow_unused=True)
             g = {k: torch.zeros_like(w) if d is None else d for (k, w), d in zip(fast.items(), got)}
@@ -111,30 +90,31 @@ class GradientAdaptation(Algorithm):
             g = {k: v.detach() for k, v in g.items()}
         return self.update(fast, slow, g)
 
-    def adapt(self, model, fast, slow, buffers, z, y, steps: int, first_order: bool) -> Params:
+    def adapt(self, model, fast, slow, buffers, z, y, steps: int, first_order: bool, mode: Mode = Mode()) -> Params:
         for _ in range(steps):
-            fast = self.inner_step(model, fast, slow, buffers, z, y, first_order)
+            fast = self.inner_step(model, fast, slow, buffers, z, y, first_order, mode)
         return fast
 
-    def task_objective(self, model, params, buffers, sx, sy, qx, qy) -> tuple[torch.Tensor, Metrics]:
+    def task_objective(self, model, params, buffers, task, mode: Mode = Mode()) -> tuple[torch.Tensor, Metrics]:
         """Query loss after adaptation; metrics: query and pre-adaptation loss (and accuracy)."""
         fast, slow = self.split(params)
-        zs, zq = self.embed(model, slow, buffers, sx), self.embed(model, slow, buffers, qx)
+        zs, zq = self.embed(model, slow, buffers, task.support_x), self.embed(model, slow, buffers, task.query_x)
         pre = {}
-        if self.diagnostics:
-            with untracked():
-                _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, zq).detach(), qy, "preadapt")
-        fast = self.adapt(model, fast, slow, buffers, zs, sy, self.inner.steps, self.inner.first_order)
-        loss, post = self.query_metrics(self.predict(model, fast, slow, buffers, zq), qy)
+        if mode.diagnostics:
+            with mode.untracked():
+                _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, zq).detach(), task.query_y, "preadapt")
+        fast = self.adapt(model, fast, slow, buffers, zs, task.support_y, self.inner.steps, self.inner.first_order, mode)
+        loss, post = self.query_metrics(self.predict(model, fast, slow, buffers, zq), task.query_y)
         return loss, {"loss": loss.detach(), **post, **pre}
 
     @property
     def explicit_grad(self) -> bool:
         return self.inner.checkpoint
 
-    def task_grad(self, model, params, buffers, sx, sy, qx, qy) -> tuple[Params, Metrics]:
+    def task_grad(self, model, params, buffers, task, mode: Mode = Mode()) -> tuple[Params, Metrics]:
         if not self.inner.checkpoint:
-            return super().task_grad(model, params, buffers, sx, sy, qx, qy)
+            return super().task_grad(model, params, buffers, task, mode)
+        sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
         fast, slow = self.split(params)
         first_order = self.inner.first_order
 
@@ -153,18 +133,19 @@ class GradientAdaptation(Algorithm):
             g_fast, d_slow = pull(g_fast)
             g_slow = {k: g_slow[k] + d_slow[k] for k in g_slow}
         pre = {}
-        if self.diagnostics:
+        if mode.diagnostics:
             _, pre = self.query_metrics(
                 self.predict(model, fast, slow, buffers, self.embed(model, slow, buffers, qx)), qy, "preadapt"
             )
         return self.merge(params, g_fast, g_slow), {"loss": post["query_loss"], **post, **pre}
 
-    def scores(self, model, params, buffers, sx, sy, qx, qy, steps: tuple[int, ...]) -> torch.Tensor:
+    def scores(self, model, params, buffers, task, steps: tuple[int, ...]) -> torch.Tensor:
         """Query score after each of ``steps`` inner steps (first order: nothing to differentiate).
         The query set is scored only at those counts: it is most of the images of an episode."""
         params = {k: v.detach() for k, v in params.items()}
         fast, slow = self.split(params)
-        zs, zq = self.embed(model, slow, buffers, sx), self.embed(model, slow, buffers, qx)
+        zs, zq = self.embed(model, slow, buffers, task.support_x), self.embed(model, slow, buffers, task.query_x)
+        sy, qy = task.support_y, task.query_y
         at: dict[int, torch.Tensor] = {}
         for j in range(max(steps) + 1):
             if j in steps:

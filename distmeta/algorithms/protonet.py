@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from distmeta.algorithms.base import Algorithm, Metrics, forward
+from distmeta.algorithms.base import Algorithm, Metrics, Mode, Options, forward
 
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor, ways: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +39,8 @@ class ProtoNet(Algorithm):
 
     name = "protonet"
     adapts = False
+    uses_head = False
+    classification_only = True
     loss: str = "cross_entropy"
     ways: int = 5
 
@@ -47,15 +49,21 @@ class ProtoNet(Algorithm):
         if not self.classification:
             raise ValueError("ProtoNets classify: they need a classification task family (loss cross_entropy)")
 
+    @classmethod
+    def from_options(cls, options: Options) -> ProtoNet:
+        return cls(loss=options.loss, ways=options.ways)
+
     def task_logits(self, model, params, buffers, sx, sy, qx) -> torch.Tensor:
         protos, present = prototypes(forward(model, params, buffers, sx), sy, self.ways)
         return logits(forward(model, params, buffers, qx), protos, present)
 
-    def task_objective(self, model, params, buffers, sx, sy, qx, qy) -> tuple[torch.Tensor, Metrics]:
-        loss, metrics = self.query_metrics(self.task_logits(model, params, buffers, sx, sy, qx), qy)
+    def task_objective(self, model, params, buffers, task, mode: Mode = Mode()) -> tuple[torch.Tensor, Metrics]:
+        logits_ = self.task_logits(model, params, buffers, task.support_x, task.support_y, task.query_x)
+        loss, metrics = self.query_metrics(logits_, task.query_y)
         return loss, {"loss": loss.detach(), **metrics}
 
-    def scores(self, model, params, buffers, sx, sy, qx, qy, steps: tuple[int, ...] = (0,)) -> torch.Tensor:
+    def scores(self, model, params, buffers, task, steps: tuple[int, ...] = (0,)) -> torch.Tensor:
         """No inner loop: the same score whatever the step count."""
         params = {k: v.detach() for k, v in params.items()}
-        return self.score(self.task_logits(model, params, buffers, sx, sy, qx), qy).expand(len(steps))
+        logits_ = self.task_logits(model, params, buffers, task.support_x, task.support_y, task.query_x)
+        return self.score(logits_, task.query_y).expand(len(steps))

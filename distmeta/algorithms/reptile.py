@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from distmeta.algorithms.base import Metrics
-from distmeta.algorithms.gradient import GradientAdaptation, untracked
+from distmeta.algorithms.base import Metrics, Mode, Options
+from distmeta.algorithms.gradient import GradientAdaptation, InnerLoop
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,15 @@ class Reptile(GradientAdaptation):
     name = "reptile"
     inner_batch: int = 0
     use_query: bool = True
+
+    @classmethod
+    def from_options(cls, options: Options) -> Reptile:
+        """First order by definition; ``extra``: ``inner_batch``, ``use_query``."""
+        inner = InnerLoop(steps=options.steps, lr=options.lr, first_order=True)
+        extra = options.extra
+        return cls(
+            loss=options.loss, inner=inner, inner_batch=extra.get("inner_batch", 0), use_query=extra.get("use_query", True)
+        )
 
     def minibatches(self, n: int) -> list[torch.Tensor | None]:
         """Row indices of each inner step's minibatch (None: all rows)."""
@@ -37,16 +46,17 @@ class Reptile(GradientAdaptation):
         order = torch.tensor(order)
         return [order[(j * self.inner_batch + torch.arange(self.inner_batch)) % n] for j in range(self.inner.steps)]
 
-    def task_objective(self, model, params, buffers, sx, sy, qx, qy) -> tuple[torch.Tensor, Metrics]:
+    def task_objective(self, model, params, buffers, task, mode: Mode = Mode()) -> tuple[torch.Tensor, Metrics]:
+        sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
         x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if self.use_query else (sx, sy)
         pre = {}
-        if self.diagnostics:
-            with untracked():
+        if mode.diagnostics:
+            with mode.untracked():
                 _, pre = self.query_metrics(self.predict(model, params, {}, buffers, qx).detach(), qy, "preadapt")
         fast = params
         for rows in self.minibatches(len(x)):
             xb, yb = (x, y) if rows is None else (x[rows], y[rows])
-            fast = self.inner_step(model, fast, {}, buffers, xb, yb, first_order=True)
+            fast = self.inner_step(model, fast, {}, buffers, xb, yb, True, mode)
         phi = {k: v.detach() for k, v in fast.items()}
         surrogate = sum(0.5 * ((params[k] - phi[k]) ** 2).sum() for k in params)
         _, post = self.query_metrics(self.predict(model, phi, {}, buffers, qx), qy)

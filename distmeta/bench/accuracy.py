@@ -26,6 +26,7 @@ import torch
 
 from distmeta import config
 from distmeta.bench.modes import DistmetaRun, LoopBaseline
+from distmeta.recipe import Recipe
 
 MODES = ("loop", "sync", "pipelined")
 
@@ -99,10 +100,8 @@ def run(
     if unknown:
         raise ValueError(f"unknown mode(s) {unknown}; known: {', '.join(MODES)}")
     base = [*overrides, f"trainer.val_every_n_steps={eval_every}", "trainer.progress_bar=false"]
-    cfg = config.load(config_path, base)
-    from distmeta.builders import learner_settings
-
-    monitor, direction = learner_settings(cfg).val_monitor
+    recipe = Recipe.from_config(config.load(config_path, base))
+    monitor, direction = recipe.learner_settings.val_monitor
     out = {
         "config": config_path,
         "overrides": list(overrides),
@@ -110,7 +109,7 @@ def run(
         "monitor": monitor,
         "eval_every": eval_every,
         "max_seconds": max_seconds,
-        "num_shards": cfg.cluster.num_shards,
+        "num_shards": recipe.run.num_shards,
         "torch": torch.__version__,
         "modes": {},
     }
@@ -118,10 +117,11 @@ def run(
         for mode in modes:
             race = Race(target, direction == "min", max_seconds)
             if mode == "loop":
-                _race_loop(cfg, race, eval_every)
+                _race_loop(recipe, race, eval_every)
             else:
                 extra = ["trainer.staleness=1"] if mode == "pipelined" else []
-                _race_distmeta(mode, config.load(config_path, [*base, *extra]), race, monitor, Path(scratch))
+                mode_recipe = Recipe.from_config(config.load(config_path, [*base, *extra]))
+                _race_distmeta(mode, mode_recipe, race, monitor, Path(scratch))
             out["modes"][mode] = s = race.summary()
             log(
                 f"{mode}: {'reached' if s['reached'] else 'did not reach'} {monitor} {target} "
@@ -134,13 +134,13 @@ def run(
     return out
 
 
-def _race_loop(cfg, race: Race, eval_every: int) -> None:
+def _race_loop(recipe: Recipe, race: Race, eval_every: int) -> None:
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_shard)))  # one process, as a user of the loop runs it
+    torch.set_num_threads(max(1, int(recipe.run.cpus_per_shard)))  # one process, as a user of the loop runs it
     try:
-        loop = LoopBaseline(cfg)
+        loop = LoopBaseline(recipe)
         race.start()
-        while loop.step < cfg.trainer.max_steps:
+        while loop.step < recipe.learner_settings.max_steps:
             loop.train_step()
             if loop.step % eval_every == 0:
                 race.pause()
@@ -150,27 +150,14 @@ def _race_loop(cfg, race: Race, eval_every: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _race_distmeta(mode: str, cfg, race: Race, monitor: str, workdir: Path) -> None:
-    from distmeta.runtime import start_ray
-
-    started = start_ray(cfg.cluster.address) if cfg.cluster.num_shards > 0 else False
-    threads = torch.get_num_threads()
-    if cfg.cluster.num_shards > 0:
-        torch.set_num_threads(1)  # as distmeta.api.train: the learner leaves the cores to the shards
-    try:
-        run_ = DistmetaRun(
-            mode, cfg, f"sqlite:///{workdir / 'mlflow.db'}", workdir, [_RaceCallback(race, monitor)], validate=True
-        )
+def _race_distmeta(mode: str, recipe: Recipe, race: Race, monitor: str, workdir: Path) -> None:
+    with recipe.runtime():
+        uri = f"sqlite:///{workdir / 'mlflow.db'}"
+        run_ = DistmetaRun(mode, recipe, uri, workdir, [_RaceCallback(race, monitor)], validate=True)
         try:
             run_.fit()
         finally:
             run_.close()
-    finally:
-        torch.set_num_threads(threads)
-        if started:
-            import ray
-
-            ray.shutdown()
 
 
 def table(report: dict) -> str:

@@ -14,7 +14,7 @@ def loop_step(
     model: torch.nn.Module, opt: torch.optim.Optimizer, tasks: TaskBatch, loss_name: str, lr: float, steps: int, first_order: bool
 ) -> float:
     """One meta-step the per-task way; returns the mean query loss."""
-    loss_fn = LOSSES[loss_name]
+    loss_fn = LOSSES[loss_name].fn
     names = [n for n, _ in model.named_parameters()]
     params = [p for _, p in model.named_parameters()]
     opt.zero_grad(set_to_none=True)

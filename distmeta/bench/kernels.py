@@ -36,6 +36,33 @@ def _family(workload: str):
     return EpisodeFamily("glyphs", ways=5, shots=1, query=15).with_data(GlyphSource().load("train"))
 
 
+def _steps(w: dict, dev: torch.device) -> dict[str, Callable]:
+    """The three modes' meta-steps, each on its own copy of the same initial model."""
+    algo = build("maml", loss=w["loss"], steps=1, lr=w["lr"], ways=5)
+
+    def fresh():
+        torch.manual_seed(0)
+        model = w["model"].build().to(dev)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def distmeta_step(path):
+        model, opt = fresh()
+        grad_fn = meta_grad if path == "vmap" else meta_grad_loop
+
+        def step(batch):
+            params = dict(model.named_parameters())
+            out = grad_fn(algo, model, {k: p.detach() for k, p in params.items()}, dict(model.named_buffers()), batch)
+            for k, p in params.items():
+                p.grad = out.grads[k] / len(batch)
+            opt.step()
+
+        return step
+
+    model, opt = fresh()
+    baseline = lambda batch: loop_step(model, opt, batch, w["loss"], w["lr"], 1, False)  # noqa: E731
+    return {"loop baseline": baseline, "distmeta vmap": distmeta_step("vmap"), "distmeta loop": distmeta_step("loop")}
+
+
 def run(
     workload: str,
     device: str = "cpu",
@@ -49,38 +76,9 @@ def run(
     w = WORKLOADS[workload]
     tasks = tasks or w["tasks"]
     dev = torch.device(device)
-    algo = build("maml", loss=w["loss"], steps=1, lr=w["lr"], ways=5)
     family = _family(workload)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-
-    def fresh():
-        torch.manual_seed(0)
-        model = w["model"].build().to(dev)
-        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def distmeta_step(path):
-        model, opt = fresh()
-
-        def step(batch):
-            params = dict(model.named_parameters())
-            detached = {k: p.detach() for k, p in params.items()}
-            buffers = dict(model.named_buffers())
-            out = (
-                meta_grad(algo, model, detached, buffers, batch)
-                if path == "vmap"
-                else meta_grad_loop(algo, model, detached, buffers, batch)
-            )
-            for k, p in params.items():
-                p.grad = out.grads[k] / len(batch)
-            opt.step()
-
-        return step
-
-    def baseline_step():
-        model, opt = fresh()
-        return lambda batch: loop_step(model, opt, batch, w["loss"], w["lr"], 1, False)
-
-    modes = {"loop baseline": baseline_step(), "distmeta vmap": distmeta_step("vmap"), "distmeta loop": distmeta_step("loop")}
+    modes = _steps(w, dev)
     rates: dict[str, list[float]] = {m: [] for m in modes}
     counter = 0
     for block in range(blocks + 1):  # block 0 warms up (kernels, allocator)
@@ -98,18 +96,13 @@ def run(
             log(f"block {block}: " + ", ".join(f"{n} {r[-1]:,.0f} tasks/s" for n, r in rates.items()))
     base = rates["loop baseline"]
     return {
-        "workload": workload,
-        "device": str(dev),
-        "tasks_per_step": tasks,
-        "blocks": blocks,
-        "steps_per_block": steps,
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "torch": torch.__version__,
+        "workload": workload, "device": str(dev), "tasks_per_step": tasks, "blocks": blocks, "steps_per_block": steps,
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
         "modes": {
             n: {"tasks_per_s": statistics.median(r), "ratio_to_loop": statistics.median(a / b for a, b in zip(r, base))}
             for n, r in rates.items()
         },
-    }
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
-from distmeta import builders
 from distmeta.bench.baseline import loop_step
-from distmeta.config import DistMetaConfig
 from distmeta.evaluation.adaptation import sampled_curve
+from distmeta.recipe import Recipe
 from distmeta.tasks import TRAIN, VALIDATION
 
 
@@ -29,22 +28,23 @@ class LoopBaseline:
     """The baseline's training state: its own model (the same initial weights as distmeta's),
     Adam, and the step counter that indexes the task stream."""
 
-    def __init__(self, cfg: DistMetaConfig):
-        self.cfg = cfg
-        self.model = builders.model(cfg)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.algorithm.meta_lr, foreach=True)
-        fam, data = builders.family(cfg, "train"), builders.data(cfg, "train")
-        self.family = fam if data is None else fam.with_data(data)
-        self.loss = "cross_entropy" if builders.is_image(cfg) else "mse"
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.model = recipe.model()
+        settings = recipe.learner_settings
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=settings.meta_lr, foreach=True)
+        units = recipe.training_units
+        family = recipe.families("train")[0]
+        self.family = family.with_data(units[0] if units else None)
         self.step = 0
         self.parts: dict[str, float] = {}  # seconds, summed over steps
 
     def train_step(self) -> None:
-        a = self.cfg.algorithm
+        algo, batch = self.recipe.algorithm, self.recipe.learner_settings.planner.meta_batch_size
         t0 = time.perf_counter()
-        tasks = self.family.sample(self.cfg.seed, TRAIN, self.step, range(a.meta_batch_size))
+        tasks = self.family.sample(self.recipe.seed, TRAIN, self.step, range(batch))
         t1 = time.perf_counter()
-        loop_step(self.model, self.opt, tasks, self.loss, a.inner_lr, a.inner_steps, a.first_order)
+        loop_step(self.model, self.opt, tasks, algo.loss, algo.inner.lr, algo.inner.steps, algo.inner.first_order)
         t2 = time.perf_counter()
         self.parts["sample"] = self.parts.get("sample", 0.0) + t1 - t0
         self.parts["meta_gradient_and_optimizer"] = self.parts.get("meta_gradient_and_optimizer", 0.0) + t2 - t1
@@ -53,42 +53,33 @@ class LoopBaseline:
     def validation_score(self) -> float:
         """The score distmeta's validation reports (``val/mse`` or ``val/acc``): the same held-out
         tasks, after the training number of inner steps."""
-        settings = builders.learner_settings(self.cfg)
+        settings = self.recipe.learner_settings
         curves = [
-            sampled_curve(
-                settings.algorithm,
-                self.model,
-                family,
-                seed=self.cfg.seed,
-                stream=VALIDATION,
-                num_tasks=settings.val_tasks,
-                steps=(settings.train_inner_steps,),
-            )
-            for family in builders.validation_families(self.cfg)
-        ]
+            sampled_curve(settings.algorithm, self.model, family, seed=self.recipe.seed, stream=VALIDATION,
+                          num_tasks=settings.val_tasks, steps=(settings.train_inner_steps,))
+            for family in self.recipe.validation_families
+        ]  # fmt: skip
         return torch.stack([c.mean() for c in curves]).mean().item()
 
 
 class DistmetaRun:
-    """One ``distmeta train`` of ``cfg`` without the evaluation and model logging around it: the
-    shard group (in-process or Ray actors, Ray already started by the caller), the learner, a
-    Lightning trainer writing checkpoints under ``workdir`` and metrics to ``uri``."""
+    """One ``distmeta train`` of a recipe without the evaluation and model logging around it: the
+    shard group (in-process or Ray actors, in the recipe's runtime entered by the caller), the
+    learner, a Lightning trainer writing checkpoints under ``workdir`` and metrics to ``uri``."""
 
-    def __init__(self, name: str, cfg: DistMetaConfig, uri: str, workdir: Path, callbacks: Sequence = (), validate: bool = False):
-        from distmeta.api import lightning_trainer
+    def __init__(self, name: str, recipe: Recipe, uri: str, workdir: Path, callbacks: Sequence = (), validate: bool = False):
         from distmeta.learner.module import MetaLearner
         from distmeta.tracking.run import make_logger
 
-        self.name, self.cfg = name, cfg
+        self.name, self.recipe = name, recipe
         self.run_dir = workdir / name
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.group = builders.shard_group(cfg, builders.training_data(cfg))
+        self.group = recipe.shard_group()
         try:
-            settings = builders.learner_settings(cfg)
-            val = builders.validation_families(cfg) if validate else ()
-            self.learner = MetaLearner(builders.model(cfg), self.group, settings, val, {"bench": name})
+            val = recipe.validation_families if validate else ()
+            self.learner = MetaLearner(recipe.model(), self.group, recipe.learner_settings, val, {"bench": name})
             self.logger = make_logger(uri, "distmeta-bench-runs", f"bench-{name}")
-            self.trainer = lightning_trainer(cfg, self.logger, self.run_dir, settings.val_monitor, callbacks)
+            self.trainer = recipe.trainer(self.logger, self.run_dir, callbacks)
         except BaseException:
             self.group.close()
             raise

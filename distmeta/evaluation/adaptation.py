@@ -10,11 +10,11 @@ from torch import nn
 from torch.func import vmap
 
 from distmeta.algorithms import Algorithm
-from distmeta.tasks import Family, TaskBatch
+from distmeta.tasks import TaskData, TaskFamily
 
 
 def score_curve(
-    algo: Algorithm, model: nn.Module, params: dict[str, torch.Tensor], tasks: TaskBatch, steps: Sequence[int]
+    algo: Algorithm, model: nn.Module, params: dict[str, torch.Tensor], tasks: TaskData, steps: Sequence[int]
 ) -> torch.Tensor:
     """``[T, len(steps)]``: each task's score after each of ``steps`` steps of the algorithm's own
     adaptation. Evaluation needs no meta-gradient, so each step is first order."""
@@ -23,16 +23,20 @@ def score_curve(
     steps = tuple(steps)
     # On CPU, vmapping many tasks' convolutions (each task has its own adapted weights) runs as one
     # large grouped convolution, 2-3x slower than one task at a time; small dense nets (regression)
-    # and GPUs do better batched. Image tasks are [T, N, C, H, W].
-    chunk = 1 if tasks.support_x.device.type == "cpu" and tasks.support_x.dim() == 5 else None
+    # and GPUs do better batched. Image inputs are [T, N, C, H, W].
+    first = tasks.tensors()[0]
+    chunk = 1 if first.device.type == "cpu" and first.dim() == 5 else None
+    rebuild = tasks.from_tensors
     with torch.enable_grad():
-        return vmap(lambda *task: algo.scores(model, params, buffers, *task, steps), chunk_size=chunk)(*tasks.tensors()).detach()
+        return vmap(lambda *t: algo.scores(model, params, buffers, rebuild(t), steps), chunk_size=chunk)(
+            *tasks.tensors()
+        ).detach()
 
 
 def sampled_curve(
     algo: Algorithm,
     model: nn.Module,
-    family: Family,
+    family: TaskFamily,
     *,
     seed: int,
     stream: int,

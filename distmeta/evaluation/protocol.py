@@ -19,8 +19,8 @@ from torch import nn
 
 from distmeta.algorithms import Algorithm
 from distmeta.evaluation.adaptation import sampled_curve
-from distmeta.tasks import EVALUATION, Family
-from distmeta.tracking.names import eval_key
+from distmeta.evaluation.keys import eval_key
+from distmeta.tasks import EVALUATION, TaskFamily
 
 
 @dataclass
@@ -85,7 +85,7 @@ def combine(reports: dict[str, EvalReport]) -> EvalReport:
 def evaluate(
     algo: Algorithm,
     model: nn.Module,
-    family: Family,
+    family: TaskFamily,
     *,
     seed: int,
     num_tasks: int,

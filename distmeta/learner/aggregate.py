@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from distmeta.errors import NonFiniteGradientError
 from distmeta.shard.result import ShardResult
-
-WEIGHTINGS = ("count", "uniform", "weights")
 
 
 @dataclass
@@ -52,7 +50,7 @@ def aggregate(
     naming the step, shard and family.
     """
     if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        raise ValueError(f"weighting must be one of {tuple(WEIGHTINGS)}, got {weighting!r}")
     if not results:
         raise ValueError("no shard results to aggregate")
     sums: dict[str, torch.Tensor] = {}
@@ -76,7 +74,7 @@ def aggregate(
                 into[k] = into.get(k, 0.0) + v
     families = sorted(sums)  # a fixed order: the sum does not depend on arrival or shard layout
     total = sum(counts.values())
-    coef = _family_coefficients(weighting, families, counts, loss_weights or {})
+    coef = WEIGHTINGS[weighting](families, counts, loss_weights or {})
     contributions = {f: sums[f] * coef[f] for f in families}
     grad = torch.zeros_like(sums[families[0]])
     for f in families:
@@ -97,15 +95,25 @@ def aggregate(
     return Aggregate(grad, total, {f: counts[f] for f in families}, metrics, family_metrics, shares)
 
 
-def _family_coefficients(
-    weighting: str, families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]
-) -> dict[str, float]:
-    """What each family's gradient sum is multiplied by."""
-    if weighting == "count":
-        total = sum(counts.values())
-        return {f: 1.0 / total for f in families}
-    if weighting == "uniform":
-        return {f: 1.0 / (len(families) * counts[f]) for f in families}
+def _by_count(families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {f: 1.0 / total for f in families}
+
+
+def _uniform(families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]) -> dict[str, float]:
+    return {f: 1.0 / (len(families) * counts[f]) for f in families}
+
+
+def _by_weights(families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]) -> dict[str, float]:
     weight = {f: float(loss_weights.get(f, 1.0)) for f in families}
     norm = sum(weight.values())
     return {f: weight[f] / (norm * counts[f]) for f in families}
+
+
+WEIGHTINGS: dict[str, Callable[[list[str], dict[str, int], Mapping[str, float]], dict[str, float]]] = {
+    "count": _by_count,
+    "uniform": _uniform,
+    "weights": _by_weights,
+}
+"""``tasks.family_weighting``: what each family's gradient sum is multiplied by, given the
+families present, their task counts and the configured loss weights."""

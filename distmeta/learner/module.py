@@ -10,86 +10,24 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from distmeta.algorithms import Algorithm
 from distmeta.errors import NonFiniteGradientError
 from distmeta.evaluation.adaptation import sampled_curve
 from distmeta.learner.aggregate import aggregate
 from distmeta.learner.data import train_loader, val_loader
+from distmeta.learner.settings import LearnerSettings
+from distmeta.learner.window import Window
 from distmeta.models import family_view, flatten, unflatten
 from distmeta.shard.group import InFlight, ShardGroup
-from distmeta.tasks import VALIDATION, Family
-from distmeta.tasks.sharding import Planner
+from distmeta.tasks import VALIDATION, TaskFamily
 from distmeta.tracking import names
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LearnerSettings:
-    """Plain settings of the learner (built from the config by :mod:`distmeta.builders`)."""
-
-    planner: Planner
-    meta_lr: float
-    lr_schedule: str
-    min_lr_ratio: float
-    max_steps: int
-    grad_clip: float
-    log_every_n_steps: int
-    algorithm: Algorithm
-    train_inner_steps: int
-    val_steps: tuple[int, ...]
-    seed: int = 0
-    val_tasks: int = 200
-    family_weighting: str = "count"
-    loss_weights: tuple[tuple[str, float], ...] = ()
-    on_nonfinite: str = "stop"
-    """``stop``: a NaN/inf meta-gradient ends the run (the last good checkpoint stays); ``skip``:
-    the step makes no update and is counted (``fault/skipped_steps``)."""
-    staleness: int = 0
-    """1: pipelined, the shards compute step s+1 at step s's weights while step s is applied."""
-    delay_compensation: float = 0.0
-    """DC-ASGD's lambda for one-update-old gradients (``trainer.delay_compensation``)."""
-
-    @property
-    def val_monitor(self) -> tuple[str, str]:
-        """The metric the best checkpoint follows, and whether lower (``min``) or higher is better."""
-        score = self.algorithm.score_name
-        return names.val_score(score), ("min" if score == "mse" else "max")
-
-
-@dataclass
-class _Window:
-    """Sums over the steps since the last log, so each logged point is a window mean."""
-
-    steps: int = 0
-    tasks: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    metrics: dict[str, float] = field(default_factory=dict)  # divided by the steps that measured them
-    metric_steps: dict[str, int] = field(default_factory=dict)
-    per_family: dict[str, dict[str, float]] = field(default_factory=dict)  # sums over the family's tasks
-    family_tasks: dict[str, dict[str, int]] = field(default_factory=dict)  # per metric: the tasks that measured it
-    shard_tasks: dict[int, int] = field(default_factory=dict)
-    shard_seconds: dict[int, float] = field(default_factory=dict)
-    parts: dict[str, float] = field(default_factory=dict)  # seconds per names.STEP_PARTS, summed
-
-    def add(self, key: str, value: float) -> None:
-        self.metrics[key] = self.metrics.get(key, 0.0) + value
-        self.metric_steps[key] = self.metric_steps.get(key, 0) + 1
-
-    def add_family(self, family: str, key: str, mean: float, tasks: int) -> None:
-        sums, counts = self.per_family.setdefault(family, {}), self.family_tasks.setdefault(family, {})
-        sums[key] = sums.get(key, 0.0) + mean * tasks
-        counts[key] = counts.get(key, 0) + tasks
-
-    def add_time(self, part: str, seconds: float) -> None:
-        self.parts[part] = self.parts.get(part, 0.0) + seconds
 
 
 class MetaLearner(pl.LightningModule):
@@ -98,7 +36,7 @@ class MetaLearner(pl.LightningModule):
         model: nn.Module,
         group: ShardGroup,
         settings: LearnerSettings,
-        val_families: tuple[Family, ...],
+        val_families: tuple[TaskFamily, ...],
         metadata: dict[str, Any],
     ):
         super().__init__()
@@ -110,8 +48,7 @@ class MetaLearner(pl.LightningModule):
         self._tasks_seen: dict[str, int] = {}
         self._skipped_steps = 0
         self.metadata = metadata  # travels in every checkpoint (MLflow run id, resolved config)
-        self._names = [k for k, _ in model.named_parameters()]
-        self._window = _Window()
+        self._window = Window()
         # pipelined: how the next step is asked (step, weights version, weights), and its call once
         # submitted (not after the last step; a checkpoint keeps the ask, so a resume asks the same)
         self._next_ask: dict[str, Any] | None = None
@@ -142,7 +79,9 @@ class MetaLearner(pl.LightningModule):
         weights = flatten({k: p.detach() for k, p in params.items()}).cpu()
         s = self.settings
         started = time.perf_counter()
-        call = self._take_submitted(step) or self.group.submit(step, weights, step, s.planner.plan(step), self._logged(step))
+        call = self._take_submitted(step) or self.group.submit(
+            step, weights, step, s.planner.plan(step), self.settings.logged(step)
+        )
         results = self.group.collect(call)
         if s.staleness:  # the shards start on the next step now, at the weights before this update
             self._next_ask = {"step": step + 1, "version": step, "weights": weights}
@@ -189,16 +128,12 @@ class MetaLearner(pl.LightningModule):
         self._window.add_time(part, seconds)
         self.time_totals[part] = self.time_totals.get(part, 0.0) + seconds
 
-    def _logged(self, step: int) -> bool:
-        """Whether ``step`` ends a logging window: only then do shards measure the metrics that
-        cost compute of their own (the window's mean of those is this step's)."""
-        done = step + 1
-        return done % self.settings.log_every_n_steps == 0 or done == self.settings.max_steps
-
     def _submit_next(self) -> InFlight:
         ask = self._next_ask
         step = ask["step"]
-        call = self.group.submit(step, ask["weights"], ask["version"], self.settings.planner.plan(step), self._logged(step))
+        call = self.group.submit(
+            step, ask["weights"], ask["version"], self.settings.planner.plan(step), self.settings.logged(step)
+        )
         call.weights = ask["weights"]
         return call
 
@@ -221,46 +156,26 @@ class MetaLearner(pl.LightningModule):
 
     def _record(self, step, agg, results) -> None:
         w = self._window
-        w.steps += 1
-        w.tasks += agg.task_count
-        for key, value in agg.metrics.items():
-            w.add(names.meta_metric(key), value)
-        w.add(names.META_GRAD_NORM, agg.grad.norm().item())
+        w.add_step(agg, results)
         for f, n in agg.family_counts.items():
             self._tasks_seen[f] = self._tasks_seen.get(f, 0) + n
-            for key, value in agg.family_metrics[f].items():
-                w.add_family(f, key, value, n)
-            w.add(names.family_metric(f, "grad_share"), agg.family_shares[f])
-        for r in results:
-            w.shard_seconds[r.shard] = w.shard_seconds.get(r.shard, 0.0) + r.seconds
-            w.shard_tasks[r.shard] = w.shard_tasks.get(r.shard, 0) + r.task_count
-        done = step + 1
-        if not self._logged(step):
+        if not self.settings.logged(step):
             return
-        elapsed = max(time.perf_counter() - w.started, 1e-9)
-        # a metric measured on fewer steps (diagnostics: the logged step only) is their mean
-        logged = {k: v / w.metric_steps[k] for k, v in w.metrics.items()}
-        for f, sums in w.per_family.items():
-            logged.update({names.family_metric(f, k): v / w.family_tasks[f][k] for k, v in sums.items()})
+        logged = w.means()
         for f, seen in self._tasks_seen.items():
             logged[names.family_metric(f, "tasks_seen")] = float(seen)
-        for k, seconds in w.shard_seconds.items():
-            logged[names.shard_seconds(k)] = seconds / w.steps
-            logged[names.shard_tasks_per_s(k)] = w.shard_tasks[k] / max(seconds, 1e-9)
-        logged.update({names.step_time_ms(k): 1000 * v / w.steps for k, v in w.parts.items()})
-        logged[names.THROUGHPUT_TASKS_PER_S] = w.tasks / elapsed
-        logged[names.THROUGHPUT_STEPS_PER_S] = w.steps / elapsed
+        faults = self.group.faults
         logged[names.META_LR] = self.optimizers().param_groups[0]["lr"]
-        logged[names.FAULT_RECOMPUTED_TASKS] = float(self.group.faults.recomputed_tasks)
-        logged[names.FAULT_FAILED_ATTEMPTS] = float(self.group.faults.failed_attempts)
-        logged[names.FAULT_ACTOR_RESTARTS] = float(self.group.faults.actor_restarts)
-        logged[names.FAULT_LOST_ACTORS] = float(self.group.faults.lost_actors)
+        logged[names.FAULT_RECOMPUTED_TASKS] = float(faults.recomputed_tasks)
+        logged[names.FAULT_FAILED_ATTEMPTS] = float(faults.failed_attempts)
+        logged[names.FAULT_ACTOR_RESTARTS] = float(faults.actor_restarts)
+        logged[names.FAULT_LOST_ACTORS] = float(faults.lost_actors)
         logged[names.FAULT_SKIPPED_STEPS] = float(self._skipped_steps)
         # Straight to the logger: Lightning's self.log would re-send on_step values at every later step.
         if self.logger is not None:
-            self.logger.log_metrics(logged, step=done)
+            self.logger.log_metrics(logged, step=step + 1)
         self.log("loss", logged[names.META_LOSS], prog_bar=True, logger=False, batch_size=1)
-        self._window = _Window()
+        self._window = Window()
 
     # -- validation ---------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
@@ -307,6 +222,3 @@ class MetaLearner(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._next = None
         self._next_ask = checkpoint.get("distmeta_next") if self.settings.staleness else None
-
-    def parameters_vector(self) -> torch.Tensor:
-        return flatten({k: p.detach() for k, p in self.model.named_parameters()})

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from distmeta.errors import UserError
 
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+"""Ray's placement-group strategies."""
+
 
 @dataclass(frozen=True)
 class Bundle:

@@ -6,7 +6,6 @@ A plain class (no ray import): :mod:`distmeta.shard.group` runs it in-process or
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
@@ -19,23 +18,26 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from distmeta.algorithms import Algorithm, meta_grad, meta_grad_loop
+from distmeta.algorithms import Algorithm, Mode, meta_grad, meta_grad_loop
 from distmeta.models import ModelSpec, family_view, flatten, unflatten, view_names
 from distmeta.shard.allocator import retain_freed_memory
 from distmeta.shard.channel import ChannelServer
 from distmeta.shard.result import ShardResult
-from distmeta.tasks import TRAIN, ClassImages, Family, TaskBatch
+from distmeta.tasks import TRAIN, ClassImages, TaskData, TaskFamily
 from distmeta.tasks.mixture import Mixture
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("32", "bf16-mixed")
+"""The shards' meta-gradient arithmetic: float32, or under bfloat16 autocast."""
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs, as plain values (built from the config by :mod:`distmeta.builders`)."""
+    """Everything a worker needs, as plain values (built from the config by :class:`distmeta.recipe.Recipe`)."""
 
     seed: int
-    families: tuple[Family, ...]
+    families: tuple[TaskFamily, ...]
     mixture: Mixture
     model: ModelSpec
     algorithm: Algorithm
@@ -102,11 +104,6 @@ class ShardWorker:
         # (_compiled_in_powers_of_two), so at most a handful of shapes ever compile. The per-task
         # loop runs eagerly: compiling would unroll it once per task count.
         self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile and spec.batching == "vmap" else self._eager
-        # steps the learner does not log skip the metrics that cost compute of their own; only
-        # the per-task loop skips them (vmapped, the pre-adaptation forward is one shared-weight
-        # batch, and a second compiled variant would cost more than it saves)
-        self._quiet = dataclasses.replace(spec.algorithm, diagnostics=False)
-        self._diagnostics = True
         self._lock = threading.Lock()  # a Ray call and the channel's thread never compute at once
         self._channel: ChannelServer | None = None
 
@@ -123,7 +120,7 @@ class ShardWorker:
             )
         return self._channel.path
 
-    def _attach(self, data: ShardData) -> tuple[Family, ...]:
+    def _attach(self, data: ShardData) -> tuple[TaskFamily, ...]:
         """Per data unit, its family with the unit's images; a unit whose images this shard lacks
         cannot sample."""
         per_family = self.spec.partitions
@@ -142,54 +139,62 @@ class ShardWorker:
         """Whether the meta-gradient runs through ``torch.compile`` (False after a fallback)."""
         return self._meta_grad != self._eager  # bound methods compare equal, they are never identical
 
-    def _eager(self, model, params, buffers, support_x, support_y, query_x, query_y):
-        tasks = TaskBatch(support_x, support_y, query_x, query_y)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16-mixed"):
-            if self.spec.batching == "loop":
-                algo = self.spec.algorithm if self._diagnostics else self._quiet
-                out = meta_grad_loop(algo, model, params, buffers, tasks)
-            else:
-                out = meta_grad(self.spec.algorithm, model, params, buffers, tasks, self.spec.chunk_size)
+    def _eager(self, model, params, buffers, task_type, *tensors):
+        """The vmapped meta-gradient (what ``torch.compile`` compiles: tensors in, tensors out)."""
+        with self._autocast():
+            out = meta_grad(self.spec.algorithm, model, params, buffers, task_type.from_tensors(tensors), self.spec.chunk_size)
         return {k: g.float() for k, g in out.grads.items()}, {k: v.float() for k, v in out.metrics.items()}
 
-    def _run(self, net: tuple, tasks: TaskBatch):
-        """The batched meta-gradient of ``net`` = (model, params, buffers), through ``torch.compile``
-        when asked. The first call compiles (tens of seconds on CPU, cached on disk); if that fails
-        the worker warns and stays eager."""
+    def _loop(self, net: tuple, tasks: TaskData, diagnostics: bool):
+        """One task at a time; steps the learner does not log skip the metrics that cost compute
+        of their own (vmapped, the pre-adaptation forward is one shared-weight batch and stays)."""
+        with self._autocast():
+            out = meta_grad_loop(self.spec.algorithm, *net, tasks, Mode(diagnostics=diagnostics))
+        return {k: g.float() for k, g in out.grads.items()}, {k: v.float() for k, v in out.metrics.items()}
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16-mixed")
+
+    def _run(self, net: tuple, tasks: TaskData, diagnostics: bool):
+        """The meta-gradient of ``net`` = (model, params, buffers): per task, or batched through
+        ``torch.compile`` when asked. The first compiled call compiles (tens of seconds on CPU,
+        cached on disk); if that fails the worker warns and stays eager."""
+        if self.spec.batching == "loop":
+            return self._loop(net, tasks, diagnostics)
         if not self.compiled:
-            return self._eager(*net, *tasks.tensors())
+            return self._eager(*net, type(tasks), *tasks.tensors())
         try:
             if len(self.spec.mixture.names) > 1 or self.spec.partitions > 1:  # counts change by step
                 return self._compiled_in_powers_of_two(net, tasks)
-            return self._meta_grad(*net, *tasks.tensors())
+            return self._meta_grad(*net, type(tasks), *tasks.tensors())
         except Exception as exc:  # a missing C++ compiler or an unsupported op: eager is still right
             log.warning(
                 "shard %d: torch.compile failed (%s: %s); continuing eagerly", self.shard, type(exc).__name__, str(exc)[:300]
             )
             self._meta_grad = self._eager
-            return self._eager(*net, *tasks.tensors())
+            return self._eager(*net, type(tasks), *tasks.tensors())
 
-    def _family_grad(self, label: str, params, tasks: TaskBatch):
+    def _family_grad(self, label: str, params, tasks: TaskData, diagnostics: bool):
         """The meta-gradient of ``label``'s tasks over the full parameters. With per-family heads it
         is computed on the family's view (body + its head) and is zero for the other heads."""
         if label not in self.views:
-            return self._run((self.model, params, self.buffers), tasks)
+            return self._run((self.model, params, self.buffers), tasks, diagnostics)
         model, names = self.views[label]
         sub = {v: params[n] for v, n in names.items() if n in params}
         bufs = {v: self.buffers[n] for v, n in names.items() if n in self.buffers}
-        g, m = self._run((model, sub, bufs), tasks)
+        g, m = self._run((model, sub, bufs), tasks, diagnostics)
         got = {names[v]: t for v, t in g.items()}
         return {n: got.get(n, torch.zeros_like(p)) for n, p in params.items()}, m
 
-    def _compiled_in_powers_of_two(self, net: tuple, tasks: TaskBatch):
+    def _compiled_in_powers_of_two(self, net: tuple, tasks: TaskData):
         """A mixture's per-family task counts (and a class-partitioned shard's) change every step, and each new count would compile
         anew (the vmapped graph is specialised to its batch size). Cut the tasks into chunks of
         1, 2, 4, 8, ... (13 = 8 + 4 + 1): a handful of shapes compile once; gradients add up."""
         grads, parts, start, n = None, [], 0, len(tasks)
         while start < n:
             size = 1 << ((n - start).bit_length() - 1)
-            chunk = [t[start : start + size] for t in tasks.tensors()]
-            g, m = self._meta_grad(*net, *chunk)
+            chunk = tasks.slice(start, start + size)
+            g, m = self._meta_grad(*net, type(chunk), *chunk.tensors())
             grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
             parts.append(m)
             start += size
@@ -223,21 +228,20 @@ class ShardWorker:
 
     def _compute(self, step, weights, version, indices, data, diagnostics) -> ShardResult:
         start = time.perf_counter()
-        self._diagnostics = diagnostics
         # object-store arrays are read-only; the copy is tiny next to the step's compute
         flat = torch.from_numpy(np.array(weights)) if isinstance(weights, np.ndarray) else weights
         params = unflatten(flat.to(self.device), self.template)
         units = self._attach(data) if data else self.units
         seed, parts = self.spec.seed, self.spec.partitions
-        by_family: dict[int, list[TaskBatch]] = {}
+        by_family: dict[int, list[TaskData]] = {}
         for u, idx in self.spec.mixture.group(seed, TRAIN, step, indices, parts).items():
             by_family.setdefault(u // parts, []).append(units[u].sample(seed, TRAIN, step, idx))
         sampled = time.perf_counter()
         grads, counts, metrics = {}, {}, {}
         for f, batches in by_family.items():
             family = self.spec.families[f]
-            tasks = TaskBatch.cat(batches).to(self.device)
-            g, m = self._family_grad(family.name, params, tasks)
+            tasks = type(batches[0]).cat(batches).to(self.device)
+            g, m = self._family_grad(family.name, params, tasks, diagnostics)
             grads[family.name] = flatten(g).cpu()
             counts[family.name] = len(tasks)
             metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides

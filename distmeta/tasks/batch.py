@@ -1,7 +1,8 @@
-"""The task batch that flows from a family to an algorithm."""
+"""The task data of supervised families: support and query sets, stacked over tasks."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -9,9 +10,10 @@ import torch
 
 @dataclass(frozen=True)
 class TaskBatch:
-    """``T`` tasks stacked along dim 0.
+    """``T`` tasks stacked along dim 0 (or, inside an algorithm, one task without that dim).
 
     ``support_x``: [T, K, in], ``support_y``: [T, K, out], ``query_x``: [T, Q, in], ``query_y``: [T, Q, out].
+    It satisfies :class:`distmeta.tasks.protocol.TaskData`.
     """
 
     support_x: torch.Tensor
@@ -22,12 +24,20 @@ class TaskBatch:
     def __len__(self) -> int:
         return self.support_x.shape[0]
 
-    def task(self, i: int) -> TaskBatch:
-        """Task ``i`` alone, keeping a leading task dim of 1."""
-        return TaskBatch(*(t[i : i + 1] for t in self.tensors()))
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.support_x, self.support_y, self.query_x, self.query_y
+
+    @classmethod
+    def from_tensors(cls, tensors: Sequence[torch.Tensor]) -> TaskBatch:
+        return cls(*tensors)
+
+    def slice(self, start: int, stop: int) -> TaskBatch:
+        """Tasks ``start..stop-1``, keeping the task dim."""
+        return TaskBatch(*(t[start:stop] for t in self.tensors()))
+
+    def unbatched(self, i: int) -> TaskBatch:
+        """Task ``i`` alone, without the task dim (what an algorithm's per-task methods take)."""
+        return TaskBatch(*(t[i] for t in self.tensors()))
 
     @staticmethod
     def cat(batches: list[TaskBatch]) -> TaskBatch:

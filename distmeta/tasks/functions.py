@@ -79,9 +79,19 @@ class FunctionFamily:
         if not self.name:
             object.__setattr__(self, "name", self.kind)
 
+    loss = "mse"
+    """Regression: trained on the mean squared error, which is also the score."""
+
     def with_data(self, data: None) -> FunctionFamily:
         """Function tasks are computed, not loaded: there is no data to attach."""
         return self
+
+    def check(self, *, shots: int | None = None, query: int | None = None, what: str = "") -> None:
+        """Any number of points can be drawn."""
+
+    def evaluation_defaults(self) -> tuple[tuple[int, ...], int]:
+        """K = 5, 10 and 20 support points, 100 query points (the MAML paper's figure)."""
+        return (5, 10, 20), 100
 
     def param_ranges(self) -> list[Range]:
         given = dict(self.ranges)

@@ -76,6 +76,13 @@ class EpisodeFamily:
     rotations: bool = False
     data: ClassImages | None = field(default=None, compare=False, repr=False)
 
+    loss = "cross_entropy"
+    """Classification: trained on cross-entropy, scored by accuracy."""
+
+    def evaluation_defaults(self) -> tuple[tuple[int, ...], int]:
+        """The training shots, 15 query images per class (the few-shot papers' protocol)."""
+        return (self.shots,), 15
+
     def with_data(self, data: ClassImages | None) -> EpisodeFamily:
         if data is None:
             raise ValueError(f"{self.name} episodes need their images (a ClassImages), got None")

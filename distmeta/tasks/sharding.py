@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from distmeta.tasks.mixture import Mixture, owner_plan
 from distmeta.tasks.seeding import TRAIN
 
+SHARD_BY = ("tasks", "family", "classes")
+"""How a meta-batch is split over shards (:class:`Planner`)."""
+
 
 def assign(meta_batch_size: int, num_shards: int) -> list[range]:
     """Split task indices ``0..meta_batch_size-1`` into ``num_shards`` contiguous, near-equal ranges.

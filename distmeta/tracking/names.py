@@ -1,6 +1,6 @@
 """Metric names, defined once. Prefixes: ``meta/`` (training objective), ``val/`` (held-out tasks
 during training), ``eval/`` (the meta-test protocol), ``shard/<k>/``, ``family/<name>/``,
-``throughput/``, ``time/``, ``fault/``."""
+``throughput/``, ``time/``, ``fault/`` (the evaluation's own keys live in :mod:`distmeta.evaluation.keys`)."""
 
 META_LOSS = "meta/loss"
 """The objective the meta-gradient differentiates, per task (Reptile: its query loss after adaptation)."""
@@ -54,8 +54,3 @@ def step_time_ms(part: str) -> str:
 def family_metric(family: str, name: str) -> str:
     """``family/<name>/query_loss``, ``.../tasks_seen``, ``.../grad_share``, ``.../val_mse``."""
     return f"family/{family}/{name}"
-
-
-def eval_key(score: str, shots: int, steps: int, stat: str) -> str:
-    """``mse.k10.steps1.mean`` / ``acc.k1.steps10.ci95``: the eval report's keys (``eval/`` prefixed in MLflow)."""
-    return f"{score}.k{shots}.steps{steps}.{stat}"

@@ -13,7 +13,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-import distmeta
+from distmeta._version import __version__
 from distmeta.tracking.outbox import OutboxLogger
 from distmeta.tracking.store import artifact_location
 
@@ -43,7 +43,7 @@ def log_config(client: MlflowClient, run_id: str, flat: dict[str, Any], yaml_tex
         client.log_batch(run_id, params=params[i : i + 100])
     name = CONFIG_ARTIFACT if resumed_at is None else f"config/resume_step{resumed_at}.yaml"
     log_text(client, run_id, yaml_text, name)
-    client.set_tag(run_id, "distmeta.version", distmeta.__version__)
+    client.set_tag(run_id, "distmeta.version", __version__)
 
 
 def log_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
@@ -61,17 +61,17 @@ def log_checkpoints(client: MlflowClient, run_id: str, paths: dict[str, Path]) -
 
 
 def log_evaluation(uri: str, run_id: str, values: dict[str, float], figure: Path, artifact_dir: str) -> None:
-    """Eval-protocol numbers as ``eval/<key>`` metrics, and the adaptation figure as an artifact."""
+    """The evaluation's metrics (``values``: full metric keys) at step 0, and its figure as an artifact."""
     client = MlflowClient(uri)
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(f"eval/{k}", v, now, 0) for k, v in values.items()])
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
     client.log_artifact(run_id, str(figure), artifact_dir)
 
 
 def log_model(uri: str, run_id: str, model: nn.Module) -> str:
     """Log the meta-parameters as an MLflow PyTorch model (``mlflow.pytorch.load_model`` returns the
     ``nn.Module``). The distmeta package travels with it so it loads where distmeta is not installed."""
-    package_dir = str(Path(distmeta.__file__).parent)
+    package_dir = str(Path(__file__).resolve().parents[1])  # the distmeta package folder
     mlflow.set_tracking_uri(uri)
     # Pickle format is the point (load_model must return the nn.Module); MLflow warns about it
     # on every save, which reads like a problem in the run's output.

@@ -115,7 +115,7 @@ def test_metasgd_matches_reference_for_weights_and_learned_step_sizes(checkpoint
 
 def test_reptile_one_step_equals_closed_form():
     """One full-batch SGD step: theta - phi = lr * grad L_S(theta)."""
-    algo, model, params, batch = _setup("reptile", steps=1, reptile_use_query=False)
+    algo, model, params, batch = _setup("reptile", steps=1, use_query=False)
     ours = meta_grad(algo, model, params, {}, batch).grads
     total = [torch.zeros_like(p) for p in params.values()]
     for i in range(len(batch)):
@@ -127,7 +127,7 @@ def test_reptile_one_step_equals_closed_form():
 
 
 def test_reptile_many_minibatch_steps_equal_a_plain_sgd_loop():
-    algo, model, params, batch = _setup("reptile", steps=4, reptile_inner_batch=4, reptile_use_query=True)
+    algo, model, params, batch = _setup("reptile", steps=4, inner_batch=4, use_query=True)
     ours = meta_grad(algo, model, params, {}, batch).grads
     n = batch.support_x.shape[1] + batch.query_x.shape[1]
     total = [torch.zeros_like(p) for p in params.values()]
@@ -181,7 +181,7 @@ def test_first_and_second_order_differ():
         ("maml", {"checkpoint": True}),
         ("anil", {}),
         ("metasgd", {}),
-        ("reptile", {"reptile_inner_batch": 7}),
+        ("reptile", {"inner_batch": 7}),
     ],
 )
 def test_vmapped_chunked_and_looped_paths_agree(name, kw):

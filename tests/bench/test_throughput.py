@@ -6,30 +6,29 @@ import json
 import pytest
 import torch
 
-from distmeta import builders, config
+from distmeta import config
 from distmeta.bench.throughput import WORKLOADS, loop_step
 from distmeta.cli import main
 from distmeta.learner.aggregate import aggregate
 from distmeta.models import flatten
+from distmeta.recipe import Recipe
 from distmeta.tasks import TRAIN
 
 
 @pytest.mark.parametrize("workload, extra", [("sine", []), ("conv4-5w1s", ["model.filters=8", "algorithm.meta_batch_size=4"])])
 def test_the_loop_baseline_computes_distmetas_meta_gradient(workload, extra):
     cfg = config.load(None, [*WORKLOADS[workload], *extra, "cluster.num_shards=0", "algorithm.compile=false"])
-    model = builders.model(cfg)
+    recipe = Recipe.from_config(cfg)
+    model = recipe.model()
     weights = flatten({k: p.detach() for k, p in model.named_parameters()})
-    group = builders.shard_group(cfg)
-    plan = builders.learner_settings(cfg).planner.plan(3)
+    group = recipe.shard_group()
+    plan = recipe.learner_settings.planner.plan(3)
     expected = aggregate(group.compute(3, weights, 3, plan), step=3, version=3).grad
-    family = builders.family(cfg, "train")
-    data = builders.data(cfg, "train")
-    tasks = (family if data is None else family.with_data(data)).sample(cfg.seed, TRAIN, 3, range(cfg.algorithm.meta_batch_size))
+    family, units = recipe.families("train")[0], recipe.training_units
+    tasks = family.with_data(units[0] if units else None).sample(cfg.seed, TRAIN, 3, range(cfg.algorithm.meta_batch_size))
     frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the step leaves the gradients in .grad
     a = cfg.algorithm
-    loop_step(
-        model, frozen, tasks, "cross_entropy" if builders.is_image(cfg) else "mse", a.inner_lr, a.inner_steps, a.first_order
-    )
+    loop_step(model, frozen, tasks, recipe.algorithm.loss, a.inner_lr, a.inner_steps, a.first_order)
     got = flatten({k: p.grad for k, p in model.named_parameters()})
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
@@ -77,7 +76,7 @@ def test_bench_refuses_an_unknown_workload(capsys):
 def test_modes_take_turns_block_by_block_and_a_finished_one_is_skipped():
     import threading
 
-    from distmeta.bench.throughput import Clock, Turns
+    from distmeta.bench.turns import Clock, Turns
 
     turns, order = Turns(3), []
     clocks = [Clock(i, turns, steps=2, blocks=2, parts=lambda: {}) for i in range(3)]
@@ -101,7 +100,7 @@ def test_modes_take_turns_block_by_block_and_a_finished_one_is_skipped():
 
 def test_steps_after_the_last_block_are_not_counted():
     """A distmeta mode runs one logged step past its blocks: it must not make a block of its own."""
-    from distmeta.bench.throughput import Clock, Turns
+    from distmeta.bench.turns import Clock, Turns
 
     spent = {"meta_gradient": 0.0}
     clock = Clock(0, Turns(1), steps=2, blocks=1, parts=lambda: dict(spent))
@@ -116,7 +115,7 @@ def test_steps_after_the_last_block_are_not_counted():
 
 
 def test_a_mode_that_leaves_before_its_turn_does_not_take_the_turn():
-    from distmeta.bench.throughput import Turns
+    from distmeta.bench.turns import Turns
 
     turns = Turns(3)
     turns.pass_on(2, finished=True)  # mode 2 failed while starting; mode 0 holds the turn

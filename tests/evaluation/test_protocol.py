@@ -5,9 +5,9 @@ import torch
 
 from distmeta.algorithms import build
 from distmeta.evaluation import evaluate, plot_curves, score_curve
+from distmeta.evaluation.keys import eval_key
 from distmeta.models import MLP, Conv4
 from distmeta.tasks import EVALUATION, EpisodeFamily, GlyphSource, SineFamily
-from distmeta.tracking.names import eval_key
 
 
 def _model():

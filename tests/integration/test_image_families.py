@@ -110,16 +110,16 @@ def _mixture(root):
 
 
 def test_under_shard_by_family_only_the_owning_actor_holds_a_familys_images(workdir, ray_runtime):
-    from distmeta import builders
     from distmeta.models import flatten
+    from distmeta.recipe import Recipe
 
-    cfg = distmeta.load_config(None, _mixture(omniglot_tree(workdir / "omniglot")))
-    group = builders.shard_group(cfg)
+    recipe = Recipe.from_config(distmeta.load_config(None, _mixture(omniglot_tree(workdir / "omniglot"))))
+    group = recipe.shard_group()
     try:
         held = [ray_runtime.get(a.families_with_images.remote()) for a in group.actors]
         assert held == [["glyphs"], ["omniglot"]]
-        planner = builders.learner_settings(cfg).planner
-        weights = flatten({k: p.detach() for k, p in builders.model(cfg).named_parameters()})
+        planner = recipe.learner_settings.planner
+        weights = flatten({k: p.detach() for k, p in recipe.model().named_parameters()})
         for step in range(3):
             for r in group.compute(step, weights, step, planner.plan(step)):
                 assert list(r.family_counts) == held[r.shard]

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import distmeta
-from distmeta import builders, checkpoints
+from distmeta import checkpoints
 from distmeta.learner.aggregate import aggregate
 from distmeta.models import flatten, unflatten
+from distmeta.recipe import Recipe
 from tests.conftest import SINE_CONFIG
 from tests.integration.helpers import SMALL, params_of, rel_diff, small_run
 
@@ -21,9 +22,10 @@ def _by_hand(steps: int, compensation: float) -> torch.Tensor:
     """theta_{s+1} = Adam(theta_s, g_s), with g_0 = grad(theta_0) and g_s = grad(theta_{s-1})
     (+ lambda g*g*(theta_s - theta_{s-1})), from the worker's meta-gradient and torch's Adam."""
     cfg = distmeta.load_config(SINE_CONFIG, [*SMALL, *COMMON, "cluster.num_shards=0", f"trainer.max_steps={steps}"])
-    model = builders.model(cfg)
-    group = builders.shard_group(cfg)
-    planner = builders.learner_settings(cfg).planner
+    recipe = Recipe.from_config(cfg)
+    model = recipe.model()
+    group = recipe.shard_group()
+    planner = recipe.learner_settings.planner
     params = dict(model.named_parameters())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.algorithm.meta_lr, fused=True)  # as the learner
     previous = None

@@ -53,12 +53,12 @@ def test_the_settings_apply_once_and_report_it():
 WORKER = """
 import sys
 import distmeta
-from distmeta import builders
+from distmeta.recipe import Recipe
 from distmeta.shard import allocator
 from distmeta.shard.worker import ShardWorker
 cfg = distmeta.load_config(sys.argv[1], ["cluster.num_shards=0", "algorithm.compile=false",
                                          "cluster.retain_freed_memory=" + sys.argv[2]])
-ShardWorker(0, builders.worker_spec(cfg))
+ShardWorker(0, Recipe.from_config(cfg).worker_spec())
 print(allocator._applied)
 """
 

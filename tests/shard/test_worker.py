@@ -87,7 +87,8 @@ def test_a_cuda_shard_without_cuda_computes_on_the_cpu_and_says_so(caplog):
 
 
 def test_loop_batching_equals_vmap_and_auto_picks_the_loop_for_images_on_cpu():
-    from distmeta import builders, config
+    from distmeta import config
+    from distmeta.recipe import Recipe
     from distmeta.tasks import EpisodeFamily, GlyphSource
 
     family = EpisodeFamily("glyphs", ways=3, shots=1, query=2)
@@ -111,7 +112,8 @@ def test_loop_batching_equals_vmap_and_auto_picks_the_loop_for_images_on_cpu():
     quiet = loop_worker.compute(1, w, 1, list(range(5)), diagnostics=False)
     assert torch.equal(quiet.grad_sum, looped.grad_sum)
     assert set(quiet.metrics) == {k for k in looped.metrics if not k.startswith("preadapt")} and "query_acc" in quiet.metrics
-    image = config.load(None, ["tasks.family=glyphs"])
-    assert builders.batching(image, "cpu") == "loop" and builders.batching(image, "cuda") == "vmap"
-    assert builders.batching(config.load(None, []), "cpu") == "vmap"  # sine: batched wins
-    assert builders.batching(config.load(None, ["tasks.family=glyphs", "algorithm.batching=vmap"]), "cpu") == "vmap"
+    image = Recipe.from_config(config.load(None, ["tasks.family=glyphs"]))
+    assert image.batching_on("cpu") == "loop" and image.batching_on("cuda") == "vmap"
+    assert Recipe.from_config(config.load(None, [])).batching_on("cpu") == "vmap"  # sine: batched wins
+    vmap = Recipe.from_config(config.load(None, ["tasks.family=glyphs", "algorithm.batching=vmap"]))
+    assert vmap.batching_on("cpu") == "vmap"

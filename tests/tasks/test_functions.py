@@ -13,9 +13,9 @@ def test_task_is_a_pure_function_of_seed_step_index():
     part = f.sample(7, TRAIN, 3, [4, 9])
     for a, b in zip(whole.tensors(), again.tensors()):
         assert torch.equal(a, b)
-    for a, b in zip(whole.task(4).tensors(), part.task(0).tensors()):
+    for a, b in zip(whole.slice(4, 5).tensors(), part.slice(0, 1).tensors()):
         assert torch.equal(a, b)
-    for a, b in zip(whole.task(9).tensors(), part.task(1).tensors()):
+    for a, b in zip(whole.slice(9, 10).tensors(), part.slice(1, 2).tensors()):
         assert torch.equal(a, b)
 
 

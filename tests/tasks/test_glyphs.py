@@ -37,7 +37,7 @@ def test_episodes_are_pure_functions_of_seed_step_index(val_images):
     f = _family(val_images, ways=5, shots=1, query=3)
     whole = f.sample(0, TRAIN, 2, range(4))
     part = f.sample(0, TRAIN, 2, [3])
-    for a, b in zip(whole.task(3).tensors(), part.tensors()):
+    for a, b in zip(whole.slice(3, 4).tensors(), part.tensors()):
         assert torch.equal(a, b)
     assert not torch.equal(whole.support_x, f.sample(0, TRAIN, 3, range(4)).support_x)
     assert not torch.equal(whole.support_x, f.sample(0, VALIDATION, 2, range(4)).support_x)
