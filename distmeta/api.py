@@ -25,7 +25,7 @@ from distmeta.evaluation import EvalReport, combine, plot_curves
 from distmeta.evaluation import evaluate as run_protocol
 from distmeta.evaluation.keys import EVAL_PREFIX
 from distmeta.models import family_view
-from distmeta.recipe import Recipe, check_resumable
+from distmeta.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _prepare(recipe: Recipe, resume: str | None) -> tuple[str, Path | None, str 
     ckpt_path = checkpoints.find_resume(resume, recipe.run.checkpoint_dir)
     saved = checkpoints.read(ckpt_path)
     meta = saved["distmeta"]
-    check_resumable(recipe.cfg, config.from_yaml_text(meta["config_yaml"]), ckpt_path)
+    recipe.check_resumable(meta["config_yaml"], ckpt_path)
     checkpoints.resumable(saved, ckpt_path)
     if not recipe.run.tracking_uri:  # the run lives in the store it started in
         uri = meta["tracking_uri"]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from distmeta import config
 from distmeta.errors import UserError
+from distmeta.recipe import Recipe
 
 LOCK = Path("requirements/constraints.txt")
 RUN_MARKER = "distmeta: MLflow run"
@@ -65,7 +66,7 @@ def prepare(
 ) -> Submission:
     """The job for ``config_path`` + ``overrides``, validated here first so a bad config never
     reaches the cluster. The config must lie inside ``workdir`` (it travels with it)."""
-    cfg = config.load(config_path, overrides)
+    run = Recipe.from_config(config.load(config_path, overrides)).run
     workdir = workdir.resolve()
     path = Path(config_path).resolve()
     if not path.is_relative_to(workdir):
@@ -73,10 +74,10 @@ def prepare(
             f"config {config_path} is outside the working directory {workdir}, which is what the job receives; "
             "run distmeta submit from a folder that contains it"
         )
-    _check_tracking(cfg.tracking.uri)
-    if not Path(cfg.checkpoint.dir).is_absolute():
+    _check_tracking(run.tracking_uri)
+    if not run.checkpoint_dir.is_absolute():
         raise UserError(
-            f"checkpoint.dir={cfg.checkpoint.dir} is relative: the checkpoints would be written into the job's "
+            f"checkpoint.dir={run.checkpoint_dir} is relative: the checkpoints would be written into the job's "
             "temporary working directory on the cluster and lost with it (and --resume could not find them); "
             "set checkpoint.dir to an absolute path on storage the head node keeps"
         )

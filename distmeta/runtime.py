@@ -52,7 +52,7 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
     if not address:
         # Ray lowers its workers to nice 15 so drivers stay responsive; here the shard actors do
         # the work while the learner mostly waits on them, and on a small machine the lowered
-        # priority cost ~15% of the step time. Started in-process only; a cluster keeps its own.
+        # priority starved them (docs/performance.md). Started in-process only; a cluster keeps its own.
         os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from distmeta.algorithms.base import Algorithm, Options
+from distmeta.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -22,22 +23,16 @@ class AlgorithmKind:
     """Options this name fixes (``fomaml``: MAML with ``first_order`` forced)."""
 
 
-ALGORITHMS: dict[str, AlgorithmKind] = {}
+ALGORITHMS: Registry[AlgorithmKind] = Registry("algorithm")
 
 
 def register(name: str, cls: type[Algorithm], **forced: Any) -> AlgorithmKind:
     """Make ``cls`` available as ``algorithm.name: <name>``; ``forced`` fixes some of its options."""
-    if name in ALGORITHMS:
-        raise ValueError(f"algorithm '{name}' is registered already")
-    kind = AlgorithmKind(name, cls, dict(forced))
-    ALGORITHMS[name] = kind
-    return kind
+    return ALGORITHMS.add(name, AlgorithmKind(name, cls, dict(forced)))
 
 
 def algorithm_kind(name: str) -> AlgorithmKind:
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm '{name}'; known: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[name]
+    return ALGORITHMS.lookup(name)
 
 
 OPTION_FIELDS = ("loss", "steps", "lr", "first_order", "checkpoint", "ways")

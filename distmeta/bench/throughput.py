@@ -9,7 +9,7 @@ task stream:
 - ``ray-<n>``: the same over ``n`` Ray shard actors, with its own embedded Ray (as ``distmeta train``).
 
 Every mode runs in its own process, on that process's main thread as ``distmeta train`` runs
-(OpenMP teams of other threads were measured 15-40% slower on conv4), and only the one holding
+(OpenMP teams of other threads ran conv4 slower, docs/performance.md), and only the one holding
 the turn computes (:class:`Turns`): after a warm-up block, the modes take turns running blocks of
 meta-steps, so machine noise falls on all of them alike. Each block gives tasks per second; the
 ratios to ``loop`` are taken block by block and summarised by median, min and max.

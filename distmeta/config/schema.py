@@ -193,12 +193,12 @@ class ClusterConfig:
     or ``STRICT_SPREAD`` (one shard per node)."""
     local_channel: bool = True
     """Shard actors on the learner's node get their requests and send their results over a Unix
-    socket (:mod:`distmeta.shard.channel`) instead of Ray calls, which cost 1-1.5 ms each on a
-    small machine; Ray still places and restarts them and carries every retry."""
+    socket (:mod:`distmeta.shard.channel`) instead of Ray calls, whose fixed cost is as large as
+    a small model's step (docs/performance.md); Ray still places and restarts them and carries every retry."""
     retain_freed_memory: bool = True
     """Shards keep freed memory for the next task instead of returning it to the kernel (glibc
     ``mallopt``, :mod:`distmeta.shard.allocator`; with ``num_shards: 0`` that is the learner's
-    own process): conv4's per-task loop ran 30% faster."""
+    own process): the per-task loop stops faulting its pages in again (docs/performance.md)."""
     learner_device: str = "cpu"
     """Where the learner (optimizer, validation, evaluation) runs: ``cpu`` or ``cuda`` (a GPU of
     the driver's node, outside the shards' bundles)."""

@@ -22,7 +22,7 @@ def score_curve(
     params = {k: p.detach() for k, p in params.items()}
     steps = tuple(steps)
     # On CPU, vmapping many tasks' convolutions (each task has its own adapted weights) runs as one
-    # large grouped convolution, 2-3x slower than one task at a time; small dense nets (regression)
+    # large grouped convolution, slower than one task at a time (docs/performance.md); small dense nets (regression)
     # and GPUs do better batched. Image inputs are [T, N, C, H, W].
     first = tasks.tensors()[0]
     chunk = 1 if first.device.type == "cpu" and first.dim() == 5 else None

@@ -86,13 +86,17 @@ def aggregate(
     metrics = {k: v / total for k, v in overall.items()}
     if not all(math.isfinite(v) for v in metrics.values()):
         raise NonFiniteGradientError(f"non-finite loss at step {step}: {metrics}")
-    if len(families) == 1:  # the whole gradient (its norm may be 0: then nothing pulls at all)
-        shares = {families[0]: 1.0 if bool(grad.any()) else 0.0}
-    else:
-        norm2 = float(grad.double().pow(2).sum())
-        shares = {f: float((contributions[f].double() * grad.double()).sum()) / norm2 if norm2 > 0 else 0.0 for f in families}
+    shares = _shares(families, contributions, grad)
     family_metrics = {f: {k: v / counts[f] for k, v in metric_sums[f].items()} for f in families}
     return Aggregate(grad, total, {f: counts[f] for f in families}, metrics, family_metrics, shares)
+
+
+def _shares(families: list[str], contributions: dict[str, torch.Tensor], grad: torch.Tensor) -> dict[str, float]:
+    """Each family's contribution projected on the total (``<c_f, g> / ||g||^2``)."""
+    if len(families) == 1:  # the whole gradient (its norm may be 0: then nothing pulls at all)
+        return {families[0]: 1.0 if bool(grad.any()) else 0.0}
+    norm2 = float(grad.double().pow(2).sum())
+    return {f: float((contributions[f].double() * grad.double()).sum()) / norm2 if norm2 > 0 else 0.0 for f in families}
 
 
 def _by_count(families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]) -> dict[str, float]:

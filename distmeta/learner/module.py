@@ -22,7 +22,8 @@ from distmeta.learner.aggregate import aggregate
 from distmeta.learner.data import train_loader, val_loader
 from distmeta.learner.settings import LearnerSettings
 from distmeta.learner.window import Window
-from distmeta.models import family_view, flatten, unflatten
+from distmeta.models import family_view
+from distmeta.shard import wire
 from distmeta.shard.group import InFlight, ShardGroup
 from distmeta.tasks import VALIDATION, TaskFamily
 from distmeta.tracking import names
@@ -58,9 +59,9 @@ class MetaLearner(pl.LightningModule):
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
         s = self.settings
-        # fused: one kernel for the whole update, 3x faster than foreach on CPU (sine: 0.05 vs 0.14
-        # ms; conv4: 0.12 vs 0.33). With Ray shards the driver runs 1 torch thread (distmeta.api),
-        # so its OpenMP team does not fight the actors for the cores.
+        # fused: one kernel for the whole update, faster than foreach on CPU (docs/performance.md).
+        # With Ray shards the driver runs 1 torch thread (distmeta.runtime.session), so its OpenMP
+        # team does not fight the actors for the cores.
         opt = torch.optim.Adam(self.model.parameters(), lr=s.meta_lr, fused=True)
         if s.lr_schedule == "constant":
             return opt
@@ -76,7 +77,7 @@ class MetaLearner(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         step = self.global_step  # the meta-step; restored on resume, so the task stream continues
         params = dict(self.model.named_parameters())
-        weights = flatten({k: p.detach() for k, p in params.items()}).cpu()
+        weights = wire.weights_out(params)
         s = self.settings
         started = time.perf_counter()
         call = self._take_submitted(step) or self.group.submit(
@@ -109,7 +110,7 @@ class MetaLearner(pl.LightningModule):
         if call.version != step and s.delay_compensation > 0:  # DC-ASGD: towards the current weights
             agg.grad = agg.grad + s.delay_compensation * agg.grad * agg.grad * (weights - call.weights)
         aggregated = time.perf_counter()
-        grads = unflatten(agg.grad.to(self.device), params)
+        grads = wire.grads_in(agg.grad, params)
         for name, p in params.items():
             p.grad = grads[name]
         if self.settings.grad_clip > 0:
@@ -131,11 +132,9 @@ class MetaLearner(pl.LightningModule):
     def _submit_next(self) -> InFlight:
         ask = self._next_ask
         step = ask["step"]
-        call = self.group.submit(
+        return self.group.submit(
             step, ask["weights"], ask["version"], self.settings.planner.plan(step), self.settings.logged(step)
         )
-        call.weights = ask["weights"]
-        return call
 
     def _take_submitted(self, step: int) -> InFlight | None:
         """Pipelined: the call for ``step`` made during the previous step, or after a resume the

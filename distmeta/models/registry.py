@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from distmeta.models.heads import MultiHead
+from distmeta.registry import Registry
 
 HEADS = ("shared", "per_family")
 """``model.heads``: one head for every family of a mixture, or one per family."""
@@ -28,20 +29,15 @@ class ModelKind:
     """Takes ``(channels, H, W)`` images only (convolutional backbones); else any input, flattened."""
 
 
-MODELS: dict[str, ModelKind] = {}
+MODELS: Registry[ModelKind] = Registry("model")
 
 
 def register(kind: ModelKind) -> ModelKind:
-    if kind.name in MODELS:
-        raise ValueError(f"model '{kind.name}' is registered already")
-    MODELS[kind.name] = kind
-    return kind
+    return MODELS.add(kind.name, kind)
 
 
 def model_kind(name: str) -> ModelKind:
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(MODELS)}")
-    return MODELS[name]
+    return MODELS.lookup(name)
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,17 @@ from torch import nn
 
 from distmeta import algorithms
 from distmeta.algorithms import Algorithm
-from distmeta.config import DistMetaConfig, to_flat_dict, to_yaml
+from distmeta.config import DistMetaConfig, from_yaml_text, to_flat_dict, to_yaml
 from distmeta.errors import UserError
 from distmeta.learner.settings import LearnerSettings
 from distmeta.models import ModelSpec
 from distmeta.recipe import families as fam
-from distmeta.recipe.run import RunSettings
+from distmeta.recipe.run import RunSettings, check_resumable
 from distmeta.recipe.trainer import lightning_trainer
 from distmeta.runtime import session
-from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup, ShardGroup
+from distmeta.shard.actors import ActorResources
+from distmeta.shard.group import LocalShardGroup, ShardGroup
+from distmeta.shard.ray_group import RayShardGroup
 from distmeta.shard.worker import WorkerSpec
 from distmeta.tasks import FamilyRequest, TaskFamily, family_kind
 from distmeta.tasks.mixture import Mixture, unit_owners
@@ -73,6 +75,10 @@ class Recipe:
     def params(self) -> dict:
         """The flattened config, as MLflow params."""
         return to_flat_dict(self.cfg)
+
+    def check_resumable(self, saved_config_yaml: str, path) -> None:
+        """Refuse to continue a checkpoint written with another model or task stream."""
+        check_resumable(self.cfg, from_yaml_text(saved_config_yaml), path)
 
     def _weights(self) -> list[float]:
         return [float(f.weight) for f in self.cfg.tasks.families] or [1.0]

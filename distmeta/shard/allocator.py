@@ -2,9 +2,8 @@
 
 A per-task loop allocates and frees the same activations for every task. With glibc's defaults,
 blocks above the (dynamic) mmap threshold are unmapped when freed and the heap top is trimmed
-back to the kernel, so the next task faults every page in again. Measured on conv4 5-way 1-shot
-(8 tasks, 2 threads, per-task loop): 115 -> 81 ms per task, minor page faults 1.5M -> 0.19M.
-Trimming alone off is worse (setting any of these freezes the mmap threshold at 128 KiB), so the
+back to the kernel, so the next task faults every page in again (the measured cost is in
+docs/performance.md). Trimming alone off is worse (setting any of these freezes the mmap threshold at 128 KiB), so the
 threshold is fixed at glibc's maximum too.
 """
 

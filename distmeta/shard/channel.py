@@ -1,7 +1,7 @@
 """A co-located shard's fast path: its requests and results over a Unix socket, not Ray calls.
 
-A Ray actor call costs 1-1.5 ms on a small machine before any work (task submission, scheduling
-on the actor, the reply through Ray's core worker), as much as a sine meta-step's compute. A shard
+A Ray actor call has a fixed cost before any work (task submission, scheduling on the actor, the
+reply through Ray's core worker) as large as a small model's meta-step (docs/performance.md). A shard
 actor on the learner's node also serves the same ``compute`` on a Unix socket, from a thread of
 its own; the learner sends length-prefixed pickles (protocol 5) and blocks on the reply. Ray
 still places, restarts and kills the actors, and carries every call the channel cannot: remote

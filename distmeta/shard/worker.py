@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from distmeta.algorithms import Algorithm, Mode, meta_grad, meta_grad_loop
-from distmeta.models import ModelSpec, family_view, flatten, unflatten, view_names
+from distmeta.models import ModelSpec, family_view, view_names
+from distmeta.shard import wire
 from distmeta.shard.allocator import retain_freed_memory
 from distmeta.shard.channel import ChannelServer
 from distmeta.shard.result import ShardResult
@@ -99,8 +100,8 @@ class ShardWorker:
             for f in spec.families
             if (view := family_view(self.model, f.name)) is not self.model
         }
-        # static shapes: 20-30% faster than dynamic=None for a fixed task count (sine, 13 tasks:
-        # 1.12 vs 1.44 ms); a mixture's changing per-family counts go in power-of-two chunks
+        # static shapes: faster than dynamic=None for a fixed task count (docs/performance.md); a
+        # mixture's changing per-family counts go in power-of-two chunks
         # (_compiled_in_powers_of_two), so at most a handful of shapes ever compile. The per-task
         # loop runs eagerly: compiling would unroll it once per task count.
         self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile and spec.batching == "vmap" else self._eager
@@ -113,8 +114,8 @@ class ShardWorker:
         if self._channel is None:
             threads = self.spec.threads
             self._channel = ChannelServer(
-                lambda step, weights, version, indices, diagnostics: self.compute(
-                    step, weights, version, indices, diagnostics=diagnostics
+                lambda step, weights, version, indices, diagnostics, slot: self.compute(
+                    step, weights, version, indices, slot=slot, diagnostics=diagnostics
                 ),
                 on_thread=(lambda: torch.set_num_threads(threads)) if threads > 0 else (lambda: None),
             )
@@ -217,20 +218,20 @@ class ShardWorker:
         version: int,
         indices: Sequence[int],
         *data: ClassImages | None,
+        slot: int | None = None,
         diagnostics: bool = True,
     ) -> ShardResult:
         """Per family, the meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the
         flat ``weights``. ``data``: draw these tasks from other images than this worker's own
         (recomputing a lost shard that owned other classes or families elsewhere).
-        ``diagnostics=False``: the per-task loop may leave out the metrics that cost compute."""
+        ``slot``: the plan slot this answers (default this worker's own shard). ``diagnostics=False``:
+        the per-task loop may leave out the metrics that cost compute."""
         with self._lock:
-            return self._compute(step, weights, version, indices, data, diagnostics)
+            return self._compute(step, weights, version, indices, data, self.shard if slot is None else slot, diagnostics)
 
-    def _compute(self, step, weights, version, indices, data, diagnostics) -> ShardResult:
+    def _compute(self, step, weights, version, indices, data, slot, diagnostics) -> ShardResult:
         start = time.perf_counter()
-        # object-store arrays are read-only; the copy is tiny next to the step's compute
-        flat = torch.from_numpy(np.array(weights)) if isinstance(weights, np.ndarray) else weights
-        params = unflatten(flat.to(self.device), self.template)
+        params = wire.weights_in(weights, self.template, self.device)
         units = self._attach(data) if data else self.units
         seed, parts = self.spec.seed, self.spec.partitions
         by_family: dict[int, list[TaskData]] = {}
@@ -242,11 +243,11 @@ class ShardWorker:
             family = self.spec.families[f]
             tasks = type(batches[0]).cat(batches).to(self.device)
             g, m = self._family_grad(family.name, params, tasks, diagnostics)
-            grads[family.name] = flatten(g).cpu()
+            grads[family.name] = wire.grads_out(g)
             counts[family.name] = len(tasks)
             metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides
         return ShardResult(
-            shard=self.shard,
+            shard=slot,
             step=step,
             weights_version=version,
             family_grads=grads,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from distmeta.registry import Registry
 from distmeta.tasks.datasets import load_miniimagenet, load_omniglot
 from distmeta.tasks.functions import KINDS as FUNCTION_KINDS
 from distmeta.tasks.functions import FunctionFamily
@@ -64,20 +65,15 @@ class FamilyKind:
         return self.load is not None
 
 
-FAMILIES: dict[str, FamilyKind] = {}
+FAMILIES: Registry[FamilyKind] = Registry("task family")
 
 
 def register(kind: FamilyKind) -> FamilyKind:
-    if kind.name in FAMILIES:
-        raise ValueError(f"task family '{kind.name}' is registered already")
-    FAMILIES[kind.name] = kind
-    return kind
+    return FAMILIES.add(kind.name, kind)
 
 
 def family_kind(name: str) -> FamilyKind:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown task family '{name}'; known: {', '.join(FAMILIES)}")
-    return FAMILIES[name]
+    return FAMILIES.lookup(name)
 
 
 def _function_family(r: FamilyRequest, split: str) -> TaskFamily:

@@ -13,6 +13,7 @@ from distmeta.learner.aggregate import aggregate
 from distmeta.models import flatten
 from distmeta.recipe import Recipe
 from distmeta.tasks import TRAIN
+from tests.shard.helpers import compute
 
 
 @pytest.mark.parametrize("workload, extra", [("sine", []), ("conv4-5w1s", ["model.filters=8", "algorithm.meta_batch_size=4"])])
@@ -23,7 +24,7 @@ def test_the_loop_baseline_computes_distmetas_meta_gradient(workload, extra):
     weights = flatten({k: p.detach() for k, p in model.named_parameters()})
     group = recipe.shard_group()
     plan = recipe.learner_settings.planner.plan(3)
-    expected = aggregate(group.compute(3, weights, 3, plan), step=3, version=3).grad
+    expected = aggregate(compute(group, 3, weights, 3, plan), step=3, version=3).grad
     family, units = recipe.families("train")[0], recipe.training_units
     tasks = family.with_data(units[0] if units else None).sample(cfg.seed, TRAIN, 3, range(cfg.algorithm.meta_batch_size))
     frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the step leaves the gradients in .grad

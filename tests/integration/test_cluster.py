@@ -94,7 +94,8 @@ import json
 from distmeta.algorithms import build
 from distmeta.errors import UserError
 from distmeta.models import ModelSpec
-from distmeta.shard.group import ActorResources, RayShardGroup
+from distmeta.shard.actors import ActorResources
+from distmeta.shard.ray_group import RayShardGroup
 from distmeta.shard.worker import WorkerSpec
 from distmeta.tasks import SineFamily
 from distmeta.tasks.mixture import Mixture

@@ -11,6 +11,7 @@ import distmeta
 from distmeta.cli import main
 from distmeta.tracking import names
 from tests.integration.helpers import SMALL
+from tests.shard.helpers import compute
 from tests.trees import miniimagenet_tree, omniglot_tree
 
 pytestmark = [pytest.mark.ray]
@@ -121,7 +122,7 @@ def test_under_shard_by_family_only_the_owning_actor_holds_a_familys_images(work
         planner = recipe.learner_settings.planner
         weights = flatten({k: p.detach() for k, p in recipe.model().named_parameters()})
         for step in range(3):
-            for r in group.compute(step, weights, step, planner.plan(step)):
+            for r in compute(group, step, weights, step, planner.plan(step)):
                 assert list(r.family_counts) == held[r.shard]
     finally:
         group.close()

@@ -12,6 +12,7 @@ from distmeta.models import flatten, unflatten
 from distmeta.recipe import Recipe
 from tests.conftest import SINE_CONFIG
 from tests.integration.helpers import SMALL, params_of, rel_diff, small_run
+from tests.shard.helpers import compute
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -32,7 +33,7 @@ def _by_hand(steps: int, compensation: float) -> torch.Tensor:
     for s in range(steps):
         now = flatten({k: p.detach() for k, p in params.items()}).clone()
         at = now if previous is None else previous
-        g = aggregate(group.compute(s, at, s, planner.plan(s)), step=s, version=s).grad
+        g = aggregate(compute(group, s, at, s, planner.plan(s)), step=s, version=s).grad
         g = g + compensation * g * g * (now - at)
         for name, t in unflatten(g, params).items():
             params[name].grad = t

@@ -6,8 +6,11 @@ import time
 import pytest
 import torch
 
+from distmeta.shard.actors import ActorResources
 from distmeta.shard.channel import ChannelClient, ChannelError, ChannelServer
-from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
+from distmeta.shard.group import LocalShardGroup
+from distmeta.shard.ray_group import RayShardGroup
+from tests.shard.helpers import compute, grad_sum
 from tests.shard.test_group import _spec
 
 
@@ -57,7 +60,7 @@ def _sine_step():
 @pytest.mark.ray
 def test_a_ray_group_on_its_channels_equals_ray_calls_and_the_local_group(ray_runtime):
     weights, plan = _sine_step()
-    local = LocalShardGroup(_spec()).compute(4, weights, 4, plan)
+    local = compute(LocalShardGroup(_spec()), 4, weights, 4, plan)
     out = {}
     for channel in (True, False):
         group = RayShardGroup(
@@ -65,12 +68,12 @@ def test_a_ray_group_on_its_channels_equals_ray_calls_and_the_local_group(ray_ru
         )
         try:
             assert len(group.channels) == (2 if channel else 0)  # one node: every actor is local
-            out[channel] = [group.compute(s, weights, s, plan) for s in (4, 5)]
+            out[channel] = [compute(group, s, weights, s, plan) for s in (4, 5)]
         finally:
             group.close()
     for a, b, c in zip(local, out[True][0], out[False][0]):
-        torch.testing.assert_close(b.grad_sum, a.grad_sum, rtol=1e-6, atol=1e-7)
-        torch.testing.assert_close(b.grad_sum, c.grad_sum, rtol=0, atol=0)
+        torch.testing.assert_close(grad_sum(b), grad_sum(a), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad_sum(b), grad_sum(c), rtol=0, atol=0)
     assert [r.step for r in out[True][1]] == [5, 5]
 
 
@@ -99,10 +102,10 @@ def test_a_shard_error_over_the_channel_is_raised_and_the_next_step_is_still_rig
     group = RayShardGroup(_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60)
     try:
         with pytest.raises(RuntimeError, match="shard computation failed"):
-            group.compute(1, weights[:-3], 1, plan)  # weights of the wrong size
+            compute(group, 1, weights[:-3], 1, plan)  # weights of the wrong size
         assert not group.channels  # unread replies would answer later requests: channels dropped
-        after = group.compute(2, weights, 2, plan)  # over Ray calls now
+        after = compute(group, 2, weights, 2, plan)  # over Ray calls now
     finally:
         group.close()
-    for a, b in zip(LocalShardGroup(_spec()).compute(2, weights, 2, plan), after):
-        torch.testing.assert_close(b.grad_sum, a.grad_sum, rtol=1e-6, atol=1e-7)
+    for a, b in zip(compute(LocalShardGroup(_spec()), 2, weights, 2, plan), after):
+        torch.testing.assert_close(grad_sum(b), grad_sum(a), rtol=1e-6, atol=1e-7)

@@ -7,10 +7,13 @@ import torch
 
 from distmeta.algorithms import build
 from distmeta.models import MLP, ModelSpec, flatten
-from distmeta.shard.group import ActorResources, LocalShardGroup, RayShardGroup
+from distmeta.shard.actors import ActorResources
+from distmeta.shard.group import LocalShardGroup
+from distmeta.shard.ray_group import RayShardGroup
 from distmeta.shard.worker import WorkerSpec
 from distmeta.tasks import SineFamily, assign
 from distmeta.tasks.mixture import Mixture
+from tests.shard.helpers import compute, grad_sum
 
 pytestmark = [pytest.mark.ray]
 
@@ -42,19 +45,19 @@ def test_ray_group_equals_local_and_survives_a_killed_actor(ray_runtime):
     torch.manual_seed(0)
     weights = flatten({k: p.detach() for k, p in MLP(1, (40, 40), 1).named_parameters()})
     plan = [tuple(r) for r in assign(10, 2)]
-    local = LocalShardGroup(_spec()).compute(4, weights, 4, plan)
+    local = compute(LocalShardGroup(_spec()), 4, weights, 4, plan)
     group = RayShardGroup(_spec(), 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=2), timeout_s=60)
     try:
-        remote = group.compute(4, weights, 4, plan)
+        remote = compute(group, 4, weights, 4, plan)
         assert {info["pid"] for info in group.workers_info()} != {str(__import__("os").getpid())}
         _kill(ray_runtime, group, 0, restart=True)  # Ray restarts it; its shard is recomputed
-        again = group.compute(4, weights, 4, plan)
+        again = compute(group, 4, weights, 4, plan)
     finally:
         group.close()
     for a, b, c in zip(local, remote, again):
         assert a.shard == b.shard == c.shard and a.task_count == b.task_count
-        torch.testing.assert_close(a.grad_sum, b.grad_sum, rtol=1e-6, atol=1e-7)
-        torch.testing.assert_close(a.grad_sum, c.grad_sum, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad_sum(a), grad_sum(b), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad_sum(a), grad_sum(c), rtol=1e-6, atol=1e-7)
 
 
 def _image_spec():
@@ -87,22 +90,22 @@ def test_class_partitioned_shards_keep_their_classes_through_a_lost_actor(ray_ru
     weights = flatten({k: p.detach() for k, p in spec.model.build().named_parameters()})
     plan = Planner(8, 2, "classes", spec.mixture, seed=spec.seed, partitions=2).plan(3)
     assert all(plan) and plan != [list(range(4)), list(range(4, 8))]  # tasks follow their partition's owner
-    expected = LocalShardGroup(spec, tuple(parts)).compute(3, weights, 3, plan)
+    expected = compute(LocalShardGroup(spec, tuple(parts)), 3, weights, 3, plan)
     owned = [(parts[0], None), (None, parts[1])]
     group = RayShardGroup(spec, 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60, shard_data=owned)
     try:
         assert [ray_runtime.get(a.families_with_images.remote()) for a in group.actors] == [["glyphs"], ["glyphs"]]
-        first = group.compute(3, weights, 3, plan)
+        first = compute(group, 3, weights, 3, plan)
         _kill(ray_runtime, group, 0, restart=False)  # shard 0 must be recomputed on actor 1
-        again = group.compute(3, weights, 3, plan)
+        again = compute(group, 3, weights, 3, plan)
     finally:
         group.close()
     assert group.faults.recomputed_tasks == len(plan[0])
     for exp, a, b in zip(expected, first, again):
-        torch.testing.assert_close(a.grad_sum, exp.grad_sum, rtol=1e-6, atol=1e-7)
-        torch.testing.assert_close(b.grad_sum, exp.grad_sum, rtol=1e-6, atol=1e-7)
-    swapped = LocalShardGroup(spec, (parts[1], parts[0])).compute(3, weights, 3, plan)  # the classes matter
-    assert not torch.allclose(expected[0].grad_sum, swapped[0].grad_sum)
+        torch.testing.assert_close(grad_sum(a), grad_sum(exp), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad_sum(b), grad_sum(exp), rtol=1e-6, atol=1e-7)
+    swapped = compute(LocalShardGroup(spec, (parts[1], parts[0])), 3, weights, 3, plan)  # the classes matter
+    assert not torch.allclose(grad_sum(expected[0]), grad_sum(swapped[0]))
 
 
 def test_shared_images_are_put_in_the_object_store_once(ray_runtime):
@@ -137,13 +140,13 @@ def test_under_shard_by_family_each_actor_computes_only_its_families(ray_runtime
     group = RayShardGroup(spec, 2, ActorResources(num_cpus=1, num_gpus=0, max_restarts=0), timeout_s=60)
     try:
         for step in range(3):
-            results = group.compute(step, weights, step, planner.plan(step))
+            results = compute(group, step, weights, step, planner.plan(step))
             owned = {0: {"sine", "quadratic"}, 1: {"linear"}}  # 3 families over 2 shards: f % 2
             for r in results:
                 assert set(r.family_counts) <= owned[r.shard], (step, r.shard, r.family_counts)
             assert sum(r.task_count for r in results) == 24
-            local = LocalShardGroup(spec).compute(step, weights, step, [list(range(24))])[0]
-            total = sum((r.grad_sum for r in results), torch.zeros_like(weights))
-            torch.testing.assert_close(total, local.grad_sum, rtol=1e-5, atol=1e-6)
+            local = compute(LocalShardGroup(spec), step, weights, step, [list(range(24))])[0]
+            total = sum((grad_sum(r) for r in results), torch.zeros_like(weights))
+            torch.testing.assert_close(total, grad_sum(local), rtol=1e-5, atol=1e-6)
     finally:
         group.close()
