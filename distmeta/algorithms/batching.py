@@ -39,8 +39,9 @@ def meta_grad(
     size = chunk_size if 0 < chunk_size < n else n
     grads: Params | None = None
     parts: list[dict[str, torch.Tensor]] = []
+    batched = mode if not mode.autograd else Mode(diagnostics=mode.diagnostics)  # inside torch.func transforms
     for start in range(0, n, size):
-        g, metrics = _chunk_grad(algo, model, params, buffers, tasks.slice(start, start + size), replace(mode, autograd=False))
+        g, metrics = _chunk_grad(algo, model, params, buffers, tasks.slice(start, start + size) if size < n else tasks, batched)
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
         parts.append(metrics)
     assert grads is not None
