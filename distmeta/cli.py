@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import sys
 import textwrap
 
-from distmeta.errors import NonFiniteGradientError, UserError
+from distmeta.errors import NonFiniteGradientError, ShardsFailedError, UserError
+from distmeta.interrupts import Interrupted
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="PATH|last", help="continue a run from its checkpoint (same run, same task stream)")
 
     e = sub.add_parser("eval", help="run the meta-test protocol on a checkpoint")
-    e.add_argument("--checkpoint", required=True, help="a .ckpt written by distmeta train")
+    e.add_argument("--checkpoint", required=True, help="a .ckpt written by distmeta train, or its run folder")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     e.add_argument("--no-mlflow", action="store_true", help="do not log the results to the checkpoint's MLflow run")
     e.add_argument("overrides", nargs="*", help="dot-list overrides of the checkpoint's config, e.g. evaluation.num_tasks=1000")
@@ -108,16 +111,34 @@ COMMANDS = {"train": "_train", "eval": "_eval", "submit": "_submit", "jobs": "_j
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides += extra  # overrides after an option: `train C --resume last trainer.max_steps=200`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return globals()[COMMANDS[args.command]](args)
     except UserError as exc:
         print(_paragraph(f"distmeta {args.command}: error: {exc}"), file=sys.stderr)
         return 2
-    except NonFiniteGradientError as exc:
+    except (NonFiniteGradientError, ShardsFailedError) as exc:
         print(_paragraph(f"distmeta {args.command}: stopped: {exc}"), file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(_paragraph(f"distmeta {args.command}: {_stopped(args, exc)}"), file=sys.stderr, flush=True)
+        return exc.exit_code
+
+
+def _stopped(args, exc: Interrupted) -> str:
+    """Where a signal stopped the command, and how to go on."""
+    if args.command != "train":
+        return f"stopped by {exc.name}."
+    if exc.checkpoint is None:
+        return f"stopped by {exc.name} before training started; nothing was written."
+    at = f" at step {exc.step}" if exc.step is not None else ""
+    again = shlex.join(["distmeta", "train", args.config, *args.overrides, "--resume", str(exc.checkpoint)])
+    return f"stopped by {exc.name}{at}; checkpoint {exc.checkpoint} holds that step and its MLflow run is marked KILLED. Continue it with: {again}"
 
 
 def _train(args) -> int:
@@ -138,12 +159,15 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from distmeta import api
 
-    report, figure = api.evaluate(args.checkpoint, args.overrides, log_to_mlflow=not args.no_mlflow)
-    if args.json:
-        print(json.dumps({**report.values, "num_tasks": report.num_tasks, "figure": str(figure)}, sort_keys=True))
-    else:
-        print(report.table())
-        print(f"adaptation figure: {figure}")
+    def show(report, figure) -> None:  # before anything is sent to MLflow: the numbers are never lost
+        if args.json:
+            print(json.dumps({**report.values, "num_tasks": report.num_tasks, "figure": str(figure)}, sort_keys=True))
+        else:
+            print(report.table())
+            print(f"adaptation figure: {figure}")
+        sys.stdout.flush()
+
+    api.evaluate(args.checkpoint, args.overrides, log_to_mlflow=not args.no_mlflow, on_report=show)
     return 0
 
 
@@ -226,9 +250,22 @@ def _jobs(args) -> int:
     return 0
 
 
+def run() -> None:
+    """The console entry point: :func:`main`, then exit; after a run whose Ray died under it
+    (a signal to the whole process group), without Ray's exit hook, which would wait a minute."""
+    code = main()
+    from distmeta import runtime
+
+    if runtime.abandoned():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def _paragraph(text: str) -> str:
-    return textwrap.fill(" ".join(text.split()), width=100)
+    return textwrap.fill(" ".join(text.split()), width=100, break_on_hyphens=False, break_long_words=False)  # paths stay whole
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

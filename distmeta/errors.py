@@ -15,3 +15,8 @@ class ConfigError(UserError):
 
 class NonFiniteGradientError(RuntimeError):
     """A shard returned a NaN/inf meta-gradient; the run stops before the optimizer applies it."""
+
+
+class ShardsFailedError(RuntimeError):
+    """A shard's tasks failed on every attempt (actors that died or never answered in time); the
+    run stops at that step, its last checkpoint kept."""

@@ -21,9 +21,9 @@ from pathlib import Path
 from distmeta import config
 from distmeta.errors import UserError
 from distmeta.recipe import Recipe
+from distmeta.tracking.announce import RUN_MARKER
 
 LOCK = Path("requirements/constraints.txt")
-RUN_MARKER = "distmeta: MLflow run"
 """The learner prints ``distmeta: MLflow run <id> experiment <id> tracking <uri>`` once the run exists."""
 _RUN_LINE = re.compile(re.escape(RUN_MARKER) + r" (\S+) experiment (\S+) tracking (\S+)")
 
@@ -128,11 +128,6 @@ def submit(job_client, job: Submission) -> str:
         )
     except RuntimeError as exc:
         raise UserError(f"the Ray job server refused the job: {exc}") from None
-
-
-def announce(run_id: str, experiment_id: str, tracking_uri: str) -> str:
-    """The line the learner prints once its MLflow run exists (:data:`RUN_MARKER`)."""
-    return f"{RUN_MARKER} {run_id} experiment {experiment_id} tracking {tracking_uri}"
 
 
 def follow(

@@ -9,20 +9,106 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
+from distmeta import interrupts
 from distmeta.errors import UserError
 
 # Closed networks and privacy: Ray must never try to report usage.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+SHUTDOWN_S = 10.0
+"""How long closing the actors or Ray's shutdown may take before the run goes on without it."""
+STOPPING_SHUTDOWN_S = 3.0
+"""The same after a signal, which may have reached Ray's own processes too (sent to the process
+group): they are dying, and each call would wait a minute for them. A healthy close takes well
+under this (docs/reliability.md); past it, the process exits without them."""
+
+
 @contextmanager
 def session(address: str, num_shards: int) -> Iterator[None]:
-    """Where a run's shards run: with shard actors, Ray started in-process or joined (and shut
-    down after, if started here), and the learner's process at one torch thread meanwhile (its
-    own maths is tiny; idle intra-op threads would only compete with the shards)."""
+    """:func:`ray_session` with the learner at one torch thread meanwhile (:func:`learner_threads`)."""
+    with ray_session(address, num_shards), learner_threads(num_shards):
+        yield
+
+
+_abandoned = False
+
+
+def abandoned() -> bool:
+    """Ray's processes died under this one and it was not shut down: the process should exit
+    without Ray's exit hook, which would wait a minute for them (``distmeta.cli.run`` does)."""
+    return _abandoned
+
+
+@contextmanager
+def ray_session(address: str, num_shards: int) -> Iterator[None]:
+    """Where a run's shard actors live: with any, Ray started in-process or joined (and shut down
+    after, if started here)."""
+    global _abandoned
+    _abandoned = False
+    started = start_ray(address) if num_shards > 0 else False
+    try:
+        yield
+    finally:
+        if started and ray_alive() and not _abandoned:
+            _bounded(_ray_shutdown, _teardown_s(), "Ray's shutdown")
+        if started and (_abandoned or not ray_alive()):  # its processes are gone or going: the rest go too
+            _abandoned = True
+            _kill_own_node()
+
+
+@contextmanager
+def releasing(group) -> Iterator:
+    """``group.close()`` at the end, unless Ray's own processes are gone (nothing is left to
+    release, and Ray's calls would wait for them)."""
+    try:
+        yield group
+    finally:
+        if ray_alive():
+            _bounded(group.close, _teardown_s(), "closing the shard actors")
+
+
+def _teardown_s() -> float:
+    return STOPPING_SHUTDOWN_S if interrupts.requested() else SHUTDOWN_S
+
+
+def ray_alive() -> bool:
+    """Whether Ray's own processes still run, as far as this process can tell: the GCS and raylet
+    it started (a signal to the whole process group reaches them too); a joined cluster's, it
+    cannot see and assumes they do."""
+    node = _own_node()
+    if node is None:
+        return True
+    procs = node.all_processes
+    return all(p.process.poll() is None for kind in ("gcs_server", "raylet") for p in procs.get(kind, []))
+
+
+def _own_node():
+    """The Ray node this process started, if any (Ray-internal: there is no public handle on it)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None) if ray.is_initialized() else None
+    return node if node is not None and node.head else None
+
+
+def _kill_own_node() -> None:
+    node = _own_node()
+    if node is not None:
+        node.kill_all_processes(check_alive=False, allow_graceful=False)
+
+
+def _ray_shutdown() -> None:
+    import ray
+
+    ray.shutdown()
+
+
+@contextmanager
+def learner_threads(num_shards: int) -> Iterator[None]:
+    """With shard actors, the learner's process at one torch thread: its own maths is tiny, and
+    idle intra-op threads would only compete with the shards."""
     import torch
 
-    started = start_ray(address) if num_shards > 0 else False
     threads = torch.get_num_threads()
     if num_shards > 0:
         torch.set_num_threads(1)
@@ -30,10 +116,19 @@ def session(address: str, num_shards: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-        if started:
-            import ray
 
-            ray.shutdown()
+
+def _bounded(action, timeout_s: float, what: str) -> None:
+    """``action()`` given ``timeout_s``: a Ray call whose peers died can wait a minute for them."""
+    global _abandoned
+    import threading
+
+    worker = threading.Thread(target=action, name="distmeta-teardown", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        _abandoned = True
+        logging.getLogger(__name__).warning("%s did not end within %.0f s; going on without it", what, timeout_s)
 
 
 def start_ray(address: str, timeout_s: float = 5.0) -> bool:
@@ -56,7 +151,7 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
         os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(
-            address=address or None,
+            address=address or "local",  # "local": never a cluster found by chance on this machine
             include_dashboard=False if not address else None,
             logging_level=logging.WARNING,
             log_to_driver=True,
@@ -69,7 +164,10 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
 def _check_tcp(address: str, timeout_s: float) -> None:
     """A TCP probe of ``host:port`` (or ``ray://host:port``) so a wrong address fails in seconds."""
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    host, port = parsed.hostname, parsed.port
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:  # a port that is not a number
+        host, port = None, None
     if not host or not port:
         raise UserError(f"cluster.address={address} is not of the form host:port, ray://host:port or auto")
     try:

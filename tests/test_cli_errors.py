@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -47,6 +49,34 @@ QUICK = [
             "'reptil' is not one of maml, fomaml, reptile, anil, metasgd, protonet",
         ),
         (["train", str(SINE_CONFIG), "tasks.shard_by=classes"], "'classes' partitions image classes; tasks.family=sine has none"),
+        (["train", str(SINE_CONFIG), "cluster.address=head:port"], "cluster.address=head:port is not of the form host:port"),
+        (["train", str(SINE_CONFIG), "checkpoint.dir=/proc/distmeta", *QUICK], "checkpoint.dir=/proc/distmeta cannot be created"),
+        (["train", str(SINE_CONFIG), f"checkpoint.dir={SINE_CONFIG}", *QUICK], "sine_maml.yaml is a file, not a folder"),
+        (
+            ["train", str(SINE_CONFIG), "tracking.uri=bogus://x", *QUICK],
+            "tracking.uri=bogus://x cannot be used as an MLflow store",
+        ),
+        (["train", str(SINE_CONFIG), "tracking.uri=mlruns", *QUICK], "mlruns is a folder, MLflow's file store, which MLflow"),
+        (["train", str(SINE_CONFIG), "tracking.uri=file:///tmp/mlruns", *QUICK], "is a folder, MLflow's file store"),
+        (
+            ["train", str(SINE_CONFIG), "tracking.uri=postgresql://u@127.0.0.1:1/db", *QUICK],
+            "tracking.uri=postgresql://u@127.0.0.1:1/db needs a database driver that is not installed",
+        ),
+        (["train", str(SINE_CONFIG), "algorithm=3", "algorithm.name=maml"], "'algorithm=3': algorithm is a section"),
+        (["train", str(SINE_CONFIG), "trainer.grad_clip=nan"], "'trainer.grad_clip': must be a finite number, got nan"),
+        (["train", str(SINE_CONFIG), "trainer.grad_clip=inf"], "'trainer.grad_clip': must be a finite number, got inf"),
+        (["train", str(SINE_CONFIG), "algorithm.inner_lr=inf"], "'algorithm.inner_lr': must be a finite number"),
+        (["train", str(SINE_CONFIG), "algorithm.meta_lr=1e300"], "1e+300 is past any useful learning rate (at most 1.0)"),
+        (
+            ["train", str(SINE_CONFIG), "tasks.families=[{name: sine, ranges: {amplitude: [0, .inf]}}]"],
+            "'tasks.families[0].ranges.amplitude[1]': must be a finite number, got inf",
+        ),
+        (["train", str(SINE_CONFIG), "cluster.step_timeout_s=0.01"], "0.01 s is shorter than any step takes"),
+        (
+            ["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), "tasks.image_size=8"],
+            "'tasks.image_size': 8 is too small",
+        ),
+        (["eval", "--checkpoint", "."], ". is a folder without a last.ckpt"),
         (
             [
                 "train",
@@ -131,7 +161,7 @@ def test_real_process_exit_code_and_no_traceback(workdir):
 
 
 @pytest.mark.ray
-def test_impossible_resources_fail_fast_and_mark_the_run_failed(workdir, ray_runtime, capsys):
+def test_impossible_resources_fail_fast_before_any_run_exists(workdir, ray_runtime, capsys):
     from mlflow.tracking import MlflowClient
 
     argv = ["train", str(SINE_CONFIG), "cluster.cpus_per_shard=3", *QUICK[:1], "algorithm.compile=false"]
@@ -139,16 +169,42 @@ def test_impossible_resources_fail_fast_and_mark_the_run_failed(workdir, ray_run
     err = " ".join(capsys.readouterr().err.split())
     assert "cluster.num_shards=2 shards of {3 CPU} each (placement PACK) need 6 CPU; the cluster has 2 CPU in all" in err
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("sine_maml").experiment_id])
-    assert [r.info.status for r in runs] == ["FAILED"]
+    assert client.get_experiment_by_name("sine_maml") is None, "refused before any run was made"
+
+
+class _Hostile:
+    def __reduce__(self):  # what a hostile checkpoint carries: code to run on loading
+        return (os.system, ("echo pwned",))
+
+
+@pytest.fixture(autouse=True)
+def nothing_half_done(workdir):
+    """After every case here: no MLflow run left RUNNING, no empty run folder."""
+    yield
+    from mlflow.tracking import MlflowClient
+
+    for db in workdir.rglob("*.db"):
+        client = MlflowClient(f"sqlite:///{db}")
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        running = [r.info.run_id for r in client.search_runs(experiments) if r.info.status == "RUNNING"] if experiments else []
+        assert not running, f"runs left RUNNING in {db}: {running}"
+    empty = [str(p) for p in workdir.glob("checkpoints/*") if p.is_dir() and not any(p.iterdir())]
+    assert not empty, f"empty run folders left: {empty}"
 
 
 @pytest.fixture
-def previous_run(workdir):
-    """A finished run's files in the working directory, and a check that nothing touched them."""
+def finished_run(workdir):
+    """A finished run in the working directory: its last checkpoint."""
     assert main(["train", str(SINE_CONFIG), *QUICK, "evaluation.shots=[5]"]) == 0
-    files = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
     (last,) = workdir.glob("checkpoints/*/last.ckpt")
+    return last
+
+
+@pytest.fixture
+def previous_run(finished_run, workdir):
+    """A finished run's files in the working directory, and a check that nothing touched them."""
+    files = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    last = finished_run
     yield last
     changed = [str(p) for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
     assert not changed, f"bad input changed a previous run's files: {changed}"
@@ -165,10 +221,14 @@ def _omniglot(workdir, damage: str):
             for png in char.glob("*.png"):
                 png.unlink()
     elif damage == "no_alphabets":
-        import shutil
-
         shutil.rmtree(root / "images_background")
         (root / "images_background").mkdir()
+    elif damage == "no_alphabet_level":  # <character>/*.png straight under the split folders
+        for split in ("images_background", "images_evaluation"):
+            for char in list(root.glob(f"{split}/*/*")):
+                char.rename(root / split / f"{char.parent.name}_{char.name}")
+            for alphabet in [p for p in (root / split).iterdir() if not any(p.glob("*.png"))]:
+                alphabet.rmdir()
     return root
 
 
@@ -183,12 +243,19 @@ def _omniglot(workdir, damage: str):
         ("unreadable_yaml", "bad.yaml as YAML: while parsing a flow sequence"),
         ("binary_yaml", "bin.yaml as a YAML text file: 'utf-8' codec can't decode"),
         ("config_is_a_folder", "checkpoints is a folder, not a config file"),
+        ("duplicate_key", "dup.yaml: key 'max_steps' appears twice, on lines 2 and 3"),
+        ("duplicate_section", "dup.yaml: key 'trainer' appears twice, on lines 1 and 4"),
+        ("no_alphabet_level", "the images sit one level too high: the <alphabet> level is missing"),
+        ("hostile_checkpoint_resume", "it holds pickled code or objects (posix.system); distmeta loads only"),
+        ("checkpoint_without_config", "is not a complete distmeta checkpoint: its metadata lacks config_yaml"),
+        ("resume_into_another_store", "which the store at sqlite:///"),
     ],
 )
 def test_bad_files_exit_2_and_leave_a_previous_run_intact(case, expected, previous_run, workdir, capsys):
     argv = ["train", str(SINE_CONFIG), *QUICK]
-    if case in ("corrupt_image", "empty_class_folders", "empty_dataset_folder"):
-        damage = {"corrupt_image": "corrupt", "empty_class_folders": "empty", "empty_dataset_folder": "no_alphabets"}[case]
+    damages = {"corrupt_image": "corrupt", "empty_class_folders": "empty", "empty_dataset_folder": "no_alphabets"}
+    if case in damages or case == "no_alphabet_level":
+        damage = damages.get(case, case)
         argv = [
             "train",
             str(REPO / "configs/omniglot_5w1s_maml.yaml"),
@@ -215,10 +282,29 @@ def test_bad_files_exit_2_and_leave_a_previous_run_intact(case, expected, previo
         argv[1] = str(workdir / "bin.yaml")
     elif case == "config_is_a_folder":
         argv[1] = str(workdir / "checkpoints")
+    elif case.startswith("duplicate"):
+        text = "trainer:\n  max_steps: 30\n  max_steps: 99999\n"
+        if case == "duplicate_section":
+            text = "trainer:\n  max_steps: 30\nalgorithm: {name: maml}\ntrainer:\n  log_every_n_steps: 5\n"
+        (workdir / "dup.yaml").write_text(text)
+        argv[1] = str(workdir / "dup.yaml")
+    elif case == "hostile_checkpoint_resume":
+        torch.save({"distmeta": {}, "state_dict": {}, "payload": _Hostile()}, workdir / "hostile.ckpt")
+        argv += ["--resume", str(workdir / "hostile.ckpt")]
+    elif case == "checkpoint_without_config":
+        saved = torch.load(previous_run, weights_only=True)
+        del saved["distmeta"]["config_yaml"]
+        torch.save(saved, workdir / "no_config.ckpt")
+        argv += ["--resume", str(workdir / "no_config.ckpt")]
+    elif case == "resume_into_another_store":  # its run is not in this store (another one, or reset)
+        saved = torch.load(previous_run, weights_only=True)
+        saved["distmeta"]["run_id"] = "0" * 32
+        torch.save(saved, workdir / "elsewhere.ckpt")
+        argv += ["--resume", str(workdir / "elsewhere.ckpt")]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert expected in " ".join(err.split()), err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "\x1b" not in err and "weights_only" not in err
 
 
 def test_a_format_1_conv4_checkpoint_still_evaluates_but_does_not_resume(workdir):
@@ -244,3 +330,31 @@ def test_a_format_1_conv4_checkpoint_still_evaluates_but_does_not_resume(workdir
     torch.testing.assert_close(norm(biased), norm(conv(x)), rtol=1e-4, atol=1e-5)
     with pytest.raises(UserError, match="format-1 Conv4 checkpoint"):
         checkpoints.resumable(ckpt, workdir / "old.ckpt")
+
+
+def test_eval_refuses_what_it_cannot_log_before_computing_and_reports_what_it_computed(finished_run, workdir, capsys):
+    """A run folder is accepted as --checkpoint; an override that changes the network is named as
+    the cause; a store that is gone is an error before any work, and makes no new store."""
+    assert main(["eval", "--checkpoint", str(finished_run.parent), "--no-mlflow", "evaluation.num_tasks=2"]) == 0
+    assert "K=5" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(finished_run), "model.hidden=[8]"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds another network than the config with overrides model.hidden=[8] builds: Unexpected key(s)" in err
+    (workdir / "mlflow.db").rename(workdir / "moved.db")
+    assert main(["eval", "--checkpoint", str(finished_run)]) == 2
+    assert "no MLflow store at" in " ".join(capsys.readouterr().err.split())
+    assert not (workdir / "mlflow.db").exists(), "no stray store was made"
+    (workdir / "moved.db").rename(workdir / "mlflow.db")
+
+
+def test_overrides_after_resume_continue_the_run(finished_run, workdir, capsys):
+    assert main(["train", str(SINE_CONFIG), *QUICK, "--resume", str(finished_run), "trainer.max_steps=4"]) == 0
+    assert torch.load(finished_run, weights_only=True)["global_step"] == 4
+
+
+def test_a_nonfinite_stop_says_which_checkpoint_is_left(workdir, capsys):
+    bad = "tasks.families=[{name: sine, weight: 200}, {name: linear, label: bad, weight: 1, ranges: {slope: [1e38, 2e38]}}]"
+    assert main(["train", str(SINE_CONFIG), bad, *QUICK[1:], "trainer.max_steps=30", "checkpoint.every_n_steps=5"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "non-finite meta-gradient" in err and "the update was not applied and" in err
+    assert "the newest checkpoint is " in err or "no checkpoint was written before it" in err

@@ -5,6 +5,7 @@ import pytest
 from distmeta import jobs
 from distmeta.cli import main
 from distmeta.errors import ConfigError, UserError
+from distmeta.tracking.announce import announce
 from tests.conftest import REPO
 
 SERVER = ["tracking.uri=http://127.0.0.1:5000", "checkpoint.dir=/srv/distmeta/checkpoints"]
@@ -62,4 +63,4 @@ def test_submit_without_an_address_names_the_variables(monkeypatch, capsys):
 def test_run_urls_point_at_the_mlflow_ui_page():
     assert jobs.run_url("r1", "7", "http://h:5000/") == "http://h:5000/#/experiments/7/runs/r1"
     assert jobs.run_url("r1", "7", "sqlite:////x/mlflow.db") == "sqlite:////x/mlflow.db"
-    assert jobs._RUN_LINE.search("INFO " + jobs.announce("r1", "7", "http://h:5000")).groups() == ("r1", "7", "http://h:5000")
+    assert jobs._RUN_LINE.search("INFO " + announce("r1", "7", "http://h:5000")).groups() == ("r1", "7", "http://h:5000")

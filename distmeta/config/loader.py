@@ -80,9 +80,29 @@ def _read_yaml(path: Path):
     return _parse_yaml(text, str(path))
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's mappings keep the last of two equal keys without a word; a config must not (a
+    second ``max_steps`` or a second ``trainer:`` section would silently replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in lines:
+                raise _DuplicateKey(f"key '{key}' appears twice, on lines {lines[key]} and {key_node.start_mark.line + 1}")
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def _parse_yaml(text: str, where: str):
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{where}: {exc}; keep one") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse {where} as YAML: {exc}".replace("\n", " ")) from None
     if data is None:
@@ -96,6 +116,10 @@ def _parse_overrides(overrides: list[str]):
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override '{item}' is not of the form key=value (e.g. trainer.max_steps=100)")
+        key = item.split("=", 1)[0]
+        if _is_section(key):
+            example = next(iter(_keys_under(key)), "name")
+            raise ConfigError(f"override '{item}': {key} is a section; set its keys one by one (e.g. {key}.{example}=...)")
     try:
         return OmegaConf.from_dotlist(overrides)
     except OmegaConfBaseException as exc:
@@ -133,6 +157,15 @@ def _unknown_key_message(exc: ConfigKeyError) -> str:
         close = difflib.get_close_matches(full_key, valid_full, n=1, cutoff=0.6)
         msg += f"; did you mean '{close[0]}'?" if close else f"; valid keys here: {', '.join(known)}"
     return msg
+
+
+def _is_section(dotted: str) -> bool:
+    node: Any = DistMetaConfig()
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(node) or not hasattr(node, part):
+            return False
+        node = getattr(node, part)
+    return dataclasses.is_dataclass(node)
 
 
 def _keys_under(parent: str) -> list[str]:

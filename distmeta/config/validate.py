@@ -7,8 +7,9 @@ so validation cannot disagree with the code that runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from distmeta.algorithms import ALGORITHMS, PATHS, algorithm_kind
 from distmeta.config.schema import DistMetaConfig
@@ -34,10 +35,26 @@ def _choice(key: str, value, choices: Iterable) -> None:
         _fail(key, f"'{value}' is not one of {', '.join(choices)}")
 
 
+MAX_LR = {"algorithm.inner_lr": 10.0, "algorithm.meta_lr": 1.0}
+"""Past these a step is no longer a step (Adam moves each weight by about meta_lr)."""
+MIN_IMAGE_SIZE = 16
+"""Conv4 halves an image four times."""
+MIN_STEP_TIMEOUT_S = 1.0
+"""Below this, a healthy shard's answer is itself late (a Ray call alone takes milliseconds, a
+first compiled step seconds)."""
+
+
 def validate(cfg: DistMetaConfig) -> None:
     a, t, c, tr = cfg.algorithm, cfg.tasks, cfg.cluster, cfg.trainer
+    _finite(cfg)
     _choices(cfg)
     _signs(cfg)
+    for key, limit in MAX_LR.items():
+        value = a.inner_lr if key == "algorithm.inner_lr" else a.meta_lr
+        if value > limit:
+            _fail(key, f"{value} is past any useful learning rate (at most {limit})")
+    if c.step_timeout_s < MIN_STEP_TIMEOUT_S:
+        _fail("cluster.step_timeout_s", f"{c.step_timeout_s} s is shorter than any step takes; use at least {MIN_STEP_TIMEOUT_S}")
     if algorithm_kind(a.name).cls.adapts and a.inner_steps == 0:
         _fail("algorithm.inner_steps", f"{a.name} needs at least one inner step (0 would be plain multi-task pre-training)")
     _validate_tasks(cfg)
@@ -66,6 +83,27 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("trainer.delay_compensation", f"must be a finite number >= 0, got {tr.delay_compensation}")
     if not cfg.tracking.experiment:
         _fail("tracking.experiment", "must not be empty")
+
+
+def _finite(cfg: DistMetaConfig) -> None:
+    """NaN or infinity anywhere in the config (lists, the families and their ranges included)."""
+    for key, value in _numbers("", cfg):
+        if not math.isfinite(value):
+            _fail(key, f"must be a finite number, got {value}")
+
+
+def _numbers(key: str, obj) -> Iterator[tuple[str, float]]:
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _numbers(f"{key}.{f.name}" if key else f.name, getattr(obj, f.name))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(f"{key}.{k}", v)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _numbers(f"{key}[{i}]", v)
+    elif isinstance(obj, float):
+        yield key, obj
 
 
 def _choices(cfg: DistMetaConfig) -> None:
@@ -201,5 +239,10 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
         _fail("tasks.rotations", "rotated photos are not new classes; rotations are for character families")
     if t.ways < 2:
         _fail("tasks.ways", f"an episode needs at least 2 classes, got {t.ways}")
+    if 0 < t.image_size < MIN_IMAGE_SIZE:
+        _fail(
+            "tasks.image_size",
+            f"{t.image_size} is too small: the backbones pool an image down 16-fold; use at least {MIN_IMAGE_SIZE} (0: the family's own)",
+        )
     if t.shard_by == "classes" and t.class_partitions < 1:
         _fail("tasks.class_partitions", f"must be at least 1, got {t.class_partitions}")

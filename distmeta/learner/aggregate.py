@@ -64,9 +64,7 @@ def aggregate(
             )
         for f, g in r.family_grads.items():
             if not torch.isfinite(g).all():
-                raise NonFiniteGradientError(
-                    f"non-finite meta-gradient at step {step} from shard {r.shard} (family {f}); the last good checkpoint is kept"
-                )
+                raise NonFiniteGradientError(f"non-finite meta-gradient at step {step} from shard {r.shard} (family {f})")
             sums[f] = g.clone() if f not in sums else sums[f].add_(g)
             counts[f] = counts.get(f, 0) + r.family_counts[f]
             into = metric_sums.setdefault(f, {})

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from distmeta import interrupts
 from distmeta.errors import NonFiniteGradientError
 from distmeta.evaluation.adaptation import sampled_curve
 from distmeta.learner.aggregate import aggregate
@@ -74,16 +75,28 @@ class MetaLearner(pl.LightningModule):
     def val_dataloader(self):
         return val_loader()
 
+    def on_train_start(self) -> None:
+        interrupts.install()  # Lightning's SIGTERM handler would end fit with an exception mid-loop
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if interrupts.requested():  # a stop asked during the step: the loop ends at this boundary
+            self.trainer.should_stop = True
+
     def training_step(self, batch, batch_idx):
         step = self.global_step  # the meta-step; restored on resume, so the task stream continues
         params = dict(self.model.named_parameters())
         weights = wire.weights_out(params)
         s = self.settings
         started = time.perf_counter()
-        call = self._take_submitted(step) or self.group.submit(
-            step, weights, step, s.planner.plan(step), self.settings.logged(step)
-        )
-        results = self.group.collect(call)
+        try:
+            interrupts.check()  # asked during validation: no new step
+            call = self._take_submitted(step) or self.group.submit(
+                step, weights, step, s.planner.plan(step), self.settings.logged(step)
+            )
+            results = self.group.collect(call)
+        except interrupts.Interrupted:  # the step in flight is abandoned; nothing of it was applied
+            self.trainer.should_stop = True
+            return
         if s.staleness:  # the shards start on the next step now, at the weights before this update
             self._next_ask = {"step": step + 1, "version": step, "weights": weights}
             self._next = self._submit_next() if step + 1 < s.max_steps else None

@@ -23,7 +23,7 @@ from distmeta.models import ModelSpec
 from distmeta.recipe import families as fam
 from distmeta.recipe.run import RunSettings, check_resumable
 from distmeta.recipe.trainer import lightning_trainer
-from distmeta.runtime import session
+from distmeta.runtime import ray_session, session
 from distmeta.shard.actors import ActorResources
 from distmeta.shard.group import LocalShardGroup, ShardGroup
 from distmeta.shard.ray_group import RayShardGroup
@@ -124,8 +124,12 @@ class Recipe:
             return self.algorithm.meta_model(self.model_spec.build())
 
     def runtime(self):
-        """The context the run's shards live in (:func:`distmeta.runtime.session`)."""
+        """The context the run's shards live in, the learner at one thread (:func:`distmeta.runtime.session`)."""
         return session(self.run.address, self.run.num_shards)
+
+    def ray_session(self):
+        """Ray for the run's shards, if it has any (:func:`distmeta.runtime.ray_session`)."""
+        return ray_session(self.run.address, self.run.num_shards)
 
     def trainer(self, logger, run_dir, callbacks=()):
         """The Lightning ``Trainer`` (checkpoints into ``run_dir``, the best by the validation score)."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from distmeta.errors import ShardsFailedError
 from distmeta.shard.channel import ChannelClient, ChannelError, ChannelTimeout
 from distmeta.shard.group import FaultCounters
 from distmeta.shard.result import ShardResult
@@ -107,7 +108,10 @@ class StepCalls:
         faults.failed_attempts += 1
         faults.recomputed_tasks += len(self.plan[k])
         if self.attempts[k] >= self.max_attempts:
-            raise RuntimeError(f"shard {k} failed {self.attempts[k]} times at step {self.request.step}; last error: {why}")
+            hint = "; if a step of this workload takes that long, raise cluster.step_timeout_s" if suspect == "hung" else ""
+            raise ShardsFailedError(
+                f"shard {k} failed {self.attempts[k]} times at step {self.request.step}; last error: {why}{hint}"
+            )
         log.warning("shard %d at step %d: %s; recomputing its %d tasks", k, self.request.step, why, len(self.plan[k]))
         self.send(k)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import shutil
 import socket
 import struct
@@ -21,6 +22,11 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+from distmeta import interrupts
+
+POLL_S = 0.25
+"""How often a wait looks for a stop request (:mod:`distmeta.interrupts`)."""
 
 _LENGTH = struct.Struct("<Q")
 
@@ -106,8 +112,13 @@ class ChannelClient:
             raise ChannelError(f"sending to the shard failed: {exc}") from None
 
     def reply(self, deadline: float) -> Any:
-        """The answer to the oldest request, waiting until ``deadline`` (``time.monotonic``)."""
+        """The answer to the oldest request, waiting until ``deadline`` (``time.monotonic``); a
+        stop request raises :class:`distmeta.interrupts.Interrupted` meanwhile."""
         try:
+            while not select.select([self._sock], [], [], max(0.0, min(POLL_S, deadline - time.monotonic())))[0]:
+                interrupts.check()
+                if time.monotonic() >= deadline:
+                    raise TimeoutError
             self._sock.settimeout(max(0.001, deadline - time.monotonic()))
             status, value = receive(self._sock)
         except TimeoutError:

@@ -17,9 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from distmeta import interrupts
 from distmeta.shard import wire
 from distmeta.shard.actors import ActorResources, ShardActors
 from distmeta.shard.calls import Lost, Request, StepCalls
+from distmeta.shard.channel import POLL_S
 from distmeta.shard.group import InFlight, frozen_plan
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardData, WorkerSpec
@@ -101,13 +103,15 @@ class RayShardGroup:
 
     def collect(self, call: InFlight) -> list[ShardResult]:
         """Channel replies first, then every Ray call of the step in one wait (the common case:
-        all healthy), each ready one fetched; late ones retried until the step is complete."""
+        all healthy), each ready one fetched; late ones retried until the step is complete. A stop
+        request (:mod:`distmeta.interrupts`) raises meanwhile: the step is abandoned."""
         import ray
 
         calls: StepCalls = call.handle
         calls.read_channels()
         while pending := calls.ray_calls():
-            wait_s = max(0.0, min(c.deadline for c in pending.values()) - time.monotonic())
+            interrupts.check()
+            wait_s = max(0.0, min(POLL_S, min(c.deadline for c in pending.values()) - time.monotonic()))
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=wait_s)
             for ref in ready:
                 calls.receive(pending[ref])

@@ -45,6 +45,10 @@ def load_omniglot(root: str | Path, split: str, *, image_size: int = 28, class_s
         for a in sorted(p for p in f.iterdir() if p.is_dir())
         for c in sorted(p for p in a.iterdir() if p.is_dir())
     ]
+    if not characters:
+        flat = any(next(f.glob("*/*.png"), None) for f in folders)
+        why = "the images sit one level too high: the <alphabet> level is missing" if flat else "no character folders"
+        raise UserError(f"Omniglot under '{root}' holds no characters ({why}); {OMNIGLOT_LAYOUT}")
     counts = tuple(class_split) or OMNIGLOT_SPLIT
     if len(counts) != 3 or sum(counts) != len(characters):
         raise UserError(

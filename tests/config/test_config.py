@@ -44,7 +44,7 @@ def test_yaml_round_trip_and_flat_params():
         (["algorithm.name=reptil"], "config key 'algorithm.name': 'reptil' is not one of maml, fomaml"),
         (["cluster.num_shards=4", "algorithm.meta_batch_size=3"], "cannot be split over cluster.num_shards=4"),
         (["tasks.amplitude=[5, 1]"], "config key 'tasks.amplitude'"),
-        (["trainer=5"], "section such as 'trainer' must be a mapping"),
+        (["trainer=5"], "'trainer=5': trainer is a section; set its keys one by one"),
         (["noequals"], "is not of the form key=value"),
         (["tasks.family=omniglot"], "tasks.family=omniglot reads a local copy of the dataset: set tasks.root"),
         (["tasks.family=glyphs", "tasks.class_split=[10,2,2]"], "only omniglot takes one"),

@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from mlflow.exceptions import MlflowException
 
 from distmeta.errors import UserError
 from distmeta.tracking.run import make_logger
@@ -38,13 +37,6 @@ def test_bare_folder_becomes_an_absolute_path(workdir):
     assert resolve_uri(str(workdir / "abs")) == str(workdir.resolve() / "abs")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=MlflowException,
-    reason="resolve_uri turns a bare folder into MLflow's file store and check_reachable lets it through, but "
-    "MLflow 3.17 (the lock's version) refuses to open a file store unless MLFLOW_ALLOW_FILE_STORE=true: the "
-    "run fails with a raw MlflowException (a traceback) when the logger first creates its run",
-)
 def test_a_bare_folder_store_works_or_is_refused_before_any_work(tmp_path, monkeypatch):
     """``tracking.uri=<folder>`` either records a run or is a UserError from ``check_reachable``
     (bad input is reported before the run starts, without a traceback)."""
