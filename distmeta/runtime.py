@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse
 
 from distmeta import interrupts
@@ -47,14 +49,19 @@ def ray_session(address: str, num_shards: int) -> Iterator[None]:
     global _abandoned
     _abandoned = False
     started = start_ray(address) if num_shards > 0 else False
+    session_dir = _session_dir() if started else None
+    failed = True
     try:
         yield
+        failed = False
     finally:
         if started and ray_alive() and not _abandoned:
             _bounded(_ray_shutdown, _teardown_s(), "Ray's shutdown")
         if started and (_abandoned or not ray_alive()):  # its processes are gone or going: the rest go too
             _abandoned = True
             _kill_own_node()
+        if session_dir is not None:
+            _clean_session(session_dir, keep=failed)
 
 
 @contextmanager
@@ -95,6 +102,23 @@ def _kill_own_node() -> None:
     node = _own_node()
     if node is not None:
         node.kill_all_processes(check_alive=False, allow_graceful=False)
+
+
+def _session_dir() -> Path | None:
+    node = _own_node()
+    return Path(node.get_session_dir_path()) if node is not None else None
+
+
+def _clean_session(folder: Path, keep: bool) -> None:
+    """Ray's session folder of an in-process run (its logs, sockets, spilled objects) goes with
+    the run; after a failure it stays, and the log says where."""
+    if keep:
+        logging.getLogger(__name__).warning("Ray's logs of this run are kept in %s", folder / "logs")
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    latest = folder.parent / "session_latest"
+    if latest.is_symlink() and not latest.exists():  # it pointed at the folder just removed
+        latest.unlink(missing_ok=True)
 
 
 def _ray_shutdown() -> None:
@@ -149,15 +173,23 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
         # the work while the learner mostly waits on them, and on a small machine the lowered
         # priority starved them (docs/performance.md). Started in-process only; a cluster keeps its own.
         os.environ.setdefault("RAY_worker_niceness", "0")
+    # In-process, Ray's node is this machine alone: its addresses are loopback, and what it writes
+    # (the session folder, a new ~/.ray/auth_token) is readable by this user only.
+    local = {} if address else {"dashboard_host": "127.0.0.1"}
+    umask = os.umask(0o077) if not address else None
     try:
         ray.init(
             address=address or "local",  # "local": never a cluster found by chance on this machine
             include_dashboard=False if not address else None,
             logging_level=logging.WARNING,
             log_to_driver=True,
+            **local,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot connect to the Ray cluster at cluster.address={address}: {exc}") from None
+    finally:
+        if umask is not None:
+            os.umask(umask)
     return True
 
 

@@ -4,6 +4,7 @@ started at once on a store that does not exist yet."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -189,3 +190,26 @@ def test_three_runs_started_at_once_on_a_new_store_all_finish(workdir):
     runs = _runs(workdir)
     assert sorted(r.data.tags["mlflow.runName"] for r in runs) == ["run0", "run1", "run2"]
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+EMBEDDED = """
+import json, os, sys
+import ray
+from distmeta import runtime
+with runtime.ray_session("", 1):
+    session = str(runtime._session_dir())
+print(json.dumps({"session": session}))
+"""
+
+
+@pytest.mark.ray
+def test_an_in_process_ray_leaves_no_session_folder_and_a_private_token(tmp_path):
+    """A new ``~/.ray/auth_token`` is this user's only (0600), and Ray's session folder goes with
+    a run that ends well."""
+    env = {**os.environ, "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", EMBEDDED], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    session = Path(json.loads(proc.stdout.strip().splitlines()[-1])["session"])
+    assert session.name.startswith("session_") and not session.exists()
+    token = tmp_path / ".ray" / "auth_token"
+    assert token.is_file() and token.stat().st_mode & 0o777 == 0o600
