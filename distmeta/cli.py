@@ -136,9 +136,12 @@ def _stopped(args, exc: Interrupted) -> str:
         return f"stopped by {exc.name}."
     if exc.checkpoint is None:
         return f"stopped by {exc.name} before training started; nothing was written."
-    at = f" at step {exc.step}" if exc.step is not None else ""
+    if exc.step is not None:
+        where = f" at step {exc.step}; checkpoint {exc.checkpoint} holds that step"
+    else:  # during the final evaluation: the training had ended
+        where = f" after training; checkpoint {exc.checkpoint} holds its last step"
     again = shlex.join(["distmeta", "train", args.config, *args.overrides, "--resume", str(exc.checkpoint)])
-    return f"stopped by {exc.name}{at}; checkpoint {exc.checkpoint} holds that step and its MLflow run is marked KILLED. Continue it with: {again}"
+    return f"stopped by {exc.name}{where} and its MLflow run is marked KILLED. Continue it with: {again}"
 
 
 def _train(args) -> int:

@@ -340,6 +340,11 @@ def test_eval_refuses_what_it_cannot_log_before_computing_and_reports_what_it_co
     assert main(["eval", "--checkpoint", str(finished_run), "model.hidden=[8]"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "holds another network than the config with overrides model.hidden=[8] builds: Unexpected key(s)" in err
+    saved = torch.load(finished_run, weights_only=True)
+    saved["distmeta"]["run_id"] = "0" * 32  # its run is not in the store (deleted, or another store)
+    torch.save(saved, workdir / "orphan.ckpt")
+    assert main(["eval", "--checkpoint", str(workdir / "orphan.ckpt")]) == 2
+    assert f"belongs to MLflow run {'0' * 32}, which the store at" in " ".join(capsys.readouterr().err.split())
     (workdir / "mlflow.db").rename(workdir / "moved.db")
     assert main(["eval", "--checkpoint", str(finished_run)]) == 2
     assert "no MLflow store at" in " ".join(capsys.readouterr().err.split())

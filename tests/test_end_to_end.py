@@ -1,4 +1,4 @@
-"""The commands a user types, as processes: train on 2 in-process Ray actors, then eval --json."""
+"""The commands a user types: train as a process on 2 in-process Ray actors, then eval --json (in this process)."""
 
 import json
 import subprocess
@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
+from distmeta.cli import main
 from tests.conftest import SINE_CONFIG
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_train_then_eval_json(workdir):
+def test_train_then_eval_json(workdir, capsys):
     train = subprocess.run(
         [
             sys.executable,
@@ -40,15 +41,10 @@ def test_train_then_eval_json(workdir):
 
     logged = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(run_id).data.metrics
 
-    def run_eval(*overrides):
-        ev = subprocess.run(
-            [sys.executable, "-m", "distmeta.cli", "eval", "--checkpoint", str(ckpt), "--json", *overrides],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert ev.returncode == 0, ev.stderr[-3000:]
-        return json.loads(ev.stdout)
+    def run_eval(*overrides):  # in this process: the real process was the training's
+        capsys.readouterr()
+        assert main(["eval", "--checkpoint", str(ckpt), "--json", *overrides]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
     same = run_eval()  # the checkpoint's own settings: the numbers train logged for the final weights
     for key in ("mse.k5.steps0.mean", "mse.k10.steps1.mean", "mse.k20.steps10.ci95"):
