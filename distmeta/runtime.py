@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,7 +116,11 @@ def _clean_session(folder: Path, keep: bool) -> None:
     if keep:
         logging.getLogger(__name__).warning("Ray's logs of this run are kept in %s", folder / "logs")
         return
-    shutil.rmtree(folder, ignore_errors=True)
+    deadline = time.monotonic() + 3.0
+    while folder.exists() and time.monotonic() < deadline:  # Ray's last processes may still be writing logs
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            time.sleep(0.2)
     latest = folder.parent / "session_latest"
     if latest.is_symlink() and not latest.exists():  # it pointed at the folder just removed
         latest.unlink(missing_ok=True)

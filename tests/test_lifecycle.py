@@ -209,7 +209,8 @@ def test_an_in_process_ray_leaves_no_session_folder_and_a_private_token(tmp_path
     env = {**os.environ, "HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", EMBEDDED], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    session = Path(json.loads(proc.stdout.strip().splitlines()[-1])["session"])
-    assert session.name.startswith("session_") and not session.exists()
+    line = next(line for line in proc.stdout.splitlines() if line.startswith('{"session"'))
+    session = Path(json.loads(line)["session"])
+    assert session.name.startswith("session_") and not session.exists(), sorted(session.rglob("*"))[:20]
     token = tmp_path / ".ray" / "auth_token"
     assert token.is_file() and token.stat().st_mode & 0o777 == 0o600
