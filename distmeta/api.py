@@ -74,6 +74,8 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
 def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | None) -> nn.Module:
     """Train with the recipe's shard group; the last checkpoint holds the full state (a later
     --resume continues it), also when a signal stopped the loop early."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
     from distmeta.learner.module import MetaLearner
 
     client, run_id = run.client, run.run_id
@@ -93,6 +95,9 @@ def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | Non
             saved = sorted(run.dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
             kept = f"the newest checkpoint is {saved[-1]}" if saved else "no checkpoint was written before it"
             raise NonFiniteGradientError(f"{exc}; the update was not applied and {kept}") from None
+        except SIGTERMException:  # Lightning's own handler, active until the learner's first hook, saw it
+            if not interrupts.requested():  # ours runs inside Lightning's: it has recorded the stop too
+                raise
     trainer.save_checkpoint(run.last, weights_only=False)
     if interrupts.requested():
         raise interrupts.Interrupted(interrupts.requested(), step=trainer.global_step, checkpoint=run.last)
@@ -131,8 +136,10 @@ def evaluate(
         on_report(report, figure)
     if log_to_mlflow:
         from distmeta.tracking.run import log_evaluation
+        from distmeta.tracking.store import check_reachable
 
         try:
+            check_reachable(meta["tracking_uri"], create=False)  # gone meanwhile: no new store is made
             log_evaluation(meta["tracking_uri"], meta["run_id"], _eval_metrics(report), figure, FIGURE_ARTIFACT_DIR)
         except Exception as exc:  # the store went away while evaluating: the numbers are still reported
             raise UserError(

@@ -18,9 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from distmeta import config
 from distmeta.errors import UserError
-from distmeta.recipe import Recipe
 from distmeta.tracking.announce import RUN_MARKER
 
 LOCK = Path("requirements/constraints.txt")
@@ -66,6 +64,9 @@ def prepare(
 ) -> Submission:
     """The job for ``config_path`` + ``overrides``, validated here first so a bad config never
     reaches the cluster. The config must lie inside ``workdir`` (it travels with it)."""
+    from distmeta import config  # here, not at the top: `distmeta jobs` then starts without torch
+    from distmeta.recipe import Recipe
+
     run = Recipe.from_config(config.load(config_path, overrides)).run
     workdir = workdir.resolve()
     path = Path(config_path).resolve()

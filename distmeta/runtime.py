@@ -166,8 +166,12 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
     initialised Ray is reused as it is."""
     import ray
 
-    if address and address != "auto":
-        _check_tcp(address, timeout_s)
+    shown = address
+    if address == "auto":
+        address = _auto_address()
+        shown = f"auto ({address})"
+    if address:
+        _check_tcp(address, timeout_s, shown)
     if ray.is_initialized():
         return False
     if not address and os.environ.get("RAY_ADDRESS"):
@@ -198,7 +202,26 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
     return True
 
 
-def _check_tcp(address: str, timeout_s: float) -> None:
+def _auto_address() -> str:
+    """``auto``: ``RAY_ADDRESS`` when set, else the cluster the latest ``ray start`` on this machine
+    recorded. Unlike Ray's own ``auto``, never any Ray process found running here: that may be
+    another run's in-process Ray, which takes its actors with it when it ends."""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    from ray._common.utils import get_ray_address_file  # Ray-internal: where `ray start` records it
+
+    recorded = Path(get_ray_address_file(None))
+    address = recorded.read_text().strip() if recorded.is_file() else ""
+    if not address:
+        raise UserError(
+            f"cluster.address=auto found no cluster: RAY_ADDRESS is not set and no `ray start --head` on this "
+            f"machine recorded one ({recorded} does not exist); start one, give its host:port, or leave "
+            "cluster.address empty to run Ray in-process"
+        )
+    return address
+
+
+def _check_tcp(address: str, timeout_s: float, shown: str) -> None:
     """A TCP probe of ``host:port`` (or ``ray://host:port``) so a wrong address fails in seconds."""
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
     try:
@@ -206,12 +229,12 @@ def _check_tcp(address: str, timeout_s: float) -> None:
     except ValueError:  # a port that is not a number
         host, port = None, None
     if not host or not port:
-        raise UserError(f"cluster.address={address} is not of the form host:port, ray://host:port or auto")
+        raise UserError(f"cluster.address={shown} is not of the form host:port, ray://host:port or auto")
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return
     except OSError as exc:
         raise UserError(
-            f"cluster.address={address} is unreachable ({exc.strerror or exc}); start the head node with "
+            f"cluster.address={shown} is unreachable ({exc.strerror or exc}); start the head node with "
             "`ray start --head`, check the address, or leave cluster.address empty to run Ray in-process"
         ) from None

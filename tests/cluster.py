@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,9 +179,17 @@ class LocalCluster:
         out, err = proc.communicate(timeout=timeout_s)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
-    def start_python(self, code: str) -> subprocess.Popen:
+    def start_python(self, code: str, by_record: bool = False) -> subprocess.Popen:
+        """With ``by_record``, the driver finds the cluster as ``cluster.address=auto`` does on a
+        machine where ``ray start --head`` ran: from Ray's record in its temp dir, not RAY_ADDRESS."""
         env = self.env
-        env["RAY_ADDRESS"] = self.gcs
+        if by_record:
+            tmp = self.temp_dirs[0] / "record"
+            (tmp / "ray").mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.temp_dirs[0] / "ray_current_cluster", tmp / "ray" / "ray_current_cluster")
+            env["RAY_TMPDIR"] = str(tmp)  # Ray's default temp dir is <it>/ray
+        else:
+            env["RAY_ADDRESS"] = self.gcs
         return subprocess.Popen(
             [sys.executable, "-c", code],
             env=env,

@@ -132,6 +132,23 @@ def test_unreachable_cluster_address(workdir, capsys):
     assert f"cluster.address=127.0.0.1:{port} is unreachable" in err
 
 
+def test_auto_cluster_address_with_no_cluster_started_here(workdir, capsys, monkeypatch):
+    """``auto`` means the cluster ``ray start`` recorded (or RAY_ADDRESS), never some Ray process
+    that happens to run on the machine: none recorded is an error, a stale record unreachable."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(workdir))  # Ray keeps its record of `ray start` in <it>/ray
+    assert main(["train", str(SINE_CONFIG), "cluster.address=auto", *QUICK[:1]]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cluster.address=auto found no cluster: RAY_ADDRESS is not set" in err and "Traceback" not in err
+
+    port = free_port()  # a cluster that was stopped without clearing its record
+    (workdir / "ray").mkdir()
+    (workdir / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    assert main(["train", str(SINE_CONFIG), "cluster.address=auto", *QUICK[:1]]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cluster.address=auto (127.0.0.1:{port}) is unreachable" in err
+
+
 def test_unreachable_tracking_uri(workdir, capsys):
     port = free_port()
     assert main(["train", str(SINE_CONFIG), f"tracking.uri=http://127.0.0.1:{port}", *QUICK]) == 2
@@ -348,6 +365,27 @@ def test_eval_refuses_what_it_cannot_log_before_computing_and_reports_what_it_co
     (workdir / "mlflow.db").rename(workdir / "moved.db")
     assert main(["eval", "--checkpoint", str(finished_run)]) == 2
     assert "no MLflow store at" in " ".join(capsys.readouterr().err.split())
+    assert not (workdir / "mlflow.db").exists(), "no stray store was made"
+    (workdir / "moved.db").rename(workdir / "mlflow.db")
+
+
+def test_eval_whose_store_goes_away_mid_eval_prints_its_numbers_and_exits_2(finished_run, workdir, capsys, monkeypatch):
+    from distmeta import api
+
+    computing = api._evaluate
+
+    def store_removed_meanwhile(*args, **kwargs):
+        out = computing(*args, **kwargs)
+        (workdir / "mlflow.db").rename(workdir / "moved.db")  # e.g. a clean-up of the folder
+        return out
+
+    monkeypatch.setattr(api, "_evaluate", store_removed_meanwhile)
+    assert main(["eval", "--checkpoint", str(finished_run), "evaluation.num_tasks=2"]) == 2
+    out, err = capsys.readouterr()
+    assert "K=5" in out, "the numbers it computed are printed"
+    err = " ".join(err.split())
+    assert "the evaluation was not logged to MLflow run" in err and "no MLflow store at" in err, err
+    assert "Traceback" not in err
     assert not (workdir / "mlflow.db").exists(), "no stray store was made"
     (workdir / "moved.db").rename(workdir / "mlflow.db")
 

@@ -39,10 +39,11 @@ TRAIN = [
 STOPPED = re.compile(r"stopped by (SIG\w+) at step (\d+); checkpoint (\S+) holds that step")
 
 
-def _cli(workdir: Path, *args: str) -> subprocess.Popen:
+def _cli(workdir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "distmeta", *args],
         cwd=workdir,
+        env=env,
         start_new_session=True,  # its own process group, as a shell's job or a container's
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -182,14 +183,19 @@ def test_a_second_ctrl_c_exits_at_once(workdir):
 
 
 def test_three_runs_started_at_once_on_a_new_store_all_finish(workdir):
+    """Also as a user who never heard of MLflow's telemetry: nothing of it is written to their home."""
+    home = workdir / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_DISABLE_TELEMETRY", "XDG_CONFIG_HOME")}
+    env["HOME"] = str(home)
     quick = [str(SINE_CONFIG), "trainer.max_steps=3", "cluster.num_shards=0", "algorithm.compile=false",
              "trainer.progress_bar=false", "evaluation.num_tasks=2", "evaluation.shots=[5]"]  # fmt: skip
-    procs = [_cli(workdir, "train", *quick, f"tracking.run_name=run{i}") for i in range(3)]
+    procs = [_cli(workdir, "train", *quick, f"tracking.run_name=run{i}", env=env) for i in range(3)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
     runs = _runs(workdir)
     assert sorted(r.data.tags["mlflow.runName"] for r in runs) == ["run0", "run1", "run2"]
     assert {r.info.status for r in runs} == {"FINISHED"}
+    assert not (home / ".config" / "mlflow").exists(), sorted((home / ".config" / "mlflow").rglob("*"))
 
 
 EMBEDDED = """
@@ -214,3 +220,24 @@ def test_an_in_process_ray_leaves_no_session_folder_and_a_private_token(tmp_path
     assert session.name.startswith("session_") and not session.exists(), sorted(session.rglob("*"))[:20]
     token = tmp_path / ".ray" / "auth_token"
     assert token.is_file() and token.stat().st_mode & 0o777 == 0o600
+
+
+def test_sigterm_before_the_first_step_still_ends_killed_with_a_checkpoint(workdir, capsys, monkeypatch):
+    """Between Lightning's start of fit (its own SIGTERM handler, which ends fit with an exception)
+    and the learner's first hook, a SIGTERM is still a clean stop."""
+    from distmeta.learner.module import MetaLearner
+
+    first_hook = MetaLearner.on_train_start
+
+    def signalled_first(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler, with ours composed into it, takes it
+        first_hook(self)
+
+    monkeypatch.setattr(MetaLearner, "on_train_start", signalled_first)
+    assert main(["train", *TRAIN, "cluster.num_shards=0"]) == 143
+    err = " ".join(capsys.readouterr().err.split())
+    found = STOPPED.search(err)
+    assert found and found.group(1) == "SIGTERM", err[-3000:]
+    assert torch.load(found.group(3), weights_only=True)["global_step"] == int(found.group(2)) <= 1
+    (run,) = _runs(workdir)
+    assert run.info.status == "KILLED"

@@ -176,7 +176,8 @@ class ModelConfig:
 @dataclass
 class ClusterConfig:
     address: str = ""
-    """Ray address to join (``auto``, ``host:6379`` or ``ray://host:10001``); empty starts Ray in-process."""
+    """Ray address to join (``host:6379``, ``ray://host:10001``, or ``auto``: ``RAY_ADDRESS``, else
+    the cluster the latest ``ray start --head`` on this machine recorded); empty starts Ray in-process."""
     num_shards: int = 2
     """Shard actors; 0 computes every task in the learner's process (no actors, for debugging)."""
     cpus_per_shard: float = 1.0

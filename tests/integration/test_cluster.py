@@ -201,8 +201,10 @@ def test_losing_the_worker_node_mid_run_costs_nothing(cluster, tmp_path):
         "cluster.num_shards=2",
         "cluster.placement_strategy=SPREAD",
         "cluster.step_timeout_s=10",
+        "cluster.address=auto",  # the cluster `ray start --head` recorded on this machine
     ]
-    driver = cluster.start_python(NODE_LOSS_RUNS.replace("OVERRIDES", repr(overrides)).replace("CKPT", str(tmp_path)))
+    code = NODE_LOSS_RUNS.replace("OVERRIDES", repr(overrides)).replace("CKPT", str(tmp_path))
+    driver = cluster.start_python(code, by_record=True)
     try:
         deadline = time.time() + 400
         while not list(tmp_path.glob("disturbed/*/last.ckpt")) and time.time() < deadline and driver.poll() is None:
