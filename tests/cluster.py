@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +58,15 @@ def _node_ports() -> list[str]:
         "--max-worker-port",
         "0",
     ]
+
+
+def record_cluster(tmp: Path, address: str) -> dict[str, str]:
+    """What ``ray start --head`` leaves for ``cluster.address=auto`` to find, in a Ray temp dir of
+    the test's own; returns the environment that points a driver at it (Ray's default temp dir is
+    ``$RAY_TMPDIR/ray``)."""
+    (tmp / "ray").mkdir(parents=True, exist_ok=True)
+    (tmp / "ray" / "ray_current_cluster").write_text(address + "\n")
+    return {"RAY_TMPDIR": str(tmp)}
 
 
 @dataclass
@@ -184,10 +192,8 @@ class LocalCluster:
         machine where ``ray start --head`` ran: from Ray's record in its temp dir, not RAY_ADDRESS."""
         env = self.env
         if by_record:
-            tmp = self.temp_dirs[0] / "record"
-            (tmp / "ray").mkdir(parents=True, exist_ok=True)
-            shutil.copy(self.temp_dirs[0] / "ray_current_cluster", tmp / "ray" / "ray_current_cluster")
-            env["RAY_TMPDIR"] = str(tmp)  # Ray's default temp dir is <it>/ray
+            recorded = (self.temp_dirs[0] / "ray_current_cluster").read_text().strip()
+            env.update(record_cluster(self.temp_dirs[0] / "record", recorded))
         else:
             env["RAY_ADDRESS"] = self.gcs
         return subprocess.Popen(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from distmeta.cli import main
+from tests.cluster import record_cluster
 from tests.conftest import REPO, SINE_CONFIG, free_port
 
 QUICK = [
@@ -136,14 +137,13 @@ def test_auto_cluster_address_with_no_cluster_started_here(workdir, capsys, monk
     """``auto`` means the cluster ``ray start`` recorded (or RAY_ADDRESS), never some Ray process
     that happens to run on the machine: none recorded is an error, a stale record unreachable."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv("RAY_TMPDIR", str(workdir))  # Ray keeps its record of `ray start` in <it>/ray
+    monkeypatch.setenv("RAY_TMPDIR", str(workdir))  # a Ray temp dir of this test's own, with no record yet
     assert main(["train", str(SINE_CONFIG), "cluster.address=auto", *QUICK[:1]]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "cluster.address=auto found no cluster: RAY_ADDRESS is not set" in err and "Traceback" not in err
 
     port = free_port()  # a cluster that was stopped without clearing its record
-    (workdir / "ray").mkdir()
-    (workdir / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    record_cluster(workdir, f"127.0.0.1:{port}")
     assert main(["train", str(SINE_CONFIG), "cluster.address=auto", *QUICK[:1]]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"cluster.address=auto (127.0.0.1:{port}) is unreachable" in err
