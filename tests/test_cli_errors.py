@@ -266,6 +266,8 @@ def _omniglot(workdir, damage: str):
         ("hostile_checkpoint_resume", "it holds pickled code or objects (posix.system); distmeta loads only"),
         ("checkpoint_without_config", "is not a complete distmeta checkpoint: its metadata lacks config_yaml"),
         ("resume_into_another_store", "which the store at sqlite:///"),
+        ("truncated_tiered_pickle", "train_images_png.pkl is not a readable pickle (UnpicklingError"),
+        ("cifar_without_meta", "CIFAR-100 not found under"),
     ],
 )
 def test_bad_files_exit_2_and_leave_a_previous_run_intact(case, expected, previous_run, workdir, capsys):
@@ -285,6 +287,19 @@ def test_bad_files_exit_2_and_leave_a_previous_run_intact(case, expected, previo
             "model.filters=4",
             *QUICK,
         ]
+    elif case in ("truncated_tiered_pickle", "cifar_without_meta"):
+        from tests.trees import cifar100_tree, tiered_tree
+
+        if case == "truncated_tiered_pickle":
+            root = tiered_tree(workdir / "tiered")
+            data = (root / "train_images_png.pkl").read_bytes()
+            (root / "train_images_png.pkl").write_bytes(data[: len(data) // 3])
+        else:
+            root = cifar100_tree(workdir / "cifar")
+            (root / "cifar-100-python" / "meta").unlink()
+        family = "tieredimagenet" if case == "truncated_tiered_pickle" else "cifar_fs"
+        argv = ["train", str(REPO / "configs/glyphs_5w1s_maml.yaml"), f"tasks.family={family}", f"tasks.root={root}"]
+        argv += ["tasks.ways=2", "tasks.shots=1", "tasks.query=1", "evaluation.query=2", "model.filters=4", *QUICK]
     elif case == "truncated_checkpoint_resume":
         cut = workdir / "cut.ckpt"
         cut.write_bytes(previous_run.read_bytes()[:1000])
@@ -322,6 +337,7 @@ def test_bad_files_exit_2_and_leave_a_previous_run_intact(case, expected, previo
     err = capsys.readouterr().err
     assert expected in " ".join(err.split()), err
     assert "Traceback" not in err and "\x1b" not in err and "weights_only" not in err
+    assert not list(workdir.rglob("*.tmp*")), "no half-written dataset cache"
 
 
 def test_a_format_1_conv4_checkpoint_still_evaluates_but_does_not_resume(workdir):

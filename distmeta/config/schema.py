@@ -117,8 +117,9 @@ class TasksConfig:
     family: str = "sine"
     """Task family. ``sine``: y = A sin(x - phase), the MAML paper's regression benchmark;
     ``linear``, ``quadratic``, ``harmonic``: more 1-D regression families; ``glyphs``: procedural
-    Omniglot-like characters (no files); ``omniglot`` and ``miniimagenet``: local copies under
-    ``tasks.root``. Ignored when ``tasks.families`` lists a mixture."""
+    Omniglot-like characters (no files); ``omniglot``, ``miniimagenet``, ``tieredimagenet``,
+    ``cifar_fs``, ``fc100`` and ``cub``: local copies under ``tasks.root`` in their released
+    layouts. Ignored when ``tasks.families`` lists a mixture."""
     families: list[FamilyConfig] = field(default_factory=list)
     """A mixture: every task comes from one of these families (drawn by weight from the task's
     key). All regression (sharing ``shots``, ``query``, ``x_range``) or all image families (sharing
@@ -134,9 +135,17 @@ class TasksConfig:
     ways: int = 5
     """N: classes per episode (image families)."""
     root: str = ""
-    """Dataset folder (omniglot, miniimagenet), in the dataset's own layout; never downloaded."""
+    """Dataset folder, in the dataset's own released layout; never downloaded."""
+    cache: bool = True
+    """Decode a dataset split once into a uint8 cache that later starts memory-map (one copy per
+    node, shared by every process there); false decodes at every start and ships the images
+    through Ray's object store."""
+    cache_dir: str = ""
+    """Where the decoded caches live; empty is ``<root>/.distmeta_cache``. On a cluster it must be
+    a path every node sees (shared storage), or a local path that holds the cache on every node."""
     image_size: int = 0
-    """Side images are resized to; 0 is the family's standard (28 omniglot/glyphs, 84 miniimagenet)."""
+    """Side images are resized to; 0 is the family's standard (28 omniglot/glyphs, 32 cifar_fs/fc100,
+    84 miniimagenet/tieredimagenet/cub)."""
     rotations: Optional[bool] = None
     """Add 90/180/270-degree rotations of each training class as extra classes; unset means the
     family's standard (on for omniglot, as in the MAML paper; off otherwise)."""
@@ -163,11 +172,15 @@ class TasksConfig:
 @dataclass
 class ModelConfig:
     name: str = "mlp"
-    """Network: ``mlp`` (ReLU multilayer perceptron) or ``conv4`` (4 conv blocks, the few-shot backbone)."""
+    """Network: ``mlp`` (ReLU multilayer perceptron), ``conv4`` (4 conv blocks, the few-shot
+    backbone of 2017), ``resnet12`` (TADAM/MetaOptNet ResNet-12) or ``wrn28_10`` (Wide ResNet-28-10)."""
     hidden: list[int] = field(default_factory=lambda: [40, 40])
     """Widths of the MLP's hidden layers."""
     filters: int = 64
     """Conv4: filters per convolution (64 in the MAML/ProtoNets papers; 32 for mini-ImageNet MAML)."""
+    widths: list[int] = field(default_factory=list)
+    """Residual backbones: the four stage widths (resnet12: its blocks, 64-160-320-640; wrn28_10:
+    the stem and its three groups, 16-160-320-640); empty: those defaults. Narrow ones run on a CPU."""
     heads: str = "shared"
     """``shared``: one head for every family of a mixture; ``per_family``: one shared body and a
     linear head per family (its own number of classes), trained only on that family's tasks."""

@@ -75,6 +75,7 @@ def validate(cfg: DistMetaConfig) -> None:
             _fail(key, f"must be [low, high] with low <= high, got {rng}")
     if not cfg.model.hidden or any(w <= 0 for w in cfg.model.hidden):
         _fail("model.hidden", f"must list positive layer widths, got {cfg.model.hidden}")
+    _validate_widths(cfg.model.name, cfg.model.widths)
     if any(k <= 0 for k in cfg.evaluation.shots):
         _fail("evaluation.shots", f"must list positive shot counts, got {cfg.evaluation.shots}")
     if not cfg.evaluation.steps or any(s < 0 for s in cfg.evaluation.steps):
@@ -83,6 +84,15 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("trainer.delay_compensation", f"must be a finite number >= 0, got {tr.delay_compensation}")
     if not cfg.tracking.experiment:
         _fail("tracking.experiment", "must not be empty")
+
+
+def _validate_widths(name: str, widths: list[int]) -> None:
+    takes = model_kind(name).widths
+    if widths and not takes:
+        residual = ", ".join(n for n, k in MODELS.items() if k.widths)
+        _fail("model.widths", f"sets the stage widths of {residual}; model.name={name} takes none")
+    if widths and (len(widths) != len(takes) or any(w <= 0 for w in widths)):
+        _fail("model.widths", f"{name} takes {len(takes)} positive widths (default {list(takes)}), got {widths}")
 
 
 def _finite(cfg: DistMetaConfig) -> None:
@@ -218,6 +228,7 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
             ("tasks.root", t.root, ""),
             ("tasks.rotations", t.rotations, None),
             ("tasks.class_split", t.class_split, []),
+            ("tasks.cache_dir", t.cache_dir, ""),
         ]:
             if value != default:
                 _fail(key, f"applies to image families only, not to {what} (got {value})")

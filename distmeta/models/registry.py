@@ -27,6 +27,8 @@ class ModelKind:
     build: Callable[[ModelSpec, int], nn.Module]
     images_only: bool = False
     """Takes ``(channels, H, W)`` images only (convolutional backbones); else any input, flattened."""
+    widths: tuple[int, ...] = ()
+    """Its default stage widths, when ``model.widths`` may set them (residual backbones); empty: it takes none."""
 
 
 MODELS: Registry[ModelKind] = Registry("model")
@@ -53,6 +55,8 @@ class ModelSpec:
     outputs: int
     hidden: tuple[int, ...] = (40, 40)
     filters: int = 64
+    widths: tuple[int, ...] = ()
+    """Stage widths of a residual backbone; empty: the backbone's own (:attr:`ModelKind.widths`)."""
     heads: tuple[tuple[str, int], ...] = ()
     """Per-family heads ``(label, outputs)`` on one shared body (:class:`MultiHead`); empty: one head of ``outputs``."""
 

@@ -3,9 +3,18 @@ data loaded and checked once."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from distmeta.config import DistMetaConfig
 from distmeta.errors import UserError
-from distmeta.tasks import ClassImages, FamilyRequest, TaskFamily, family_kind
+from distmeta.tasks import ClassImages, FamilyRequest, TaskFamily, datasets, family_kind
+from distmeta.tasks.datasets.decode import in_memory
+
+CACHE_FOLDER = ".distmeta_cache"
+"""Where decoded splits are cached under a dataset's root, unless ``tasks.cache_dir`` says otherwise."""
+
+log = logging.getLogger(__name__)
 
 
 def requests(cfg: DistMetaConfig) -> tuple[FamilyRequest, ...]:
@@ -46,9 +55,16 @@ def requests(cfg: DistMetaConfig) -> tuple[FamilyRequest, ...]:
                 size,
                 channels,
                 tuple(t.class_split),
+                _cache_dir(t, root) if kind.sources is not None else "",
             )
         )
     return tuple(out)
+
+
+def _cache_dir(t, root: str) -> str:
+    if not t.cache:
+        return ""
+    return str(Path(t.cache_dir).expanduser().absolute() if t.cache_dir else Path(root).expanduser().absolute() / CACHE_FOLDER)
 
 
 def build(request: FamilyRequest, split: str) -> TaskFamily:
@@ -65,7 +81,14 @@ def load(request: FamilyRequest, split: str) -> ClassImages | None:
     kind = family_kind(request.kind)
     if kind.load is None:
         return None
-    return kind.load(request, split).with_channels(request.channels)
+    if not request.cache_dir or kind.sources is None:
+        return kind.load(request, split, in_memory).with_channels(request.channels)
+    settings = {"size": request.image_size, **({"split": list(request.class_split)} if kind.class_split else {})}
+    images = datasets.cached(
+        lambda allocate: kind.load(request, split, allocate), dataset=kind.name, split=split, settings=settings,
+        root=Path(request.root), sources=kind.sources(request, split), cache_dir=Path(request.cache_dir), log=log.info,
+    )  # fmt: skip
+    return images.with_channels(request.channels)
 
 
 def checked(family: TaskFamily, what: str, shots: int | None = None, query: int | None = None) -> TaskFamily:

@@ -107,7 +107,9 @@ class Recipe:
                     f"tasks.families label '{label}' is a name torch's nn.ModuleDict uses itself; with "
                     "model.heads=per_family choose another label"
                 )
-        return ModelSpec(m.name, shape, outputs[0], hidden=tuple(m.hidden), filters=m.filters, heads=heads)
+        return ModelSpec(
+            m.name, shape, outputs[0], hidden=tuple(m.hidden), filters=m.filters, widths=tuple(m.widths), heads=heads
+        )
 
     def batching_on(self, device: str) -> str:
         """``algorithm.batching`` resolved: ``auto`` loops over image tasks on CPU (vmapped

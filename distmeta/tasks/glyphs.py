@@ -77,7 +77,7 @@ def _load(source: GlyphSource, split: str) -> ClassImages:
         pixels[row, :, 0] = (source.drawings_of(cls) * 255).round().to(torch.uint8).numpy()
     pixels.flags.writeable = False
     names = tuple(f"alphabet{c // source.chars_per_alphabet:02d}/character{c % source.chars_per_alphabet:02d}" for c in classes)
-    return ClassImages(pixels, names)
+    return ClassImages.grid(pixels, names)
 
 
 def _uniform(g: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:

@@ -1,19 +1,22 @@
 """Few-shot image classification: the class-image store every image family loads into, and the
 N-way K-shot episode sampler over it.
 
-A family's split is one :class:`ClassImages` (a uint8 array ``[classes, examples, channels, H, W]``)
-built once in the driver; shard actors receive it through the Ray object store and read it there
-without copying. Episodes are sampled where they are computed, from ``(seed, stream, step, index)``.
+A family's split is one :class:`ClassImages` (uint8 images stored class after class, ragged)
+built once in the driver. Shard actors receive it through Ray: images in memory by the object
+store (read there without copying), a memory-mapped dataset cache as its path (each process maps
+the same file). Episodes are sampled where they are computed, from ``(seed, stream, step, index)``.
 """
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
+from distmeta.errors import UserError
 from distmeta.tasks.batch import TaskBatch
 from distmeta.tasks.seeding import task_generator
 
@@ -22,41 +25,114 @@ ROTATIONS = 4  # 0, 90, 180, 270 degrees
 
 @dataclass(frozen=True, eq=False)
 class ClassImages:
-    """``pixels``: uint8 ``[C, M, channels, H, W]``, M examples of each of C classes (pixel 255 is
-    full ink/brightness); ``names``: each class's name (e.g. ``Latin/character01``)."""
+    """The images of a split, class by class, without padding: ``images`` is uint8
+    ``[N, channels, H, W]`` (pixel 255 is full ink/brightness, a plain array or a read-only memory
+    map of a cache); class ``c`` (named ``names[c]``, e.g. ``Latin/character01``) is the
+    ``counts[c]`` images from row ``starts[c]``. Classes may have different numbers of images
+    (tieredImageNet ~1,300, CUB ~60); a class subset (:meth:`partition`) shares ``images``."""
 
-    pixels: np.ndarray
+    images: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
     names: tuple[str, ...]
 
     def __post_init__(self):
-        if self.pixels.dtype != np.uint8 or self.pixels.ndim != 5:
-            raise ValueError(
-                f"pixels must be uint8 [classes, examples, channels, H, W], got {self.pixels.dtype} {self.pixels.shape}"
-            )
-        if len(self.names) != self.pixels.shape[0]:
-            raise ValueError(f"{len(self.names)} names for {self.pixels.shape[0]} classes")
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 [N, channels, H, W], got {self.images.dtype} {self.images.shape}")
+        if not len(self.names) == len(self.starts) == len(self.counts):
+            raise ValueError(f"{len(self.names)} names for {len(self.starts)} starts and {len(self.counts)} counts")
+        if len(self.counts) and (self.counts.min() < 0 or (self.starts + self.counts).max() > len(self.images)):
+            raise ValueError(f"class rows outside the {len(self.images)} images")
+
+    def __reduce__(self):
+        # a memory-mapped cache travels as its path: the receiving process maps the same file
+        # (one copy in the node's page cache) instead of unpickling a private copy of every image
+        path = mapped_file(self.images)
+        if path is None:
+            return ClassImages, (self.images, self.starts, self.counts, self.names)
+        return _mapped, (path, self.images.shape, self.starts, self.counts, self.names)
+
+    @classmethod
+    def grid(cls, pixels: np.ndarray, names: Sequence[str]) -> ClassImages:
+        """From a dense ``[classes, examples, channels, H, W]`` array (every class as many images)."""
+        if pixels.dtype != np.uint8 or pixels.ndim != 5:
+            raise ValueError(f"pixels must be uint8 [classes, examples, channels, H, W], got {pixels.dtype} {pixels.shape}")
+        c, m = pixels.shape[:2]
+        return cls(pixels.reshape(c * m, *pixels.shape[2:]), np.arange(c) * m, np.full(c, m), tuple(names))
+
+    @classmethod
+    def ragged(cls, images: np.ndarray, counts: Sequence[int], names: Sequence[str]) -> ClassImages:
+        """From ``images`` stored class after class, ``counts[c]`` of class ``c``."""
+        counts = np.asarray(counts, dtype=np.int64)
+        return cls(images, np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64), counts, tuple(names))
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The dense ``[classes, examples, channels, H, W]`` view, when every class holds as many
+        images stored one class after the other (a grid); else a ValueError."""
+        m = int(self.counts[0]) if len(self.counts) else 0
+        if not (self.counts == m).all() or not np.array_equal(self.starts, self.starts[0] + np.arange(self.num_classes) * m):
+            raise ValueError("these classes hold different numbers of images: no dense [classes, examples] view")
+        first = int(self.starts[0]) if len(self.starts) else 0
+        return self.images[first : first + self.num_classes * m].reshape(self.num_classes, m, *self.images.shape[1:])
 
     @property
     def num_classes(self) -> int:
-        return self.pixels.shape[0]
+        return len(self.names)
 
     @property
     def examples(self) -> int:
-        return self.pixels.shape[1]
+        """Images of the smallest class (what every episode can count on)."""
+        return int(self.counts.min()) if len(self.counts) else 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(channels, H, W)`` of every image."""
+        return tuple(self.images.shape[1:])
+
+    def rows(self, classes: np.ndarray, picks: np.ndarray) -> np.ndarray:
+        """Image rows of ``picks[i, j]``, the ``j``-th pick within class ``classes[i]``."""
+        return self.starts[classes][:, None] + picks
 
     def with_channels(self, channels: int) -> ClassImages:
         """Grey images repeated to ``channels`` (to mix with colour families); unchanged if they match."""
-        have = self.pixels.shape[2]
+        have = self.images.shape[1]
         if have == channels:
             return self
         if have != 1:
             raise ValueError(f"cannot turn {have}-channel images into {channels} channels")
-        return ClassImages(np.repeat(self.pixels, channels, axis=2), self.names)
+        return replace(self, images=np.repeat(self.images, channels, axis=1))
 
     def partition(self, part: int, parts: int) -> ClassImages:
-        """Classes ``part, part + parts, ...``: disjoint class sets for class-partitioned shards."""
+        """Classes ``part, part + parts, ...``: disjoint class sets for class-partitioned shards.
+        A memory-mapped cache is shared, not copied (an actor reads only its classes' pages);
+        images in memory are copied out, so a shard's object holds its own classes only."""
         rows = np.arange(part, self.num_classes, parts)
-        return ClassImages(np.ascontiguousarray(self.pixels[rows]), tuple(self.names[i] for i in rows))
+        names = tuple(self.names[i] for i in rows)
+        if isinstance(self.images, np.memmap):
+            return replace(self, starts=self.starts[rows], counts=self.counts[rows], names=names)
+        index = np.concatenate([np.arange(self.starts[c], self.starts[c] + self.counts[c]) for c in rows]) if len(rows) else []
+        return ClassImages.ragged(np.ascontiguousarray(self.images[index]), self.counts[rows], names)
+
+
+def mapped_file(images: np.ndarray) -> str | None:
+    """The ``.npy`` file ``images`` maps as a whole (``np.load(..., mmap_mode="r")``), else None."""
+    if isinstance(images, np.memmap) and isinstance(images.base, mmap.mmap) and images.filename:
+        return str(images.filename)
+    return None
+
+
+def _mapped(path: str, shape: tuple[int, ...], starts: np.ndarray, counts: np.ndarray, names: tuple[str, ...]) -> ClassImages:
+    try:
+        images = np.load(path, mmap_mode="r")
+    except OSError as exc:
+        raise UserError(
+            f"the dataset cache {path} cannot be opened here ({exc.strerror or exc}): on a cluster, tasks.cache_dir must be "
+            "a path every node sees, or set tasks.cache=false to ship the images through Ray's object store"
+        ) from None
+    if images.shape != tuple(shape):
+        raise UserError(f"the dataset cache {path} holds images of shape {images.shape}, not {tuple(shape)}: it changed mid-run")
+    return ClassImages(images, starts, counts, names)
 
 
 @dataclass(frozen=True)
@@ -127,9 +203,10 @@ class EpisodeFamily:
         for index in indices:
             task_generator(seed, stream, step, int(index), g)
             chosen = torch.randperm(pool, generator=g)[: self.ways]
-            picks = torch.stack([torch.randperm(data.examples, generator=g)[: k + q] for _ in range(self.ways)])
-            rows = (chosen // ROTATIONS if self.rotations else chosen).numpy()
-            images = torch.from_numpy(data.pixels[rows[:, None], picks.numpy()])  # [ways, k+q, C, H, W], a copy
+            classes = (chosen // ROTATIONS if self.rotations else chosen).numpy()
+            # uniform within each class, however many images it holds
+            picks = torch.stack([torch.randperm(int(data.counts[c]), generator=g)[: k + q] for c in classes])
+            images = torch.from_numpy(np.asarray(data.images[data.rows(classes, picks.numpy())]))  # [ways, k+q, C, H, W], a copy
             if self.rotations:
                 images = torch.stack([torch.rot90(im, int(r), dims=(-2, -1)) for im, r in zip(images, chosen % ROTATIONS)])
             episodes.append(images)

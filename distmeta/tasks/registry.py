@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from distmeta.registry import Registry
-from distmeta.tasks.datasets import load_miniimagenet, load_omniglot
+from distmeta.tasks import datasets
+from distmeta.tasks.datasets.decode import Allocate
 from distmeta.tasks.functions import KINDS as FUNCTION_KINDS
 from distmeta.tasks.functions import FunctionFamily
 from distmeta.tasks.glyphs import GlyphSource
@@ -35,6 +37,8 @@ class FamilyRequest:
     image_size: int = 0
     channels: int = 0
     class_split: tuple[int, ...] = ()
+    cache_dir: str = ""
+    """Where decoded splits are cached (resolved: ``tasks.cache_dir`` or under the root); empty: no cache."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,9 @@ class FamilyKind:
     """The loss its tasks train with (``distmeta.algorithms.LOSSES``); a mixture shares one."""
     build: Callable[[FamilyRequest, str], TaskFamily]
     """``(request, split)`` -> the family of that split, without its data."""
-    load: Callable[[FamilyRequest, str], ClassImages] | None = None
-    """``(request, split)`` -> the split's images; None for families that compute their tasks."""
+    load: Callable[[FamilyRequest, str, Allocate], ClassImages] | None = None
+    """``(request, split, allocate)`` -> the split's images, decoded into ``allocate``'s array;
+    None for families that compute their tasks."""
     image_size: int = 0
     """Standard side of its images (the run resizes every family to one side)."""
     channels: int = 0
@@ -59,6 +64,9 @@ class FamilyKind:
     """Takes ``tasks.class_split`` (counts of classes per split)."""
     params: tuple[str, ...] = ()
     """Regression parameters whose ranges a config may set."""
+    sources: Callable[[FamilyRequest, str], list[Path]] | None = None
+    """``(request, split)`` -> the files a split is decoded from: a dataset with sources is
+    cached once decoded (``tasks.cache``), and a change to any of them decodes it again."""
 
     @property
     def images(self) -> bool:
@@ -84,33 +92,47 @@ def _episodes(r: FamilyRequest, split: str) -> TaskFamily:
     return EpisodeFamily(r.label, ways=r.ways, shots=r.shots, query=r.query, rotations=r.rotations and split == "train")
 
 
+def _photos(name: str, load, sources, image_size: int, by_split: bool = False) -> FamilyKind:
+    """A photo dataset under ``tasks.root``: ``load(root, split, image_size=, allocate=)``;
+    ``sources(root)`` (or ``sources(root, split)``) lists the files a split depends on."""
+    return FamilyKind(
+        name,
+        "cross_entropy",
+        _episodes,
+        lambda r, split, allocate: load(r.root, split, image_size=r.image_size, allocate=allocate),
+        image_size,
+        3,
+        needs_root=True,
+        rotatable=False,
+        sources=(lambda r, split: sources(r.root, split)) if by_split else (lambda r, split: sources(r.root)),
+    )
+
+
 for _name, _kind in FUNCTION_KINDS.items():
     register(FamilyKind(_name, "mse", _function_family, params=tuple(n for n, _ in _kind.params)))
 register(
-    FamilyKind("glyphs", "cross_entropy", _episodes, lambda r, split: GlyphSource(image_size=r.image_size).load(split), 28, 1)
+    FamilyKind(
+        "glyphs", "cross_entropy", _episodes, lambda r, split, allocate: GlyphSource(image_size=r.image_size).load(split), 28, 1
+    )
 )
 register(
     FamilyKind(
         "omniglot",
         "cross_entropy",
         _episodes,
-        lambda r, split: load_omniglot(r.root, split, image_size=r.image_size, class_split=r.class_split),
+        lambda r, split, allocate: datasets.load_omniglot(
+            r.root, split, image_size=r.image_size, class_split=r.class_split, allocate=allocate
+        ),
         28,
         1,
         needs_root=True,
         rotations=True,
         class_split=True,
+        sources=lambda r, split: datasets.omniglot_sources(r.root),
     )
 )
-register(
-    FamilyKind(
-        "miniimagenet",
-        "cross_entropy",
-        _episodes,
-        lambda r, split: load_miniimagenet(r.root, split, image_size=r.image_size),
-        84,
-        3,
-        needs_root=True,
-        rotatable=False,
-    )
-)
+register(_photos("miniimagenet", datasets.load_miniimagenet, datasets.miniimagenet_sources, 84, by_split=True))
+register(_photos("tieredimagenet", datasets.load_tiered, datasets.tiered_sources, 84, by_split=True))
+register(_photos("cifar_fs", datasets.load_cifar_fs, datasets.cifar_sources, 32))
+register(_photos("fc100", datasets.load_fc100, datasets.cifar_sources, 32))
+register(_photos("cub", datasets.load_cub, datasets.cub_sources, 84))

@@ -1,10 +1,11 @@
 """ProtoNets against a direct computation: explicit per-class means and pairwise distances."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from distmeta.algorithms import ProtoNet, meta_grad, meta_grad_loop, protonet
-from distmeta.models import Conv4
+from distmeta.models import Conv4, ResNet12
 from distmeta.tasks import EpisodeFamily, GlyphSource
 
 
@@ -20,17 +21,21 @@ def test_logits_are_negative_squared_distances_to_class_means():
     torch.testing.assert_close(protonet.logits(query, protos), direct)
 
 
-def _embedding_and_tasks():
-    """A small Conv4 embedding (float64) and three 3-way 2-shot glyph episodes."""
+def _embedding_and_tasks(backbone="conv4"):
+    """A small Conv4 (or narrow ResNet-12) embedding (float64) and three 3-way 2-shot glyph episodes."""
     torch.manual_seed(0)
-    model = Conv4(in_channels=1, num_classes=0, hidden=8, image_size=28).double()
+    if backbone == "conv4":
+        model = Conv4(in_channels=1, num_classes=0, hidden=8, image_size=28).double()
+    else:
+        model = ResNet12(in_channels=1, num_classes=0, widths=(4, 6, 8, 10), image_size=28).double()
     params = {k: p.detach() for k, p in model.named_parameters()}
     family = EpisodeFamily("glyphs", ways=3, shots=2, query=2).with_data(GlyphSource().load("val"))
     return model, params, family.sample(0, 0, 0, range(3), dtype=torch.float64)
 
 
-def test_vmapped_gradient_equals_loop_and_plain_autograd():
-    model, params, tasks = _embedding_and_tasks()
+@pytest.mark.parametrize("backbone", ["conv4", "resnet12"])
+def test_vmapped_gradient_equals_loop_and_plain_autograd(backbone):
+    model, params, tasks = _embedding_and_tasks(backbone)
     algo = ProtoNet(ways=3)
     batched = meta_grad(algo, model, params, {}, tasks)
     looped = meta_grad_loop(algo, model, params, {}, tasks)

@@ -18,7 +18,10 @@ def test_every_shipped_config_loads_and_says_how_to_run_it(path):
 
 
 def test_overrides_apply_with_types():
-    cfg = load(CONFIGS[0], ["trainer.max_steps=7", "algorithm.inner_lr=0.5", "model.hidden=[3,4]", "cluster.address=auto"])
+    cfg = load(
+        Path(CONFIGS[0].parent, "glyphs_5w1s_anil.yaml"),
+        ["trainer.max_steps=7", "algorithm.inner_lr=0.5", "model.hidden=[3,4]", "cluster.address=auto"],
+    )
     assert cfg.trainer.max_steps == 7 and cfg.algorithm.inner_lr == 0.5
     assert cfg.model.hidden == [3, 4] and cfg.cluster.address == "auto"
 
@@ -82,6 +85,13 @@ def test_yaml_round_trip_and_flat_params():
         (["cluster.learner_device=gpu"], "'cluster.learner_device': 'gpu' is not one of cpu, cuda"),
         (["trainer.precision=16"], "'trainer.precision': '16' is not one of 32, bf16-mixed"),
         (["algorithm.batching=batched"], "'algorithm.batching': 'batched' is not one of auto, vmap, loop"),
+        (["model.widths=[8,8,8,8]"], "'model.widths': sets the stage widths of resnet12, wrn28_10; model.name=mlp takes none"),
+        (
+            ["tasks.family=glyphs", "model.name=resnet12", "model.widths=[8,8]"],
+            "'model.widths': resnet12 takes 4 positive widths (default [64, 160, 320, 640]), got [8, 8]",
+        ),
+        (["tasks.family=glyphs", "model.name=wrn28_10", "model.widths=[8,8,0,8]"], "wrn28_10 takes 4 positive widths"),
+        (["model.name=resnet12"], "regression inputs are scalars: use model.name=mlp, not resnet12"),
     ],
 )
 def test_bad_values_name_the_key(overrides, expected):

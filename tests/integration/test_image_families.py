@@ -12,7 +12,7 @@ from distmeta.cli import main
 from distmeta.tracking import names
 from tests.integration.helpers import SMALL
 from tests.shard.helpers import compute
-from tests.trees import miniimagenet_tree, omniglot_tree
+from tests.trees import cifar100_tree, cub_tree, miniimagenet_tree, omniglot_tree, tiered_tree
 
 pytestmark = [pytest.mark.ray]
 
@@ -168,3 +168,36 @@ def test_per_family_heads_with_their_own_ways_and_shots_train_and_evaluate(workd
     assert main(["eval", "--checkpoint", str(result.last_checkpoint), "--json", "evaluation.num_tasks=6"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= report["omniglot/acc.k2.steps1.mean"] <= 1.0
+
+
+def test_the_photo_datasets_train_jointly_on_class_partitioned_shards_from_their_caches(workdir, ray_runtime, capsys):
+    cifar = cifar100_tree(workdir / "cifar")
+    roots = {
+        "cifar_fs": cifar,
+        "fc100": cifar,
+        "tieredimagenet": tiered_tree(workdir / "tiered"),
+        "cub": cub_tree(workdir / "cub"),
+    }
+    families = ", ".join(f"{{name: {name}, root: '{root}'}}" for name, root in roots.items())
+    overrides = [
+        *TINY,
+        f"tasks.families=[{families}]",
+        "tasks.image_size=32",
+        "tasks.ways=2",
+        "tasks.shard_by=classes",
+        "tasks.class_partitions=2",
+        "cluster.num_shards=2",
+        "evaluation.steps=[0,1]",
+    ]
+    result = distmeta.train(distmeta.load_config(None, overrides))
+    for name in roots:
+        assert 0.0 <= result.evaluation.values[f"{name}/acc.k1.steps1.mean"] <= 1.0
+    caches = sorted(
+        p.name for root in {cifar, roots["tieredimagenet"], roots["cub"]} for p in (root / ".distmeta_cache").glob("*-*")
+    )
+    assert [c for c in caches if not c.endswith(".lock")] == sorted(
+        f"{name}-{split}-size32" for name in roots for split in ("train", "val", "test")
+    ), "every split decoded once into its cache"
+    assert main(["eval", "--checkpoint", str(result.last_checkpoint), "--json", "evaluation.num_tasks=4"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= report["cub/acc.k1.steps1.mean"] <= 1.0
