@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU check, under 5 minutes on one CUDA GPU: the GPU tests, then the conv4 (and sine) meta-step
-# on the GPU against the per-task loop baseline on the same GPU. Needs torch with CUDA and pytest;
+# GPU check, under 8 minutes on one CUDA GPU: the GPU tests, then the conv4, sine and ResNet-12
+# meta-steps on the GPU against the per-task loop baseline on the same GPU, and ResNet-12's
+# memory per task. Needs torch with CUDA and pytest;
 # nothing else (no Ray, MLflow or Lightning), so it runs on a bare GPU machine with the repo copied.
 # Where the full stack is installed (make install), it also runs `distmeta bench` on the GPU.
 #
@@ -25,6 +26,13 @@ timeout 150 "$py" -m pytest -q tests/gpu -p no:cacheprovider -o addopts="" 2>&1 
 echo "== meta-step throughput on the GPU, against the per-task loop on the same GPU"
 timeout 75 "$py" -m distmeta.bench.kernels --workload conv4-5w1s --device cuda --blocks 5 --steps 5 > "$out/conv4_cuda.json"
 timeout 30 "$py" -m distmeta.bench.kernels --workload sine --device cuda --blocks 5 --steps 10 > "$out/sine_cuda.json"
+
+echo "== ResNet-12: 5w1s at 84x84 (default widths, second order); CIFAR-FS-shaped full widths (first order, ProtoNets)"
+timeout 90 "$py" -m distmeta.bench.kernels --workload resnet12-84-5w1s --device cuda --blocks 3 --steps 3 > "$out/resnet12_84_cuda.json"
+timeout 60 "$py" -m distmeta.bench.kernels --workload resnet12-cfs-5w1s-fo --device cuda --blocks 3 --steps 5 > "$out/resnet12_cfs_fo_cuda.json"
+timeout 60 "$py" -m distmeta.bench.kernels --workload protonet-resnet12-cfs-5w1s --device cuda --blocks 3 --steps 5 > "$out/protonet_resnet12_cfs_cuda.json"
+echo "== ResNet-12 MAML memory per task at 84x84 (CUDA peak per setting)"
+timeout 90 "$py" -m distmeta.bench.memory --model resnet12 --size 84 --tasks 2 --steps 5 --device cuda --json > "$out/resnet12_memory_cuda.json"
 
 if "$py" -c "import ray, mlflow, pytorch_lightning, omegaconf" 2>/dev/null; then
     echo "== distmeta bench (end to end: Lightning learner, shard on the GPU)"

@@ -31,3 +31,19 @@ def loop_step(
     meta_loss.backward()
     opt.step()
     return meta_loss.item()
+
+
+def protonet_loop_step(model: torch.nn.Module, opt: torch.optim.Optimizer, tasks: TaskBatch, ways: int) -> float:
+    """Prototypical Networks the per-task way: embed, average each class's support, classify the
+    queries by negative squared distance; returns the mean query loss."""
+    opt.zero_grad(set_to_none=True)
+    total = torch.zeros(())
+    for i in range(len(tasks)):
+        sx, sy, qx, qy = (t[i] for t in tasks.tensors())
+        support, query = model(sx), model(qx)
+        protos = torch.stack([support[sy == n].mean(0) for n in range(ways)])
+        total = total + torch.nn.functional.cross_entropy(-(torch.cdist(query, protos) ** 2), qy)
+    meta_loss = total / len(tasks)
+    meta_loss.backward()
+    opt.step()
+    return meta_loss.item()

@@ -19,7 +19,8 @@ from collections.abc import Callable
 import torch
 
 from distmeta.algorithms import build, meta_grad, meta_grad_loop
-from distmeta.bench.baseline import loop_step
+from distmeta.bench.baseline import loop_step, protonet_loop_step
+from distmeta.bench.synthetic import class_images
 from distmeta.models import ModelSpec
 from distmeta.tasks import TRAIN, EpisodeFamily, GlyphSource, SineFamily
 
@@ -27,18 +28,33 @@ WORKLOADS = {
     # the workloads of distmeta.bench.throughput, built without the config layer
     "sine": dict(model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)), loss="mse", lr=0.01, tasks=25),
     "conv4-5w1s": dict(model=ModelSpec("conv4", (1, 28, 28), 5, filters=64), loss="cross_entropy", lr=0.4, tasks=32),
-}
+    # ResNet-12 on CIFAR-FS-shaped episodes (32x32 RGB, synthetic): narrow widths for a CPU, then
+    # the default widths as a GPU runs them, under first-order MAML and ProtoNets
+    "resnet12-cfs-5w1s": dict(
+        model=ModelSpec("resnet12", (3, 32, 32), 5, widths=(16, 32, 64, 128)), loss="cross_entropy", lr=0.01, tasks=8
+    ),
+    "resnet12-cfs-5w1s-fo": dict(model=ModelSpec("resnet12", (3, 32, 32), 5), loss="cross_entropy", lr=0.01, tasks=8,
+                                 first_order=True),
+    "protonet-resnet12-cfs-5w1s": dict(model=ModelSpec("resnet12", (3, 32, 32), 0), loss="cross_entropy", lr=0.0, tasks=8,
+                                       algorithm="protonet"),
+    # ResNet-12 at its default widths on 84x84 images (mini-ImageNet's shape), second-order MAML
+    "resnet12-84-5w1s": dict(model=ModelSpec("resnet12", (3, 84, 84), 5), loss="cross_entropy", lr=0.01, tasks=4),
+}  # fmt: skip
 
 
 def _family(workload: str):
     if workload == "sine":
         return SineFamily(shots=10, query=10)
-    return EpisodeFamily("glyphs", ways=5, shots=1, query=15).with_data(GlyphSource().load("train"))
+    if workload == "conv4-5w1s":
+        return EpisodeFamily("glyphs", ways=5, shots=1, query=15).with_data(GlyphSource().load("train"))
+    shape = WORKLOADS[workload]["model"].input_shape
+    return EpisodeFamily("synthetic", ways=5, shots=1, query=15).with_data(class_images(64, 20, shape[-1], shape[0]))
 
 
 def _steps(w: dict, dev: torch.device) -> dict[str, Callable]:
     """The three modes' meta-steps, each on its own copy of the same initial model."""
-    algo = build("maml", loss=w["loss"], steps=1, lr=w["lr"], ways=5)
+    name, first_order = w.get("algorithm", "maml"), w.get("first_order", False)
+    algo = build(name, loss=w["loss"], steps=1, lr=w["lr"], first_order=first_order, ways=5)
 
     def fresh():
         torch.manual_seed(0)
@@ -59,7 +75,10 @@ def _steps(w: dict, dev: torch.device) -> dict[str, Callable]:
         return step
 
     model, opt = fresh()
-    baseline = lambda batch: loop_step(model, opt, batch, w["loss"], w["lr"], 1, False)  # noqa: E731
+    if name == "protonet":
+        baseline = lambda batch: protonet_loop_step(model, opt, batch, 5)  # noqa: E731
+    else:
+        baseline = lambda batch: loop_step(model, opt, batch, w["loss"], w["lr"], 1, first_order)  # noqa: E731
     return {"loop baseline": baseline, "distmeta vmap": distmeta_step("vmap"), "distmeta loop": distmeta_step("loop")}
 
 

@@ -1,9 +1,12 @@
 """Peak memory of one shard's meta-gradient under each memory control.
 
     python -m distmeta.bench.memory [--device cuda] [--tasks 8] [--steps 5] [--filters 64]
+    python -m distmeta.bench.memory --model resnet12 [--size 84] [--tasks 2] [--steps 5]
 
-Conv4 on 5-way 1-shot glyph episodes with 15 query images per class, second-order MAML with
-``steps`` inner steps, against: first order, the checkpointed inner loop, and vmap chunks of 2.
+Conv4 on 5-way 1-shot glyph episodes with 15 query images per class (or ResNet-12 at its
+default widths on synthetic RGB episodes of ``size``), second-order MAML with ``steps`` inner
+steps, against: first order, the checkpointed inner loop, and vmap chunks of 2 (of 1 for
+ResNet-12, whose measure is per task).
 On CUDA the peak is ``torch.cuda.max_memory_allocated`` above what was allocated before the call;
 on CPU each setting runs in a fresh process and the peak is the growth of its resident set
 (``ru_maxrss``), so allocator caching across settings cannot blur the numbers.
@@ -21,6 +24,7 @@ import time
 import torch
 
 from distmeta.algorithms import build, meta_grad
+from distmeta.bench.synthetic import class_images
 from distmeta.models import ModelSpec
 from distmeta.tasks import TRAIN, EpisodeFamily, GlyphSource
 
@@ -31,28 +35,45 @@ SETTINGS = {
     "chunk_size=2": {"chunk_size": 2},
     "checkpoint_inner + chunk_size=2": {"checkpoint": True, "chunk_size": 2},
 }
+MODELS = ("conv4", "resnet12")
 
 
-def measure(setting: str, device: str, tasks: int, steps: int, filters: int, dtype: torch.dtype = torch.float32) -> dict:
+def _setup(model: str, filters: int, size: int, tasks: int, dtype: torch.dtype):
+    """The network and a batch of 5-way 1-shot episodes (15 query images per class)."""
+    if model == "conv4":
+        net = ModelSpec("conv4", (1, 28, 28), 5, filters=filters).build()
+        family = EpisodeFamily("glyphs", ways=5, shots=1, query=15).with_data(GlyphSource().load("val"))
+    else:
+        net = ModelSpec("resnet12", (3, size, size), 5).build()
+        family = EpisodeFamily("synthetic", ways=5, shots=1, query=15).with_data(class_images(5, 16, size))
+    return net, family.sample(0, TRAIN, 0, range(tasks), dtype=dtype)
+
+
+def measure(
+    setting: str, device: str, tasks: int, steps: int, filters: int, dtype: torch.dtype = torch.float32, model: str = "conv4",
+    size: int = 84,
+) -> dict:  # fmt: skip
     """Peak extra memory (MiB) and seconds of one meta-gradient call under ``setting``. (In float32
     on a GPU, convolutions may use TF32: gradients then agree across settings only roughly.)"""
     options = dict(SETTINGS[setting])
     chunk = options.pop("chunk_size", 0)
-    algo = build("maml", loss="cross_entropy", steps=steps, lr=0.4, **options)
+    if chunk and model == "resnet12":
+        chunk = 1  # one task at a time: the peak is one task's
+    algo = build("maml", loss="cross_entropy", steps=steps, lr=0.4 if model == "conv4" else 0.01, **options)
     torch.manual_seed(0)
-    model = ModelSpec("conv4", (1, 28, 28), 5, filters=filters).build().to(device, dtype)
-    params = {k: p.detach() for k, p in model.named_parameters()}
-    family = EpisodeFamily("glyphs", ways=5, shots=1, query=15).with_data(GlyphSource().load("val"))
-    batch = family.sample(0, TRAIN, 0, range(tasks), dtype=dtype).to(device)
+    net, batch = _setup(model, filters, size, tasks, dtype)
+    net = net.to(device, dtype)
+    params = {k: p.detach() for k, p in net.named_parameters()}
+    batch = batch.to(device)
     if device == "cuda":
-        meta_grad(algo, model, params, {}, batch, chunk)  # warm-up: kernels, allocator pools
+        meta_grad(algo, net, params, {}, batch, chunk)  # warm-up: kernels, allocator pools
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:  # no warm-up: its peak would become the high-water mark the call is measured against
         before = _rss_peak()
     start = time.perf_counter()
-    grads = meta_grad(algo, model, params, {}, batch, chunk).grads
+    grads = meta_grad(algo, net, params, {}, batch, chunk).grads
     if device == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - before
@@ -67,10 +88,10 @@ def _rss_peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def run(device: str, tasks: int, steps: int, filters: int) -> list[dict]:
+def run(device: str, tasks: int, steps: int, filters: int, model: str = "conv4", size: int = 84) -> list[dict]:
     """Every setting; on CPU each in its own process (a fresh high-water mark)."""
     if device == "cuda":
-        return [measure(s, device, tasks, steps, filters) for s in SETTINGS]
+        return [measure(s, device, tasks, steps, filters, model=model, size=size) for s in SETTINGS]
     rows = []
     for s in SETTINGS:
         out = subprocess.run(
@@ -88,6 +109,10 @@ def run(device: str, tasks: int, steps: int, filters: int) -> list[dict]:
                 str(steps),
                 "--filters",
                 str(filters),
+                "--model",
+                model,
+                "--size",
+                str(size),
             ],
             check=True,
             capture_output=True,
@@ -114,19 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=8)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--filters", type=int, default=64)
+    p.add_argument("--model", choices=MODELS, default="conv4")
+    p.add_argument("--size", type=int, default=84, help="resnet12: image side")
     p.add_argument("--one", choices=list(SETTINGS), help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = p.parse_args(argv)
     torch.set_num_threads(1) if args.device == "cpu" else None
     if args.one:
-        print(json.dumps(measure(args.one, args.device, args.tasks, args.steps, args.filters)))
+        print(json.dumps(measure(args.one, args.device, args.tasks, args.steps, args.filters, model=args.model, size=args.size)))
         return 0
-    rows = run(args.device, args.tasks, args.steps, args.filters)
+    rows = run(args.device, args.tasks, args.steps, args.filters, args.model, args.size)
+    net = f"Conv4 ({args.filters} filters)" if args.model == "conv4" else f"ResNet-12 (64-160-320-640, {args.size}x{args.size})"
     print(
         json.dumps(rows)
         if args.json
-        else f"MAML, Conv4 ({args.filters} filters), 5-way 1-shot, 15 query/class, {args.tasks} tasks, "
-        f"{args.steps} inner steps, on {args.device}\n" + table(rows)
+        else f"MAML, {net}, 5-way 1-shot, 15 query/class, {args.tasks} tasks, {args.steps} inner steps, on {args.device}\n"
+        + table(rows)
     )
     return 0
 

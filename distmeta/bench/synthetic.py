@@ -4,7 +4,9 @@ them exactly as they read the real files.
 
 - :func:`write_cifar100`: ``cifar-100-python/{train,test,meta}``, the pickles CIFAR-FS and FC100
   are cut from;
-- :func:`write_photo_classes`: ``images/<class>/*.jpg`` trees (CUB-200-2011's layout) of any size.
+- :func:`write_photo_classes`: ``images/<class>/*.jpg`` trees (CUB-200-2011's layout) of any size;
+- :func:`class_images`: the same kind of images straight into a ``ClassImages`` (torch-only
+  benchmarks, no files).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from distmeta.tasks.images import ClassImages
 
 CIFAR100 = {
     # CIFAR-100's superclasses and their classes, both sorted by name as in the release's meta file
@@ -39,6 +43,15 @@ CIFAR100 = {
     "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
 }
 FINE = sorted(n for names in CIFAR100.values() for n in names)
+
+
+def class_images(classes: int, per_class: int, size: int, channels: int = 3) -> ClassImages:
+    """Every class a random colour field of its own, every image that plus noise (learnable)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (classes, 1, channels, size, size))
+    noise = rng.integers(-40, 41, (classes, per_class, channels, size, size))
+    return ClassImages.grid(np.clip(base + noise, 0, 255).astype(np.uint8), [f"class{c:03d}" for c in range(classes)])
+
 
 Image3 = Callable[[int, int, int], np.ndarray]
 """``(fine class, part (0 train, 1 test), index)`` -> uint8 ``[3, 32, 32]``."""

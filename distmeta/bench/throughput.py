@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from distmeta import config
-from distmeta.bench import report
+from distmeta.bench import report, synthetic
 from distmeta.bench.modes import DistmetaRun, LoopBaseline, loop_step
 from distmeta.bench.report import log_to_mlflow, table
 from distmeta.bench.turns import _SPAWN, Clock, StepTimer, Turns
@@ -69,8 +69,28 @@ WORKLOADS: dict[str, list[str]] = {
         "tasks.query=15",
         "cluster.cpus_per_shard=1",
     ],
+    # ResNet-12 at narrow widths (16-32-64-128) on CIFAR-FS-shaped episodes: 32x32 RGB, 5-way
+    # 1-shot, 15 queries per class, 8 tasks, one second-order step; the data is a synthetic
+    # CIFAR-100 release written where the bench runs (DATA), read by the real loader and cache
+    "resnet12-cfs-5w1s": [
+        "tasks.family=cifar_fs",
+        "model.name=resnet12",
+        "model.widths=[16,32,64,128]",
+        "algorithm.name=maml",
+        "algorithm.inner_steps=1",
+        "algorithm.inner_lr=0.01",
+        "algorithm.meta_batch_size=8",
+        "tasks.ways=5",
+        "tasks.shots=1",
+        "tasks.query=15",
+        "cluster.cpus_per_shard=1",
+    ],
 }
-THREADS = {"sine": 1, "conv4-5w1s": 2}
+THREADS = {"sine": 1, "conv4-5w1s": 2, "resnet12-cfs-5w1s": 2}
+DATA: dict[str, Callable[[Path], Path]] = {
+    "resnet12-cfs-5w1s": lambda root: synthetic.write_cifar100(root, lambda fine: (16, 4)),
+}
+"""Workloads that read a dataset: a writer of a synthetic copy in the released layout under a folder."""
 """Torch threads of the single-process modes (the baseline and in-process distmeta)."""
 
 
@@ -110,11 +130,13 @@ def run(
         *overrides,
     ]
     threads = THREADS[workload]
-    # checks the overrides before anything starts
-    batch = Recipe.from_config(config.load(None, [*base, "cluster.num_shards=0"])).learner_settings.planner.meta_batch_size
-    counts = sorted({1, shards}) if shards > 0 else []
     workdir = Path(tempfile.mkdtemp(prefix="distmeta-bench-"))
     try:
+        if workload in DATA:
+            base.insert(len(WORKLOADS[workload]), f"tasks.root={DATA[workload](workdir / 'data')}")
+        # checks the overrides before anything starts (and decodes a dataset into its cache once)
+        batch = Recipe.from_config(config.load(None, [*base, "cluster.num_shards=0"])).learner_settings.planner.meta_batch_size
+        counts = sorted({1, shards}) if shards > 0 else []
         modes = [_Mode(0, "loop", (*base, "cluster.num_shards=0"), 0, threads, steps, blocks, workdir)]
         for n in [0, *counts]:
             extra = (f"cluster.num_shards={n}",) + ((f"cluster.cpus_per_shard={_cpus_per_shard(threads, n)}",) if n else ())

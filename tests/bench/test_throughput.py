@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distmeta import config
-from distmeta.bench.throughput import WORKLOADS, loop_step
+from distmeta.bench.throughput import DATA, WORKLOADS, loop_step
 from distmeta.cli import main
 from distmeta.learner.aggregate import aggregate
 from distmeta.models import flatten
@@ -16,8 +16,17 @@ from distmeta.tasks import TRAIN
 from tests.shard.helpers import compute
 
 
-@pytest.mark.parametrize("workload, extra", [("sine", []), ("conv4-5w1s", ["model.filters=8", "algorithm.meta_batch_size=4"])])
-def test_the_loop_baseline_computes_distmetas_meta_gradient(workload, extra):
+@pytest.mark.parametrize(
+    "workload, extra",
+    [
+        ("sine", []),
+        ("conv4-5w1s", ["model.filters=8", "algorithm.meta_batch_size=4"]),
+        ("resnet12-cfs-5w1s", ["model.widths=[4,6,8,10]", "algorithm.meta_batch_size=2"]),
+    ],
+)
+def test_the_loop_baseline_computes_distmetas_meta_gradient(workload, extra, tmp_path):
+    if workload in DATA:
+        extra = [*extra, f"tasks.root={DATA[workload](tmp_path / 'data')}"]
     cfg = config.load(None, [*WORKLOADS[workload], *extra, "cluster.num_shards=0", "algorithm.compile=false"])
     recipe = Recipe.from_config(cfg)
     model = recipe.model()

@@ -24,7 +24,7 @@ def cluster():
         c.add_node(num_cpus=2)
         yield c
     finally:
-        c.stop()
+        c.stop(timeout_s=3.0)  # a test cluster has nothing to save: what SIGTERM has not ended by then is killed
         assert not c.processes(), "every process of the local cluster is gone"
 
 

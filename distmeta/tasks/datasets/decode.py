@@ -89,12 +89,12 @@ def read_image(source: Encoded, size: int, mode: str, invert: bool = False, what
 
 def resize_array(images: np.ndarray, size: int, allocate: Allocate = in_memory) -> np.ndarray:
     """uint8 ``[N, channels, H, W]`` resized to ``size``, into an array from ``allocate``."""
-    from PIL import Image
-
     out = allocate((len(images), images.shape[1], size, size))
     if images.shape[-1] == size and images.shape[-2] == size:
         out[:] = images
         return out
+    from PIL import Image
+
     for i, im in enumerate(images):
         pil = Image.fromarray(im.transpose(1, 2, 0).squeeze(-1) if im.shape[0] == 1 else im.transpose(1, 2, 0))
         a = np.asarray(pil.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)

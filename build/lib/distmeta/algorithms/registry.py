@@ -1,0 +1,47 @@
+"""The algorithm registry: every algorithm a config may name.
+
+Adding an algorithm is one module (a frozen :class:`~distmeta.algorithms.base.Algorithm` subclass
+with ``from_options`` and its per-task methods) plus one :func:`register` call. What the rest of
+distmeta needs to know about it is read from the class's capabilities (``adapts``, ``uses_head``,
+``classification_only``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from distmeta.algorithms.base import Algorithm, Options
+from distmeta.registry import Registry
+
+
+@dataclass(frozen=True)
+class AlgorithmKind:
+    name: str
+    cls: type[Algorithm]
+    forced: dict[str, Any] = field(default_factory=dict)
+    """Options this name fixes (``fomaml``: MAML with ``first_order`` forced)."""
+
+
+ALGORITHMS: Registry[AlgorithmKind] = Registry("algorithm")
+
+
+def register(name: str, cls: type[Algorithm], **forced: Any) -> AlgorithmKind:
+    """Make ``cls`` available as ``algorithm.name: <name>``; ``forced`` fixes some of its options."""
+    return ALGORITHMS.add(name, AlgorithmKind(name, cls, dict(forced)))
+
+
+def algorithm_kind(name: str) -> AlgorithmKind:
+    return ALGORITHMS.lookup(name)
+
+
+OPTION_FIELDS = ("loss", "steps", "lr", "first_order", "checkpoint", "ways")
+
+
+def build(name: str, **options: Any) -> Algorithm:
+    """Algorithm ``name`` with plain settings: :class:`Options` fields by keyword; any other
+    keyword is the algorithm's own (``Options.extra``, e.g. Reptile's ``inner_batch``)."""
+    kind = algorithm_kind(name)
+    extra = {k: v for k, v in options.items() if k not in OPTION_FIELDS}
+    opts = Options(**{k: v for k, v in options.items() if k in OPTION_FIELDS}, extra=extra)
+    return kind.cls.from_options(replace(opts, **kind.forced))

@@ -1,0 +1,167 @@
+"""The Python API: ``load_config``, ``train``, ``evaluate``. The CLI is a thin layer over these.
+
+import distmeta
+cfg = distmeta.load_config("configs/sine_maml.yaml", ["trainer.max_steps=2000"])
+result = distmeta.train(cfg)
+print(result.run_id, result.evaluation.values["mse.k10.steps1.mean"])  # acc.k1.steps10.mean for images
+report = distmeta.evaluate(result.last_checkpoint)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from distmeta import checkpoints, config, interrupts, lifecycle, runtime
+from distmeta.config import DistMetaConfig
+from distmeta.errors import NonFiniteGradientError, UserError
+from distmeta.evaluation import EvalReport, combine, plot_curves
+from distmeta.evaluation import evaluate as run_protocol
+from distmeta.evaluation.keys import EVAL_PREFIX
+from distmeta.models import family_view
+from distmeta.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+FIGURE_ARTIFACT_DIR = "eval"
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    tracking_uri: str
+    checkpoint_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    evaluation: EvalReport
+    figure: Path
+    model: nn.Module
+    model_uri: str
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> DistMetaConfig:
+    """Schema defaults, then the YAML file, then ``key=value`` overrides; validated."""
+    return config.load(path, overrides)
+
+
+def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
+    """Meta-train ``cfg``; with ``resume`` (a checkpoint path or ``"last"``) continue that run:
+    same task stream, optimizer state and MLflow run. SIGINT or SIGTERM stop it at the next step
+    boundary with a checkpoint of that step (:class:`distmeta.interrupts.Interrupted` says where)."""
+    recipe = Recipe.from_config(cfg)
+    with interrupts.handled():
+        start = lifecycle.prepare(recipe, resume)  # refused before anything exists
+        with interrupts.deferred(), recipe.ray_session():
+            interrupts.install()  # Ray's start-up replaced the SIGTERM handler with its own
+            interrupts.check()  # stopped during start-up: no run was made
+            group = recipe.shard_group()
+            with runtime.releasing(group):
+                interrupts.check()
+                with lifecycle.tracked(recipe, start) as run:
+                    model = _fit(recipe, run, group, start.checkpoint)
+                    group.close()  # the actors' resources are free before the evaluation
+                    with interrupts.immediate():
+                        report, figure = _evaluate(recipe, model, run.dir)
+                    model_uri = run.finish(_eval_metrics(report), figure, FIGURE_ARTIFACT_DIR, model)
+    return TrainResult(run.run_id, run.uri, run.dir, run.last, run.best, report, figure, model, model_uri)
+
+
+def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | None) -> nn.Module:
+    """Train with the recipe's shard group; the last checkpoint holds the full state (a later
+    --resume continues it), also when a signal stopped the loop early."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from distmeta.learner.module import MetaLearner
+
+    client, run_id = run.client, run.run_id
+    client.set_tag(run_id, "distmeta.batching", recipe.batching)  # what `auto` chose
+    for k, info in enumerate(group.workers_info()):
+        client.set_tag(run_id, f"shard.{k}.worker", f"{info['host']} pid {info['pid']} {info['device']}")
+        for key in ("node", "gpus"):
+            if info.get(key):
+                client.set_tag(run_id, f"shard.{k}.{key}", info[key])
+    model = recipe.model()
+    learner = MetaLearner(model, group, recipe.learner_settings, recipe.validation_families, run.metadata)
+    trainer = recipe.trainer(run.logger, run.dir)
+    with runtime.learner_threads(recipe.run.num_shards):
+        try:
+            trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        except NonFiniteGradientError as exc:  # stopped before the update: say what is left to go back to
+            saved = sorted(run.dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+            kept = f"the newest checkpoint is {saved[-1]}" if saved else "no checkpoint was written before it"
+            raise NonFiniteGradientError(f"{exc}; the update was not applied and {kept}") from None
+        except SIGTERMException:  # Lightning's own handler, active until the learner's first hook, saw it
+            if not interrupts.requested():  # ours runs inside Lightning's: it has recorded the stop too
+                raise
+    trainer.save_checkpoint(run.last, weights_only=False)
+    if interrupts.requested():
+        raise interrupts.Interrupted(interrupts.requested(), step=trainer.global_step, checkpoint=run.last)
+    return model
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    log_to_mlflow: bool = True,
+    on_report: Callable[[EvalReport, Path], None] | None = None,
+) -> tuple[EvalReport, Path]:
+    """Run the meta-test protocol on a checkpoint's meta-parameters (a ``.ckpt`` file or a run's
+    checkpoint folder); ``overrides`` adjust its config (e.g. ``evaluation.num_tasks=1000``).
+    With ``log_to_mlflow`` the checkpoint's run must be in its store (checked first) and gets the
+    results; ``on_report`` sees them before anything is sent there."""
+    path = checkpoints.find(checkpoint)
+    ckpt = checkpoints.read(path)
+    meta = ckpt["distmeta"]
+    recipe = Recipe.from_config(config.from_yaml_text(meta["config_yaml"], overrides))
+    if log_to_mlflow:
+        from distmeta.tracking.store import check_reachable, check_run
+
+        check_reachable(meta["tracking_uri"], create=False)  # a store that is gone is not made anew
+        check_run(meta["tracking_uri"], meta["run_id"], f"checkpoint {path}")
+    model = recipe.model()
+    try:
+        model.load_state_dict(checkpoints.model_state(ckpt))
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        made = f"the config with overrides {' '.join(overrides)}" if overrides else "its own config"
+        raise UserError(f"checkpoint {path} holds another network than {made} builds: {detail}") from None
+    with interrupts.handled():
+        report, figure = _evaluate(recipe, model, path.parent)
+    if on_report is not None:
+        on_report(report, figure)
+    if log_to_mlflow:
+        from distmeta.tracking.run import log_evaluation
+        from distmeta.tracking.store import check_reachable
+
+        try:
+            check_reachable(meta["tracking_uri"], create=False)  # gone meanwhile: no new store is made
+            log_evaluation(meta["tracking_uri"], meta["run_id"], _eval_metrics(report), figure, FIGURE_ARTIFACT_DIR)
+        except Exception as exc:  # the store went away while evaluating: the numbers are still reported
+            raise UserError(
+                f"the evaluation was not logged to MLflow run {meta['run_id']} at {meta['tracking_uri']}: "
+                f"{' '.join(str(exc).split())[:300]}"
+            ) from None
+    return report, figure
+
+
+def _evaluate(recipe: Recipe, model: nn.Module, out_dir: Path) -> tuple[EvalReport, Path]:
+    """Each family's own protocol (its shots; with per-family heads its own head); a mixture's
+    reports are combined into one table, drawn as the adaptation figure in ``out_dir``."""
+    reports = {}
+    for f in recipe.test_families:
+        plan = recipe.evaluation_plan(f.name)
+        reports[f.name] = run_protocol(
+            recipe.algorithm, family_view(model, f.name), f, seed=recipe.run.evaluation_seed,
+            num_tasks=recipe.run.evaluation_tasks, shots=plan.shots, steps=plan.steps, query=plan.query,
+        )  # fmt: skip
+    report = combine(reports) if recipe.run.mixture else next(iter(reports.values()))
+    return report, plot_curves(report, out_dir / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
+
+
+def _eval_metrics(report: EvalReport) -> dict[str, float]:
+    return {EVAL_PREFIX + k: v for k, v in report.values.items()}

@@ -1,0 +1,1 @@
+"""Benchmarks: measurements taken in one run against a baseline, never timed assertions."""

@@ -1,0 +1,259 @@
+"""Checks the schema's types cannot express: choices, ranges and relations between keys.
+
+Every choice list and per-choice rule comes from where the choice is implemented (the
+algorithm, model and task-family registries, the learner's settings, the shard group's options),
+so validation cannot disagree with the code that runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+
+from distmeta.algorithms import ALGORITHMS, PATHS, algorithm_kind
+from distmeta.config.schema import DistMetaConfig
+from distmeta.errors import ConfigError
+from distmeta.learner.aggregate import WEIGHTINGS
+from distmeta.learner.settings import LEARNER_DEVICES, LR_SCHEDULES, ON_NONFINITE, STALENESS
+from distmeta.models import HEADS, MODELS, model_kind
+from distmeta.shard.placement import STRATEGIES
+from distmeta.shard.worker import PRECISIONS
+from distmeta.tasks import FAMILIES, family_kind
+from distmeta.tasks.sharding import SHARD_BY
+
+BATCHING = ("auto", *PATHS)
+
+
+def _fail(key: str, problem: str) -> None:
+    raise ConfigError(f"config key '{key}': {problem}")
+
+
+def _choice(key: str, value, choices: Iterable) -> None:
+    choices = [str(c) for c in choices]
+    if str(value) not in choices:
+        _fail(key, f"'{value}' is not one of {', '.join(choices)}")
+
+
+MAX_LR = {"algorithm.inner_lr": 10.0, "algorithm.meta_lr": 1.0}
+"""Past these a step is no longer a step (Adam moves each weight by about meta_lr)."""
+MIN_IMAGE_SIZE = 16
+"""Conv4 halves an image four times."""
+MIN_STEP_TIMEOUT_S = 1.0
+"""Below this, a healthy shard's answer is itself late (a Ray call alone takes milliseconds, a
+first compiled step seconds)."""
+
+
+def validate(cfg: DistMetaConfig) -> None:
+    a, t, c, tr = cfg.algorithm, cfg.tasks, cfg.cluster, cfg.trainer
+    _finite(cfg)
+    _choices(cfg)
+    _signs(cfg)
+    for key, limit in MAX_LR.items():
+        value = a.inner_lr if key == "algorithm.inner_lr" else a.meta_lr
+        if value > limit:
+            _fail(key, f"{value} is past any useful learning rate (at most {limit})")
+    if c.step_timeout_s < MIN_STEP_TIMEOUT_S:
+        _fail("cluster.step_timeout_s", f"{c.step_timeout_s} s is shorter than any step takes; use at least {MIN_STEP_TIMEOUT_S}")
+    if algorithm_kind(a.name).cls.adapts and a.inner_steps == 0:
+        _fail("algorithm.inner_steps", f"{a.name} needs at least one inner step (0 would be plain multi-task pre-training)")
+    _validate_tasks(cfg)
+    if not 0.0 <= a.min_lr_ratio <= 1.0:
+        _fail("algorithm.min_lr_ratio", f"must lie in [0, 1], got {a.min_lr_ratio}")
+    if c.num_shards > 0 and a.meta_batch_size < c.num_shards:
+        _fail(
+            "algorithm.meta_batch_size",
+            f"{a.meta_batch_size} tasks cannot be split over cluster.num_shards={c.num_shards} shards; "
+            "use at least one task per shard",
+        )
+    if c.num_shards > 0 and c.cpus_per_shard == 0 and c.gpus_per_shard == 0:
+        _fail("cluster.cpus_per_shard", "a shard actor needs some CPU or GPU; set cpus_per_shard or gpus_per_shard")
+    if c.gpus_per_shard > 1 and c.gpus_per_shard != int(c.gpus_per_shard):
+        _fail("cluster.gpus_per_shard", f"above 1 it must be a whole number, got {c.gpus_per_shard}")
+    for key, rng in [("tasks.amplitude", t.amplitude), ("tasks.phase", t.phase), ("tasks.x_range", t.x_range)]:
+        if len(rng) != 2 or not rng[0] <= rng[1]:
+            _fail(key, f"must be [low, high] with low <= high, got {rng}")
+    if not cfg.model.hidden or any(w <= 0 for w in cfg.model.hidden):
+        _fail("model.hidden", f"must list positive layer widths, got {cfg.model.hidden}")
+    _validate_widths(cfg.model.name, cfg.model.widths)
+    if any(k <= 0 for k in cfg.evaluation.shots):
+        _fail("evaluation.shots", f"must list positive shot counts, got {cfg.evaluation.shots}")
+    if not cfg.evaluation.steps or any(s < 0 for s in cfg.evaluation.steps):
+        _fail("evaluation.steps", f"must list non-negative step counts, got {cfg.evaluation.steps}")
+    if tr.delay_compensation < 0 or not math.isfinite(tr.delay_compensation):
+        _fail("trainer.delay_compensation", f"must be a finite number >= 0, got {tr.delay_compensation}")
+    if not cfg.tracking.experiment:
+        _fail("tracking.experiment", "must not be empty")
+
+
+def _validate_widths(name: str, widths: list[int]) -> None:
+    takes = model_kind(name).widths
+    if widths and not takes:
+        residual = ", ".join(n for n, k in MODELS.items() if k.widths)
+        _fail("model.widths", f"sets the stage widths of {residual}; model.name={name} takes none")
+    if widths and (len(widths) != len(takes) or any(w <= 0 for w in widths)):
+        _fail("model.widths", f"{name} takes {len(takes)} positive widths (default {list(takes)}), got {widths}")
+
+
+def _finite(cfg: DistMetaConfig) -> None:
+    """NaN or infinity anywhere in the config (lists, the families and their ranges included)."""
+    for key, value in _numbers("", cfg):
+        if not math.isfinite(value):
+            _fail(key, f"must be a finite number, got {value}")
+
+
+def _numbers(key: str, obj) -> Iterator[tuple[str, float]]:
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _numbers(f"{key}.{f.name}" if key else f.name, getattr(obj, f.name))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(f"{key}.{k}", v)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _numbers(f"{key}[{i}]", v)
+    elif isinstance(obj, float):
+        yield key, obj
+
+
+def _choices(cfg: DistMetaConfig) -> None:
+    a, t, c, tr = cfg.algorithm, cfg.tasks, cfg.cluster, cfg.trainer
+    _choice("algorithm.name", a.name, ALGORITHMS)
+    _choice("algorithm.lr_schedule", a.lr_schedule, LR_SCHEDULES)
+    _choice("tasks.family", t.family, FAMILIES)
+    _choice("model.name", cfg.model.name, MODELS)
+    _choice("cluster.placement_strategy", c.placement_strategy, STRATEGIES)
+    _choice("cluster.learner_device", c.learner_device, LEARNER_DEVICES)
+    _choice("algorithm.batching", a.batching, BATCHING)
+    _choice("trainer.on_nonfinite", tr.on_nonfinite, ON_NONFINITE)
+    _choice("trainer.precision", tr.precision, PRECISIONS)
+    if tr.staleness not in STALENESS:
+        _fail("trainer.staleness", f"must be 0 (synchronous) or 1 (pipelined), got {tr.staleness}")
+
+
+def _signs(cfg: DistMetaConfig) -> None:
+    a, t, c, tr, e = cfg.algorithm, cfg.tasks, cfg.cluster, cfg.trainer, cfg.evaluation
+    positive = {
+        "algorithm.inner_lr": a.inner_lr, "algorithm.meta_lr": a.meta_lr, "trainer.max_steps": tr.max_steps,
+        "trainer.val_every_n_steps": tr.val_every_n_steps, "trainer.val_tasks": tr.val_tasks,
+        "trainer.log_every_n_steps": tr.log_every_n_steps, "algorithm.meta_batch_size": a.meta_batch_size,
+        "tasks.shots": t.shots, "tasks.query": t.query, "tasks.ways": t.ways, "model.filters": cfg.model.filters,
+        "checkpoint.every_n_steps": cfg.checkpoint.every_n_steps, "cluster.step_timeout_s": c.step_timeout_s,
+        "evaluation.num_tasks": e.num_tasks,
+    }  # fmt: skip
+    for key, value in positive.items():
+        if not value > 0:
+            _fail(key, f"must be positive, got {value}")
+    non_negative = {
+        "algorithm.inner_steps": a.inner_steps, "cluster.num_shards": c.num_shards, "cluster.cpus_per_shard": c.cpus_per_shard,
+        "cluster.gpus_per_shard": c.gpus_per_shard, "cluster.max_actor_restarts": c.max_actor_restarts,
+        "trainer.grad_clip": tr.grad_clip, "algorithm.chunk_size": a.chunk_size,
+        "algorithm.reptile.inner_batch": a.reptile.inner_batch, "tasks.image_size": t.image_size, "evaluation.query": e.query,
+    }  # fmt: skip
+    for key, value in non_negative.items():
+        if value < 0:
+            _fail(key, f"must be zero or positive, got {value}")
+
+
+def _kinds_with_loss(loss: str) -> str:
+    return ", ".join(name for name, kind in FAMILIES.items() if kind.loss == loss)
+
+
+def _validate_mixture(cfg: DistMetaConfig) -> None:
+    t, heads = cfg.tasks, cfg.model.heads
+    _choice("tasks.family_weighting", t.family_weighting, WEIGHTINGS)
+    _choice("model.heads", heads, HEADS)
+    if not t.families:
+        if t.shard_by == "family":
+            _fail("tasks.shard_by", "'family' gives each shard whole families of a mixture: list them in tasks.families")
+        if heads == "per_family":
+            _fail("model.heads", "'per_family' gives each family of a mixture its own head: list them in tasks.families")
+        return
+    algo = algorithm_kind(cfg.algorithm.name).cls
+    if heads == "per_family" and not algo.uses_head:
+        _fail(
+            "model.heads",
+            f"{cfg.algorithm.name} has no head (it classifies by distances to prototypes, any N per family): use shared",
+        )
+    for i, f in enumerate(t.families):
+        _validate_family(cfg, i, f)
+    labels = [f.label or f.name for f in t.families]
+    if len(set(labels)) != len(labels):
+        _fail("tasks.families", f"each family needs its own label (set label to mix two of one kind), got {labels}")
+    ways = {label: f.ways or t.ways for label, f in zip(labels, t.families)}
+    if family_kind(t.families[0].name).images and len(set(ways.values())) > 1 and heads == "shared" and algo.uses_head:
+        listed = ", ".join(f"{label} {n}" for label, n in ways.items())
+        _fail(
+            "model.heads",
+            f"the families have different ways ({listed}): one shared head cannot classify them all; set model.heads=per_family",
+        )
+
+
+def _validate_family(cfg: DistMetaConfig, i: int, f) -> None:
+    t, key = cfg.tasks, f"tasks.families[{i}]"
+    _choice(f"{key}.name", f.name, FAMILIES)
+    kind, first = family_kind(f.name), family_kind(t.families[0].name)
+    if kind.loss != first.loss:
+        _fail(
+            f"{key}.name",
+            f"'{f.name}': a mixture is all regression ({_kinds_with_loss('mse')}) "
+            f"or all image families ({_kinds_with_loss('cross_entropy')}), not both",
+        )
+    if not f.weight > 0 or not f.loss_weight > 0:
+        _fail(f"{key}", f"weight and loss_weight must be positive, got {f.weight} and {f.loss_weight}")
+    if kind.needs_root and not (f.root or t.root):
+        _fail(f"{key}.root", f"{f.name} reads a local copy of the dataset: set its root (or tasks.root)")
+    if f.ranges and not kind.params:
+        _fail(f"{key}.ranges", f"ranges are for regression families, not {f.name}")
+    for field_name in ("ways", "shots", "query"):
+        if getattr(f, field_name) < 0:
+            _fail(f"{key}.{field_name}", f"must be zero (tasks.{field_name}) or positive, got {getattr(f, field_name)}")
+    if f.ways and not kind.images:
+        _fail(f"{key}.ways", f"ways are for image families, not {f.name}")
+    if f.ways == 1:
+        _fail(f"{key}.ways", "an episode needs at least 2 classes, got 1")
+    if cfg.model.heads == "per_family" and "." in (f.label or f.name):
+        _fail(f"{key}.label", f"'{f.label}': a head is named after its family's label, which cannot contain '.'")
+
+
+def _validate_tasks(cfg: DistMetaConfig) -> None:
+    """The family decides what the rest must be: image families classify, regression families regress."""
+    t, a, m = cfg.tasks, cfg.algorithm, cfg.model
+    _choice("tasks.shard_by", t.shard_by, SHARD_BY)
+    _validate_mixture(cfg)
+    kinds = [family_kind(f.name) for f in t.families] or [family_kind(t.family)]
+    if not kinds[0].images:
+        what = "a mixture of regression families" if t.families else f"tasks.family={t.family}"
+        for key, value, default in [
+            ("tasks.root", t.root, ""),
+            ("tasks.rotations", t.rotations, None),
+            ("tasks.class_split", t.class_split, []),
+            ("tasks.cache_dir", t.cache_dir, ""),
+        ]:
+            if value != default:
+                _fail(key, f"applies to image families only, not to {what} (got {value})")
+        if t.shard_by == "classes":
+            _fail("tasks.shard_by", f"'classes' partitions image classes; {what} has none")
+        if algorithm_kind(a.name).cls.classification_only:
+            images = ", ".join(n for n, k in FAMILIES.items() if k.images)
+            _fail("algorithm.name", f"{a.name} classifies; use an image family (tasks.family={images})")
+        if model_kind(m.name).images_only:
+            vector = ", ".join(n for n, k in MODELS.items() if not k.images_only)
+            _fail("model.name", f"regression inputs are scalars: use model.name={vector}, not {m.name}")
+        return
+    if not t.families and kinds[0].needs_root and not t.root:
+        _fail("tasks.root", f"tasks.family={t.family} reads a local copy of the dataset: set tasks.root to its folder")
+    if t.class_split and (not any(k.class_split for k in kinds) or len(t.class_split) != 3 or any(n <= 0 for n in t.class_split)):
+        takes = ", ".join(n for n, k in FAMILIES.items() if k.class_split)
+        _fail("tasks.class_split", f"only {takes} takes one, as three positive counts [train, val, test]; got {t.class_split}")
+    if t.rotations and not all(k.rotatable for k in kinds):
+        _fail("tasks.rotations", "rotated photos are not new classes; rotations are for character families")
+    if t.ways < 2:
+        _fail("tasks.ways", f"an episode needs at least 2 classes, got {t.ways}")
+    if 0 < t.image_size < MIN_IMAGE_SIZE:
+        _fail(
+            "tasks.image_size",
+            f"{t.image_size} is too small: the backbones pool an image down 16-fold; use at least {MIN_IMAGE_SIZE} (0: the family's own)",
+        )
+    if t.shard_by == "classes" and t.class_partitions < 1:
+        _fail("tasks.class_partitions", f"must be at least 1, got {t.class_partitions}")

@@ -1,0 +1,1 @@
+"""The Lightning learner: aggregation of shard results, the MetaLearner module, tick loaders."""

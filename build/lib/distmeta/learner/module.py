@@ -1,0 +1,236 @@
+"""``MetaLearner``: the Lightning module that owns the meta-parameters and the meta-optimizer.
+
+Each training step broadcasts the weights to the shard group, gathers the shards' summed
+meta-gradients, averages them over tasks, and steps Adam (manual optimization). Lightning provides
+the loop, checkpointing, validation, gradient clipping, LR scheduling and the progress bar.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from distmeta import interrupts
+from distmeta.errors import NonFiniteGradientError
+from distmeta.evaluation.adaptation import sampled_curve
+from distmeta.learner.aggregate import aggregate
+from distmeta.learner.data import train_loader, val_loader
+from distmeta.learner.settings import LearnerSettings
+from distmeta.learner.window import Window
+from distmeta.models import family_view
+from distmeta.shard import wire
+from distmeta.shard.group import InFlight, ShardGroup
+from distmeta.tasks import VALIDATION, TaskFamily
+from distmeta.tracking import names
+
+log = logging.getLogger(__name__)
+
+
+class MetaLearner(pl.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        group: ShardGroup,
+        settings: LearnerSettings,
+        val_families: tuple[TaskFamily, ...],
+        metadata: dict[str, Any],
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = model
+        self.group = group
+        self.settings = settings
+        self.val_families = val_families  # with the validation splits' images; tasks are sampled per validation
+        self._tasks_seen: dict[str, int] = {}
+        self._skipped_steps = 0
+        self.metadata = metadata  # travels in every checkpoint (MLflow run id, resolved config)
+        self._window = Window()
+        # pipelined: how the next step is asked (step, weights version, weights), and its call once
+        # submitted (not after the last step; a checkpoint keeps the ask, so a resume asks the same)
+        self._next_ask: dict[str, Any] | None = None
+        self._next: InFlight | None = None
+        self.time_totals: dict[str, float] = {}  # seconds per names.STEP_PARTS since start (read by distmeta bench)
+
+    # -- optimization -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        s = self.settings
+        # fused: one kernel for the whole update, faster than foreach on CPU (docs/performance.md).
+        # With Ray shards the driver runs 1 torch thread (distmeta.runtime.session), so its OpenMP
+        # team does not fight the actors for the cores.
+        opt = torch.optim.Adam(self.model.parameters(), lr=s.meta_lr, fused=True)
+        if s.lr_schedule == "constant":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.max_steps, eta_min=s.meta_lr * s.min_lr_ratio)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def train_dataloader(self):
+        return train_loader()
+
+    def val_dataloader(self):
+        return val_loader()
+
+    def on_train_start(self) -> None:
+        interrupts.install()  # Lightning's SIGTERM handler would end fit with an exception mid-loop
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if interrupts.requested():  # a stop asked during the step: the loop ends at this boundary
+            self.trainer.should_stop = True
+
+    def training_step(self, batch, batch_idx):
+        step = self.global_step  # the meta-step; restored on resume, so the task stream continues
+        params = dict(self.model.named_parameters())
+        weights = wire.weights_out(params)
+        s = self.settings
+        started = time.perf_counter()
+        try:
+            interrupts.check()  # asked during validation: no new step
+            call = self._take_submitted(step) or self.group.submit(
+                step, weights, step, s.planner.plan(step), self.settings.logged(step)
+            )
+            results = self.group.collect(call)
+        except interrupts.Interrupted:  # the step in flight is abandoned; nothing of it was applied
+            self.trainer.should_stop = True
+            return
+        if s.staleness:  # the shards start on the next step now, at the weights before this update
+            self._next_ask = {"step": step + 1, "version": step, "weights": weights}
+            self._next = self._submit_next() if step + 1 < s.max_steps else None
+        collected = time.perf_counter()  # shard_wait: submitting and waiting for results
+        opt = self.optimizers()
+        try:
+            agg = aggregate(
+                results, step=step, version=call.version, weighting=s.family_weighting, loss_weights=dict(s.loss_weights)
+            )
+        except NonFiniteGradientError as exc:
+            if s.on_nonfinite == "stop":
+                raise
+            # no update, but the step is spent: an optimizer step with no gradients moves nothing
+            # (Adam skips parameters without .grad) and advances the step counter and schedule
+            self._skipped_steps += 1
+            log.warning(
+                "%s; trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", exc, step, self._skipped_steps
+            )
+            for p in params.values():
+                p.grad = None
+            self._optimizer_step(opt)
+            return
+
+        if call.version != step and s.delay_compensation > 0:  # DC-ASGD: towards the current weights
+            agg.grad = agg.grad + s.delay_compensation * agg.grad * agg.grad * (weights - call.weights)
+        aggregated = time.perf_counter()
+        grads = wire.grads_in(agg.grad, params)
+        for name, p in params.items():
+            p.grad = grads[name]
+        if self.settings.grad_clip > 0:
+            self.clip_gradients(opt, gradient_clip_val=self.settings.grad_clip, gradient_clip_algorithm="norm")
+        self._optimizer_step(opt)
+        stepped = time.perf_counter()
+        self._time("sample", max(r.sample_seconds for r in results))
+        self._time("meta_gradient", max(r.seconds - r.sample_seconds for r in results))
+        self._time("shard_wait", collected - started)
+        self._time("aggregation", aggregated - collected)
+        self._time("optimizer", stepped - aggregated)
+        self._record(step, agg, results)
+        self._time("logging", time.perf_counter() - stepped)  # a logged window's cost lands in the next
+
+    def _time(self, part: str, seconds: float) -> None:
+        self._window.add_time(part, seconds)
+        self.time_totals[part] = self.time_totals.get(part, 0.0) + seconds
+
+    def _submit_next(self) -> InFlight:
+        ask = self._next_ask
+        step = ask["step"]
+        return self.group.submit(
+            step, ask["weights"], ask["version"], self.settings.planner.plan(step), self.settings.logged(step)
+        )
+
+    def _take_submitted(self, step: int) -> InFlight | None:
+        """Pipelined: the call for ``step`` made during the previous step, or after a resume the
+        same call again (the checkpoint kept how it was asked); None when synchronous."""
+        call, self._next = self._next, None
+        if call is None and self._next_ask is not None:
+            if self._next_ask["step"] != step:
+                raise RuntimeError(f"pipelined call for step {self._next_ask['step']} found at step {step}")
+            call = self._submit_next()
+        return call
+
+    def _optimizer_step(self, opt) -> None:
+        """The optimizer step (Lightning counts it as the meta-step) and the schedule's."""
+        opt.step()
+        sched = self.lr_schedulers()
+        if sched is not None:
+            sched.step()
+
+    def _record(self, step, agg, results) -> None:
+        w = self._window
+        w.add_step(agg, results)
+        for f, n in agg.family_counts.items():
+            self._tasks_seen[f] = self._tasks_seen.get(f, 0) + n
+        if not self.settings.logged(step):
+            return
+        logged = w.means()
+        for f, seen in self._tasks_seen.items():
+            logged[names.family_metric(f, "tasks_seen")] = float(seen)
+        faults = self.group.faults
+        logged[names.META_LR] = self.optimizers().param_groups[0]["lr"]
+        logged[names.FAULT_RECOMPUTED_TASKS] = float(faults.recomputed_tasks)
+        logged[names.FAULT_FAILED_ATTEMPTS] = float(faults.failed_attempts)
+        logged[names.FAULT_ACTOR_RESTARTS] = float(faults.actor_restarts)
+        logged[names.FAULT_LOST_ACTORS] = float(faults.lost_actors)
+        logged[names.FAULT_SKIPPED_STEPS] = float(self._skipped_steps)
+        # Straight to the logger: Lightning's self.log would re-send on_step values at every later step.
+        if self.logger is not None:
+            self.logger.log_metrics(logged, step=step + 1)
+        self.log("loss", logged[names.META_LOSS], prog_bar=True, logger=False, batch_size=1)
+        self._window = Window()
+
+    # -- validation ---------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        s = self.settings
+        score = s.algorithm.score_name
+        monitor, _ = s.val_monitor
+        means = []
+        logged: dict[str, float] = {}
+        for family in self.val_families:  # each family's own held-out tasks; the score is their mean
+            curve = sampled_curve(
+                s.algorithm,
+                family_view(self.model, family.name),
+                family,
+                seed=s.seed,
+                stream=VALIDATION,
+                num_tasks=s.val_tasks,
+                steps=s.val_steps,
+            )
+            means.append(curve.mean(dim=0))
+            if len(self.val_families) > 1:
+                at = s.val_steps.index(s.train_inner_steps)
+                logged[names.family_metric(family.name, f"val_{score}")] = means[-1][at].item()
+        mean = torch.stack(means).mean(dim=0)
+        logged.update({names.val_score_after(score, k): mean[i].item() for i, k in enumerate(s.val_steps)})
+        logged[monitor] = logged[names.val_score_after(score, s.train_inner_steps)]
+        if not math.isfinite(logged[monitor]):
+            raise FloatingPointError(f"non-finite validation {score} at step {self.global_step}: {logged}")
+        diverged = sorted(k for k, v in logged.items() if not math.isfinite(v))
+        if diverged:  # probes past the training inner steps may diverge; they are reported, not fatal
+            log.warning("validation at step %d: %s not finite (adaptation diverged)", self.global_step, ", ".join(diverged))
+        # self.log feeds ModelCheckpoint's monitor; the logger gets the values at the meta-step
+        # count, the same step axis as the training metrics (Lightning's own index is one behind).
+        self.log_dict(logged, on_step=False, on_epoch=True, batch_size=1, logger=False)
+        if self.logger is not None:
+            self.logger.log_metrics(logged, step=self.global_step)
+        self.log(f"val_{score}", logged[monitor], prog_bar=True, logger=False, batch_size=1)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["distmeta"] = dict(self.metadata)
+        if self._next_ask is not None:  # a resumed pipelined run asks for the same next step, at the same weights
+            checkpoint["distmeta_next"] = dict(self._next_ask)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._next = None
+        self._next_ask = checkpoint.get("distmeta_next") if self.settings.staleness else None

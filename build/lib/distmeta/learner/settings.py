@@ -1,0 +1,52 @@
+"""The learner's plain settings (no Lightning): what the recipe builds and the MetaLearner reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distmeta.algorithms import Algorithm
+from distmeta.tasks.sharding import Planner
+from distmeta.tracking import names
+
+LR_SCHEDULES = ("constant", "cosine")
+ON_NONFINITE = ("stop", "skip")
+STALENESS = (0, 1)
+LEARNER_DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """Plain settings of the learner (built from the config by :class:`distmeta.recipe.Recipe`)."""
+
+    planner: Planner
+    meta_lr: float
+    lr_schedule: str
+    min_lr_ratio: float
+    max_steps: int
+    grad_clip: float
+    log_every_n_steps: int
+    algorithm: Algorithm
+    train_inner_steps: int
+    val_steps: tuple[int, ...]
+    seed: int = 0
+    val_tasks: int = 200
+    family_weighting: str = "count"
+    loss_weights: tuple[tuple[str, float], ...] = ()
+    on_nonfinite: str = "stop"
+    """``stop``: a NaN/inf meta-gradient ends the run (the last good checkpoint stays); ``skip``:
+    the step makes no update and is counted (``fault/skipped_steps``)."""
+    staleness: int = 0
+    """1: pipelined, the shards compute step s+1 at step s's weights while step s is applied."""
+    delay_compensation: float = 0.0
+    """DC-ASGD's lambda for one-update-old gradients (``trainer.delay_compensation``)."""
+
+    @property
+    def val_monitor(self) -> tuple[str, str]:
+        """The metric the best checkpoint follows, and whether higher (``max``) or lower is better."""
+        return names.val_score(self.algorithm.score_name), ("max" if self.algorithm.higher_is_better else "min")
+
+    def logged(self, step: int) -> bool:
+        """Whether ``step`` ends a logging window: only then do shards measure the metrics that
+        cost compute of their own (the window's mean of those is this step's)."""
+        done = step + 1
+        return done % self.log_every_n_steps == 0 or done == self.max_steps

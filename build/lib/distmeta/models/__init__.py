@@ -1,0 +1,48 @@
+"""Functional-friendly networks and their registry (no ray/mlflow/lightning/omegaconf)."""
+
+from __future__ import annotations
+
+from distmeta.models.conv4 import BatchStatNorm2d, Conv4
+from distmeta.models.heads import MultiHead, family_view, view_names
+from distmeta.models.mlp import MLP
+from distmeta.models.registry import HEADS, MODELS, ModelKind, ModelSpec, flatten, model_kind, register, unflatten
+from distmeta.models.resnet import RESNET12_WIDTHS, WRN_WIDTHS, ResNet12, WideResNet
+
+
+def _mlp(spec: ModelSpec, outputs: int) -> MLP:
+    if outputs == 0:
+        raise ValueError("an embedding MLP needs a head width; use conv4 for ProtoNets")
+    return MLP(spec.features, spec.hidden, outputs)
+
+
+def _square(spec: ModelSpec) -> tuple[int, int]:
+    shape = spec.input_shape
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(f"{spec.name} takes square images (channels, size, size), not inputs of shape {shape}")
+    return shape[0], shape[1]
+
+
+def _conv4(spec: ModelSpec, outputs: int) -> Conv4:
+    channels, size = _square(spec)
+    return Conv4(channels, outputs, spec.filters, size)
+
+
+def _resnet12(spec: ModelSpec, outputs: int) -> ResNet12:
+    channels, size = _square(spec)
+    return ResNet12(channels, outputs, spec.widths or RESNET12_WIDTHS, size)
+
+
+def _wrn28_10(spec: ModelSpec, outputs: int) -> WideResNet:
+    channels, _ = _square(spec)
+    return WideResNet(channels, outputs, spec.widths or WRN_WIDTHS, depth=28)
+
+
+register(ModelKind("mlp", _mlp))
+register(ModelKind("conv4", _conv4, images_only=True))
+register(ModelKind("resnet12", _resnet12, images_only=True, widths=RESNET12_WIDTHS))
+register(ModelKind("wrn28_10", _wrn28_10, images_only=True, widths=WRN_WIDTHS))
+
+__all__ = [
+    "HEADS", "MODELS", "BatchStatNorm2d", "Conv4", "MLP", "ModelKind", "ModelSpec", "MultiHead", "family_view", "flatten",
+    "model_kind", "register", "unflatten", "view_names", "ResNet12", "WideResNet",
+]  # fmt: skip

@@ -1,0 +1,258 @@
+"""``ShardWorker``: computes the summed meta-gradient of its share of a meta-step's tasks.
+
+A plain class (no ray import): :mod:`distmeta.shard.group` runs it in-process or wraps it with
+``ray.remote`` at the edge. Tasks are sampled where they are computed, from ``(seed, step, index)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from distmeta.algorithms import Algorithm, Mode, meta_grad, meta_grad_loop
+from distmeta.models import ModelSpec, family_view, view_names
+from distmeta.shard import wire
+from distmeta.shard.allocator import retain_freed_memory
+from distmeta.shard.channel import ChannelServer
+from distmeta.shard.result import ShardResult
+from distmeta.tasks import TRAIN, ClassImages, TaskData, TaskFamily
+from distmeta.tasks.mixture import Mixture
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("32", "bf16-mixed")
+"""The shards' meta-gradient arithmetic: float32, or under bfloat16 autocast."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, as plain values (built from the config by :class:`distmeta.recipe.Recipe`)."""
+
+    seed: int
+    families: tuple[TaskFamily, ...]
+    mixture: Mixture
+    model: ModelSpec
+    algorithm: Algorithm
+    threads: int = 1
+    device: str = "cpu"
+    compile: bool = False
+    chunk_size: int = 0
+    batching: str = "vmap"
+    """``vmap`` (batched over tasks, in chunks of ``chunk_size``) or ``loop`` (one task at a time)."""
+    precision: str = "32"
+    """``32`` or ``bf16-mixed`` (the meta-gradient computed under bfloat16 autocast)."""
+    retain_freed_memory: bool = True
+    """Keep freed memory in the process between tasks (:mod:`distmeta.shard.allocator`)."""
+    partitions: int = 1
+    """Class partitions per family (``shard_by: classes``): a task of family ``f`` draws from the
+    classes of partition ``p`` (hashed from its key), data unit ``f * partitions + p``."""
+
+
+ShardData = tuple["ClassImages | None", ...]
+"""Per data unit (a family of the mixture, or with class partitions one partition of a family:
+unit ``f * partitions + p``), the training images this shard draws from (None: a computed family,
+or a unit this shard does not own)."""
+
+
+def _device(name: str, shard: int) -> torch.device:
+    """``cuda`` means the GPU Ray assigned this actor (Ray sets ``CUDA_VISIBLE_DEVICES``, so it is
+    ``cuda:0`` here). Ray can also advertise GPUs that CUDA cannot see (``ray start --num-gpus``
+    on a host without them): then the shard computes on the CPU, and says so."""
+    if name == "cuda" and not torch.cuda.is_available():
+        log.warning(
+            "shard %d: Ray assigned GPUs %s but CUDA is not available in this process; computing on the CPU",
+            shard,
+            os.environ.get("CUDA_VISIBLE_DEVICES", "(none)"),
+        )
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+class ShardWorker:
+    """``data``: per data unit, the training images this shard draws episodes from (in a Ray actor
+    each is an object-store reference resolved without a copy); None for computed families and
+    for units this shard does not own. Empty for a run without images."""
+
+    def __init__(self, shard: int, spec: WorkerSpec, *data: ClassImages | None):
+        self.shard = shard
+        self.spec = spec
+        if spec.threads > 0:
+            torch.set_num_threads(spec.threads)
+        if spec.retain_freed_memory:
+            retain_freed_memory()
+        self.device = _device(spec.device, shard)
+        self.units = self._attach(data)
+        self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)
+        self.template = {k: p.detach() for k, p in self.model.named_parameters()}
+        self.buffers = {k: b for k, b in self.model.named_buffers()}
+        # per-family heads: each family computes on its single-head view; names map back
+        self.views = {
+            f.name: (view, view_names(self.model, view))
+            for f in spec.families
+            if (view := family_view(self.model, f.name)) is not self.model
+        }
+        # static shapes: faster than dynamic=None for a fixed task count (docs/performance.md); a
+        # mixture's changing per-family counts go in power-of-two chunks
+        # (_compiled_in_powers_of_two), so at most a handful of shapes ever compile. The per-task
+        # loop runs eagerly: compiling would unroll it once per task count.
+        self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile and spec.batching == "vmap" else self._eager
+        self._lock = threading.Lock()  # a Ray call and the channel's thread never compute at once
+        self._channel: ChannelServer | None = None
+
+    def open_channel(self) -> str:
+        """Serve :meth:`compute` on a Unix socket too (:mod:`distmeta.shard.channel`); returns its
+        path. The learner on this node uses it instead of Ray calls."""
+        if self._channel is None:
+            threads = self.spec.threads
+            self._channel = ChannelServer(
+                lambda step, weights, version, indices, diagnostics, slot: self.compute(
+                    step, weights, version, indices, slot=slot, diagnostics=diagnostics
+                ),
+                on_thread=(lambda: torch.set_num_threads(threads)) if threads > 0 else (lambda: None),
+            )
+        return self._channel.path
+
+    def _attach(self, data: ShardData) -> tuple[TaskFamily, ...]:
+        """Per data unit, its family with the unit's images; a unit whose images this shard lacks
+        cannot sample."""
+        per_family = self.spec.partitions
+        data = data or (None,) * (len(self.spec.families) * per_family)
+        return tuple(
+            f if d is None else f.with_data(d) for f, d in zip((f for f in self.spec.families for _ in range(per_family)), data)
+        )
+
+    def families_with_images(self) -> list[str]:
+        """The families some of whose training images this worker holds (shows who loaded what)."""
+        held = (u.name for u in self.units if getattr(u, "data", None) is not None)
+        return list(dict.fromkeys(held))
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the meta-gradient runs through ``torch.compile`` (False after a fallback)."""
+        return self._meta_grad != self._eager  # bound methods compare equal, they are never identical
+
+    def _eager(self, model, params, buffers, task_type, *tensors):
+        """The vmapped meta-gradient (what ``torch.compile`` compiles: tensors in, tensors out)."""
+        with self._autocast():
+            out = meta_grad(self.spec.algorithm, model, params, buffers, task_type.from_tensors(tensors), self.spec.chunk_size)
+        return {k: g.float() for k, g in out.grads.items()}, {k: v.float() for k, v in out.metrics.items()}
+
+    def _loop(self, net: tuple, tasks: TaskData, diagnostics: bool):
+        """One task at a time; steps the learner does not log skip the metrics that cost compute
+        of their own (vmapped, the pre-adaptation forward is one shared-weight batch and stays)."""
+        with self._autocast():
+            out = meta_grad_loop(self.spec.algorithm, *net, tasks, Mode(diagnostics=diagnostics))
+        return {k: g.float() for k, g in out.grads.items()}, {k: v.float() for k, v in out.metrics.items()}
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16-mixed")
+
+    def _run(self, net: tuple, tasks: TaskData, diagnostics: bool):
+        """The meta-gradient of ``net`` = (model, params, buffers): per task, or batched through
+        ``torch.compile`` when asked. The first compiled call compiles (tens of seconds on CPU,
+        cached on disk); if that fails the worker warns and stays eager."""
+        if self.spec.batching == "loop":
+            return self._loop(net, tasks, diagnostics)
+        if not self.compiled:
+            return self._eager(*net, type(tasks), *tasks.tensors())
+        try:
+            if len(self.spec.mixture.names) > 1 or self.spec.partitions > 1:  # counts change by step
+                return self._compiled_in_powers_of_two(net, tasks)
+            return self._meta_grad(*net, type(tasks), *tasks.tensors())
+        except Exception as exc:  # a missing C++ compiler or an unsupported op: eager is still right
+            log.warning(
+                "shard %d: torch.compile failed (%s: %s); continuing eagerly", self.shard, type(exc).__name__, str(exc)[:300]
+            )
+            self._meta_grad = self._eager
+            return self._eager(*net, type(tasks), *tasks.tensors())
+
+    def _family_grad(self, label: str, params, tasks: TaskData, diagnostics: bool):
+        """The meta-gradient of ``label``'s tasks over the full parameters. With per-family heads it
+        is computed on the family's view (body + its head) and is zero for the other heads."""
+        if label not in self.views:
+            return self._run((self.model, params, self.buffers), tasks, diagnostics)
+        model, names = self.views[label]
+        sub = {v: params[n] for v, n in names.items() if n in params}
+        bufs = {v: self.buffers[n] for v, n in names.items() if n in self.buffers}
+        g, m = self._run((model, sub, bufs), tasks, diagnostics)
+        got = {names[v]: t for v, t in g.items()}
+        return {n: got.get(n, torch.zeros_like(p)) for n, p in params.items()}, m
+
+    def _compiled_in_powers_of_two(self, net: tuple, tasks: TaskData):
+        """A mixture's per-family task counts (and a class-partitioned shard's) change every step, and each new count would compile
+        anew (the vmapped graph is specialised to its batch size). Cut the tasks into chunks of
+        1, 2, 4, 8, ... (13 = 8 + 4 + 1): a handful of shapes compile once; gradients add up."""
+        grads, parts, start, n = None, [], 0, len(tasks)
+        while start < n:
+            size = 1 << ((n - start).bit_length() - 1)
+            chunk = tasks.slice(start, start + size)
+            g, m = self._meta_grad(*net, type(chunk), *chunk.tensors())
+            grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
+            parts.append(m)
+            start += size
+        return grads, {k: torch.cat([m[k] for m in parts]) for k in parts[0]}
+
+    def info(self) -> dict[str, str]:
+        """Where this worker runs (host, pid, device; in a Ray actor also the node id and the GPU
+        ids Ray assigned): recorded by the learner to show placement."""
+        out = {"host": socket.gethostname(), "pid": str(os.getpid()), "device": str(self.device)}
+        ray = sys.modules.get("ray")  # in a Ray worker process ray is imported; the plain class never imports it
+        if ray is not None and ray.is_initialized():
+            out["node"] = ray.get_runtime_context().get_node_id()
+            out["gpus"] = ",".join(str(g) for g in ray.get_gpu_ids())
+        return out
+
+    def compute(
+        self,
+        step: int,
+        weights: torch.Tensor | np.ndarray,
+        version: int,
+        indices: Sequence[int],
+        *data: ClassImages | None,
+        slot: int | None = None,
+        diagnostics: bool = True,
+    ) -> ShardResult:
+        """Per family, the meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the
+        flat ``weights``. ``data``: draw these tasks from other images than this worker's own
+        (recomputing a lost shard that owned other classes or families elsewhere).
+        ``slot``: the plan slot this answers (default this worker's own shard). ``diagnostics=False``:
+        the per-task loop may leave out the metrics that cost compute."""
+        with self._lock:
+            return self._compute(step, weights, version, indices, data, self.shard if slot is None else slot, diagnostics)
+
+    def _compute(self, step, weights, version, indices, data, slot, diagnostics) -> ShardResult:
+        start = time.perf_counter()
+        params = wire.weights_in(weights, self.template, self.device)
+        units = self._attach(data) if data else self.units
+        seed, parts = self.spec.seed, self.spec.partitions
+        by_family: dict[int, list[TaskData]] = {}
+        for u, idx in self.spec.mixture.group(seed, TRAIN, step, indices, parts).items():
+            by_family.setdefault(u // parts, []).append(units[u].sample(seed, TRAIN, step, idx))
+        sampled = time.perf_counter()
+        grads, counts, metrics = {}, {}, {}
+        for f, batches in by_family.items():
+            family = self.spec.families[f]
+            tasks = type(batches[0]).cat(batches).to(self.device)
+            g, m = self._family_grad(family.name, params, tasks, diagnostics)
+            grads[family.name] = wire.grads_out(g)
+            counts[family.name] = len(tasks)
+            metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides
+        return ShardResult(
+            shard=slot,
+            step=step,
+            weights_version=version,
+            family_grads=grads,
+            family_counts=counts,
+            family_metrics=metrics,
+            seconds=time.perf_counter() - start,
+            sample_seconds=sampled - start,
+        )

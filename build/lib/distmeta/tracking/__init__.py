@@ -1,0 +1,1 @@
+"""MLflow: store addresses, metric names, and what a run records."""

@@ -1,0 +1,93 @@
+"""The run's MLflow records: logger construction, params and config, checkpoints, the final model."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from distmeta._version import __version__
+from distmeta.tracking.outbox import OutboxLogger
+from distmeta.tracking.store import artifact_location
+
+CONFIG_ARTIFACT = "config/config.yaml"
+
+
+def make_logger(uri: str, experiment: str, run_name: str, run_id: str | None = None) -> OutboxLogger:
+    """Lightning's MLflow logger with the URI given explicitly; metrics go through a queue and a
+    sender thread (:class:`OutboxLogger`), so the step loop never waits on the store and an
+    outage loses nothing."""
+    return OutboxLogger(
+        experiment_name=experiment,
+        tracking_uri=uri,
+        run_name=run_name or None,
+        run_id=run_id,
+        artifact_location=artifact_location(uri),
+        log_model=False,
+    )
+
+
+def log_config(client: MlflowClient, run_id: str, flat: dict[str, Any], yaml_text: str, resumed_at: int | None) -> None:
+    """Flattened config as params, YAML as an artifact. On resume, params already logged stay
+    (MLflow params are immutable); a changed value is recorded in the resume's own YAML artifact."""
+    existing = client.get_run(run_id).data.params
+    params = [Param(k, str(v)[:500]) for k, v in flat.items() if k not in existing]
+    for i in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[i : i + 100])
+    name = CONFIG_ARTIFACT if resumed_at is None else f"config/resume_step{resumed_at}.yaml"
+    log_text(client, run_id, yaml_text, name)
+    client.set_tag(run_id, "distmeta.version", __version__)
+
+
+def log_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_file).name
+        path.write_text(text)
+        client.log_artifact(run_id, str(path), str(Path(artifact_file).parent) if "/" in artifact_file else None)
+
+
+def log_checkpoints(client: MlflowClient, run_id: str, paths: dict[str, Path]) -> None:
+    """``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt`` as run artifacts."""
+    for path in paths.values():
+        if path.is_file():
+            client.log_artifact(run_id, str(path), "checkpoints")
+
+
+def log_evaluation(uri: str, run_id: str, values: dict[str, float], figure: Path, artifact_dir: str) -> None:
+    """The evaluation's metrics (``values``: full metric keys) at step 0, and its figure as an artifact."""
+    client = MlflowClient(uri)
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
+    client.log_artifact(run_id, str(figure), artifact_dir)
+
+
+def log_model(uri: str, run_id: str, model: nn.Module) -> str:
+    """Log the meta-parameters as an MLflow PyTorch model (``mlflow.pytorch.load_model`` returns the
+    ``nn.Module``). The distmeta package travels with it so it loads where distmeta is not installed."""
+    package_dir = str(Path(__file__).resolve().parents[1])  # the distmeta package folder
+    mlflow.set_tracking_uri(uri)
+    # Pickle format is the point (load_model must return the nn.Module); MLflow warns about it
+    # on every save, which reads like a problem in the run's output.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model.cpu(),
+            name="model",
+            code_paths=[package_dir],
+            pip_requirements=[f"torch=={_torch_version()}"],
+            serialization_format="pickle",  # loads back as the nn.Module itself
+        )
+    return info.model_uri
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__.split("+")[0]
