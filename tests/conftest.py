@@ -22,10 +22,25 @@ REPO = Path(__file__).resolve().parents[1]
 SINE_CONFIG = REPO / "configs" / "sine_maml.yaml"
 
 
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    """An MLflow sqlite store with its tables made, once per session: making them is MLflow's
+    migrations, about 3 s per store, paid by every test that trains."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("migrated") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """Run in a fresh folder: the default MLflow store and checkpoints land there."""
+def workdir(tmp_path, monkeypatch, request):
+    """Run in a fresh folder: the default MLflow store and checkpoints land there. The folder
+    starts with an existing, empty store (a copy of :func:`migrated_store`), unless the test is
+    marked ``new_store`` (what happens on a store's first use is what it checks)."""
     monkeypatch.chdir(tmp_path)
+    if request.node.get_closest_marker("new_store") is None:
+        shutil.copyfile(request.getfixturevalue("migrated_store"), tmp_path / "mlflow.db")
     return tmp_path
 
 
@@ -49,8 +64,12 @@ class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1 (sqlite backend, local artifact root under ``root``),
     that tests can stop and start again on the same port and store."""
 
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, store: Path | None = None):
+        """``store``: a migrated sqlite store the server starts from (its first start then skips
+        MLflow's migrations); None: the server makes its own."""
         self.root, self.port = root, port or free_port()
+        if store is not None and not (root / "mlflow.db").exists():
+            shutil.copyfile(store, root / "mlflow.db")
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -99,7 +118,8 @@ class MlflowServer:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
-    """A real ``mlflow server`` on 127.0.0.1 (free port, sqlite backend, temp artifact root)."""
+    """A real ``mlflow server`` on 127.0.0.1 (free port, sqlite backend, temp artifact root); it
+    makes its own store, as a new server does."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow_server")).start()
     yield server.uri
     server.stop()

@@ -9,7 +9,7 @@ import pytest
 from distmeta.cli import main
 from tests.conftest import SINE_CONFIG
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.new_store]  # a newcomer's first run makes the store
 
 
 def test_train_then_eval_json(workdir, capsys):

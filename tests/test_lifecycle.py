@@ -182,6 +182,7 @@ def test_a_second_ctrl_c_exits_at_once(workdir):
     assert took < 3
 
 
+@pytest.mark.new_store
 def test_three_runs_started_at_once_on_a_new_store_all_finish(workdir):
     """Also as a user who never heard of MLflow's telemetry: nothing of it is written to their home."""
     home = workdir / "home"

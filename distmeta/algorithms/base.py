@@ -136,6 +136,12 @@ class Algorithm:
         """``[len(steps)]``: the query score after each of ``steps`` inner steps (first order)."""
         raise NotImplementedError
 
+    def norm_batches(self, task) -> tuple[torch.Tensor, ...]:
+        """The input batches the network normalises, each in a forward pass of its own, when it
+        trains on ``task`` (one task): running-statistics norms estimate from these. Supervised
+        tasks: the support set and the query set."""
+        return (task.support_x, task.query_x)
+
     # -- shared helpers ---------------------------------------------------------------------------
     def query_metrics(self, out: torch.Tensor, y: torch.Tensor, prefix: str = "query") -> tuple[torch.Tensor, Metrics]:
         """The loss of ``out`` against ``y`` and detached metrics ``<prefix>_loss`` (and ``_acc``)."""

@@ -178,6 +178,12 @@ class ModelConfig:
     """Widths of the MLP's hidden layers."""
     filters: int = 64
     """Conv4: filters per convolution (64 in the MAML/ProtoNets papers; 32 for mini-ImageNet MAML)."""
+    norm: str = "auto"
+    """Convolutional backbones' normalisation: ``batch`` (transductive batch statistics in training
+    and evaluation, as MAML's reference code: an adapted network needs only its weights),
+    ``running`` (batch statistics in training, running estimates in evaluation, as standard batch
+    norm: test queries are not normalised by each other) or ``auto``: ``batch`` for algorithms with
+    an inner loop, ``running`` for metric methods (ProtoNets)."""
     widths: list[int] = field(default_factory=list)
     """Residual backbones: the four stage widths (resnet12: its blocks, 64-160-320-640; wrn28_10:
     the stem and its three groups, 16-160-320-640); empty: those defaults. Narrow ones run on a CPU."""

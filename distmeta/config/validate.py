@@ -16,7 +16,7 @@ from distmeta.config.schema import DistMetaConfig
 from distmeta.errors import ConfigError
 from distmeta.learner.aggregate import WEIGHTINGS
 from distmeta.learner.settings import LEARNER_DEVICES, LR_SCHEDULES, ON_NONFINITE, STALENESS
-from distmeta.models import HEADS, MODELS, model_kind
+from distmeta.models import HEADS, MODELS, NORMS, model_kind
 from distmeta.shard.placement import STRATEGIES
 from distmeta.shard.worker import PRECISIONS
 from distmeta.tasks import FAMILIES, family_kind
@@ -122,6 +122,10 @@ def _choices(cfg: DistMetaConfig) -> None:
     _choice("algorithm.lr_schedule", a.lr_schedule, LR_SCHEDULES)
     _choice("tasks.family", t.family, FAMILIES)
     _choice("model.name", cfg.model.name, MODELS)
+    _choice("model.norm", cfg.model.norm, ("auto", *NORMS))
+    if cfg.model.norm != "auto" and not model_kind(cfg.model.name).normalised:
+        normalised = ", ".join(n for n, k in MODELS.items() if k.normalised)
+        _fail("model.norm", f"chooses the normalisation of {normalised}; model.name={cfg.model.name} has none")
     _choice("cluster.placement_strategy", c.placement_strategy, STRATEGIES)
     _choice("cluster.learner_device", c.learner_device, LEARNER_DEVICES)
     _choice("algorithm.batching", a.batching, BATCHING)

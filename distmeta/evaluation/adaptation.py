@@ -27,10 +27,15 @@ def score_curve(
     first = tasks.tensors()[0]
     chunk = 1 if first.device.type == "cpu" and first.dim() == 5 else None
     rebuild = tasks.from_tensors
-    with torch.enable_grad():
-        return vmap(lambda *t: algo.scores(model, params, buffers, rebuild(t), steps), chunk_size=chunk)(
-            *tasks.tensors()
-        ).detach()
+    training = model.training
+    model.eval()  # running-statistics norms use their estimates; batch-statistics ones do not care
+    try:
+        with torch.enable_grad():
+            return vmap(lambda *t: algo.scores(model, params, buffers, rebuild(t), steps), chunk_size=chunk)(
+                *tasks.tensors()
+            ).detach()
+    finally:
+        model.train(training)
 
 
 def sampled_curve(

@@ -26,6 +26,8 @@ class Aggregate:
     metrics: dict[str, float]
     family_metrics: dict[str, dict[str, float]]
     family_shares: dict[str, float]
+    norm_stats: torch.Tensor | None = None
+    """The mean over the meta-batch's tasks of their batch statistics (running-statistics norms)."""
 
 
 class StaleResultError(RuntimeError):
@@ -86,7 +88,9 @@ def aggregate(
         raise NonFiniteGradientError(f"non-finite loss at step {step}: {metrics}")
     shares = _shares(families, contributions, grad)
     family_metrics = {f: {k: v / counts[f] for k, v in metric_sums[f].items()} for f in families}
-    return Aggregate(grad, total, {f: counts[f] for f in families}, metrics, family_metrics, shares)
+    stats = [r.norm_stats for r in sorted(results, key=lambda r: r.shard) if r.norm_stats is not None]
+    norm = torch.from_numpy(sum(stats[1:], stats[0].copy()) / total) if stats else None
+    return Aggregate(grad, total, {f: counts[f] for f in families}, metrics, family_metrics, shares, norm)
 
 
 def _shares(families: list[str], contributions: dict[str, torch.Tensor], grad: torch.Tensor) -> dict[str, float]:

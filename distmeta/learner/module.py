@@ -23,7 +23,7 @@ from distmeta.learner.aggregate import aggregate
 from distmeta.learner.data import train_loader, val_loader
 from distmeta.learner.settings import LearnerSettings
 from distmeta.learner.window import Window
-from distmeta.models import family_view
+from distmeta.models import family_view, update_running
 from distmeta.shard import wire
 from distmeta.shard.group import InFlight, ShardGroup
 from distmeta.tasks import VALIDATION, TaskFamily
@@ -129,6 +129,8 @@ class MetaLearner(pl.LightningModule):
         if self.settings.grad_clip > 0:
             self.clip_gradients(opt, gradient_clip_val=self.settings.grad_clip, gradient_clip_algorithm="norm")
         self._optimizer_step(opt)
+        if agg.norm_stats is not None:  # the norms' estimates move by the statistics of this step's tasks
+            update_running(self.model, agg.norm_stats)
         stepped = time.perf_counter()
         self._time("sample", max(r.sample_seconds for r in results))
         self._time("meta_gradient", max(r.seconds - r.sample_seconds for r in results))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from distmeta.models.conv4 import BatchStatNorm2d, Conv4
+from distmeta.models.conv4 import Conv4
 from distmeta.models.heads import MultiHead, family_view, view_names
 from distmeta.models.mlp import MLP
+from distmeta.models.norms import NORMS, BatchStatNorm2d, RunningBatchNorm2d, batch_statistics, running_layers, update_running
 from distmeta.models.registry import HEADS, MODELS, ModelKind, ModelSpec, flatten, model_kind, register, unflatten
 from distmeta.models.resnet import RESNET12_WIDTHS, WRN_WIDTHS, ResNet12, WideResNet
 
@@ -24,25 +25,26 @@ def _square(spec: ModelSpec) -> tuple[int, int]:
 
 def _conv4(spec: ModelSpec, outputs: int) -> Conv4:
     channels, size = _square(spec)
-    return Conv4(channels, outputs, spec.filters, size)
+    return Conv4(channels, outputs, spec.filters, size, NORMS[spec.norm])
 
 
 def _resnet12(spec: ModelSpec, outputs: int) -> ResNet12:
     channels, size = _square(spec)
-    return ResNet12(channels, outputs, spec.widths or RESNET12_WIDTHS, size)
+    return ResNet12(channels, outputs, spec.widths or RESNET12_WIDTHS, size, NORMS[spec.norm])
 
 
 def _wrn28_10(spec: ModelSpec, outputs: int) -> WideResNet:
     channels, _ = _square(spec)
-    return WideResNet(channels, outputs, spec.widths or WRN_WIDTHS, depth=28)
+    return WideResNet(channels, outputs, spec.widths or WRN_WIDTHS, depth=28, norm=NORMS[spec.norm])
 
 
 register(ModelKind("mlp", _mlp))
-register(ModelKind("conv4", _conv4, images_only=True))
-register(ModelKind("resnet12", _resnet12, images_only=True, widths=RESNET12_WIDTHS))
-register(ModelKind("wrn28_10", _wrn28_10, images_only=True, widths=WRN_WIDTHS))
+register(ModelKind("conv4", _conv4, images_only=True, normalised=True))
+register(ModelKind("resnet12", _resnet12, images_only=True, widths=RESNET12_WIDTHS, normalised=True))
+register(ModelKind("wrn28_10", _wrn28_10, images_only=True, widths=WRN_WIDTHS, normalised=True))
 
 __all__ = [
     "HEADS", "MODELS", "BatchStatNorm2d", "Conv4", "MLP", "ModelKind", "ModelSpec", "MultiHead", "family_view", "flatten",
-    "model_kind", "register", "unflatten", "view_names", "ResNet12", "WideResNet",
+    "model_kind", "register", "unflatten", "view_names", "ResNet12", "WideResNet", "NORMS", "RunningBatchNorm2d",
+    "batch_statistics", "running_layers", "update_running",
 ]  # fmt: skip

@@ -29,6 +29,8 @@ class ModelKind:
     """Takes ``(channels, H, W)`` images only (convolutional backbones); else any input, flattened."""
     widths: tuple[int, ...] = ()
     """Its default stage widths, when ``model.widths`` may set them (residual backbones); empty: it takes none."""
+    normalised: bool = False
+    """Built with a normalisation layer that ``model.norm`` chooses (convolutional backbones)."""
 
 
 MODELS: Registry[ModelKind] = Registry("model")
@@ -57,6 +59,8 @@ class ModelSpec:
     filters: int = 64
     widths: tuple[int, ...] = ()
     """Stage widths of a residual backbone; empty: the backbone's own (:attr:`ModelKind.widths`)."""
+    norm: str = "batch"
+    """The normalisation of a normalised backbone: a key of :data:`distmeta.models.norms.NORMS`."""
     heads: tuple[tuple[str, int], ...] = ()
     """Per-family heads ``(label, outputs)`` on one shared body (:class:`MultiHead`); empty: one head of ``outputs``."""
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from distmeta.models.conv4 import BatchStatNorm2d
+from distmeta.models.norms import BatchStatNorm2d
 
 Norm = Callable[[int], nn.Module]
 

@@ -93,6 +93,13 @@ class Recipe:
             checkpoint=a.checkpoint_inner, ways=ways, **extra,
         )  # fmt: skip
 
+    def _norm(self) -> str:
+        """``model.norm`` resolved: ``auto`` keeps running estimates for methods without an inner
+        loop (their test queries should not be normalised by each other) and batch statistics for
+        the MAML family (an adapted network then carries no state besides its weights)."""
+        norm = self.cfg.model.norm
+        return ("batch" if self.algorithm.adapts else "running") if norm == "auto" else norm
+
     def _model_spec(self) -> ModelSpec:
         m, rs = self.cfg.model, self.requests
         if self.images:
@@ -108,7 +115,14 @@ class Recipe:
                     "model.heads=per_family choose another label"
                 )
         return ModelSpec(
-            m.name, shape, outputs[0], hidden=tuple(m.hidden), filters=m.filters, widths=tuple(m.widths), heads=heads
+            m.name,
+            shape,
+            outputs[0],
+            hidden=tuple(m.hidden),
+            filters=m.filters,
+            widths=tuple(m.widths),
+            heads=heads,
+            norm=self._norm(),
         )
 
     def batching_on(self, device: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from distmeta.shard import wire
@@ -32,6 +33,9 @@ class ShardResult:
     seconds: float
     sample_seconds: float = 0.0
     """Of ``seconds``, the time spent sampling the tasks (the rest is the meta-gradient)."""
+    norm_stats: np.ndarray | None = None
+    """For networks with running-statistics norms: the sum over the shard's tasks of each task's
+    batch statistics (:func:`distmeta.models.batch_statistics`); the learner averages them."""
 
     def __reduce__(self):
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "family_grads"}

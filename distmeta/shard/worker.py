@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from distmeta.algorithms import Algorithm, Mode, meta_grad, meta_grad_loop
-from distmeta.models import ModelSpec, family_view, view_names
+from distmeta.models import ModelSpec, batch_statistics, family_view, running_layers, view_names
 from distmeta.shard import wire
 from distmeta.shard.allocator import retain_freed_memory
 from distmeta.shard.channel import ChannelServer
@@ -94,6 +94,7 @@ class ShardWorker:
         self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
         self.buffers = {k: b for k, b in self.model.named_buffers()}
+        self.running_norms = bool(running_layers(self.model))
         # per-family heads: each family computes on its single-head view; names map back
         self.views = {
             f.name: (view, view_names(self.model, view))
@@ -175,17 +176,33 @@ class ShardWorker:
             self._meta_grad = self._eager
             return self._eager(*net, type(tasks), *tasks.tensors())
 
-    def _family_grad(self, label: str, params, tasks: TaskData, diagnostics: bool):
-        """The meta-gradient of ``label``'s tasks over the full parameters. With per-family heads it
-        is computed on the family's view (body + its head) and is zero for the other heads."""
+    def _net(self, label: str, params) -> tuple[tuple, dict[str, str] | None]:
+        """``(model, params, buffers)`` family ``label`` computes with: with per-family heads its
+        view (body + its head) and the map of the view's names to the full model's, else the model."""
         if label not in self.views:
-            return self._run((self.model, params, self.buffers), tasks, diagnostics)
+            return (self.model, params, self.buffers), None
         model, names = self.views[label]
         sub = {v: params[n] for v, n in names.items() if n in params}
         bufs = {v: self.buffers[n] for v, n in names.items() if n in self.buffers}
-        g, m = self._run((model, sub, bufs), tasks, diagnostics)
+        return (model, sub, bufs), names
+
+    def _family_grad(self, label: str, params, tasks: TaskData, diagnostics: bool):
+        """The meta-gradient of ``label``'s tasks over the full parameters. With per-family heads it
+        is computed on the family's view and is zero for the other heads."""
+        net, names = self._net(label, params)
+        g, m = self._run(net, tasks, diagnostics)
+        if names is None:
+            return g, m
         got = {names[v]: t for v, t in g.items()}
         return {n: got.get(n, torch.zeros_like(p)) for n, p in params.items()}, m
+
+    def _norm_stats(self, label: str, params, tasks: TaskData) -> np.ndarray:
+        """The sum over ``tasks`` of each task's batch statistics at the meta-parameters (running
+        norms; the views share the body's norms, in the same order)."""
+        (model, p, b), _ = self._net(label, params)
+        batches = self.spec.algorithm.norm_batches
+        total = sum(batch_statistics(model, p, b, batches(tasks.unbatched(i))) for i in range(len(tasks)))
+        return total.double().cpu().numpy()
 
     def _compiled_in_powers_of_two(self, net: tuple, tasks: TaskData):
         """A mixture's per-family task counts (and a class-partitioned shard's) change every step, and each new count would compile
@@ -238,7 +255,7 @@ class ShardWorker:
         for u, idx in self.spec.mixture.group(seed, TRAIN, step, indices, parts).items():
             by_family.setdefault(u // parts, []).append(units[u].sample(seed, TRAIN, step, idx))
         sampled = time.perf_counter()
-        grads, counts, metrics = {}, {}, {}
+        grads, counts, metrics, norm = {}, {}, {}, None
         for f, batches in by_family.items():
             family = self.spec.families[f]
             tasks = type(batches[0]).cat(batches).to(self.device)
@@ -246,6 +263,9 @@ class ShardWorker:
             grads[family.name] = wire.grads_out(g)
             counts[family.name] = len(tasks)
             metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides
+            if self.running_norms:
+                stats = self._norm_stats(family.name, params, tasks)
+                norm = stats if norm is None else norm + stats
         return ShardResult(
             shard=slot,
             step=step,
@@ -255,4 +275,5 @@ class ShardWorker:
             family_metrics=metrics,
             seconds=time.perf_counter() - start,
             sample_seconds=sampled - start,
+            norm_stats=norm,
         )

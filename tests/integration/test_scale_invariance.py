@@ -76,3 +76,46 @@ def test_class_partitioned_image_mixture_is_the_same_on_two_actors_one_actor_and
     assert rel_diff(in_process, whole) > 1e-4  # drawing from one partition at a time is a different task stream
     assert rel_diff(two, in_process) < 1e-5
     assert rel_diff(one, in_process) < 1e-5
+
+
+def test_running_norm_estimates_are_the_same_on_two_actors_and_in_process(workdir, ray_runtime):
+    """ProtoNets keep running statistics (``model.norm: auto``): every shard measures its tasks'
+    batch statistics and the learner averages them, so the estimates do not depend on the split."""
+    import torch
+
+    common = [
+        "tasks.family=glyphs", "algorithm.name=protonet", "model.name=conv4", "model.filters=8", "tasks.ways=3",
+        "tasks.shots=1", "tasks.query=2", "algorithm.meta_batch_size=4", "trainer.max_steps=6", "evaluation.num_tasks=10",
+        "evaluation.query=3", "algorithm.meta_lr=0.01",
+    ]  # fmt: skip
+    results = {n: small_run(*common, f"cluster.num_shards={n}") for n in (0, 2)}
+
+    def estimates(result):
+        return torch.cat(
+            [b.reshape(-1) for name, b in result.model.named_buffers() if name.endswith(("running_mean", "running_var"))]
+        )
+
+    reference = estimates(results[0])
+    assert reference.numel() == 4 * 2 * 8 and reference[:8].abs().min() > 0, "the estimates moved from their start (0)"
+
+    def weights(result):  # but the last norm's shift: it moves every embedding alike, which no distance
+        # sees, so its gradient is float noise that Adam turns into full steps (the outputs agree)
+        return torch.cat([p.detach().reshape(-1) for name, p in result.model.named_parameters() if name != "body.3.1.bias"])
+
+    from distmeta.algorithms import ProtoNet
+    from distmeta.tasks import EpisodeFamily, GlyphSource
+
+    episode = EpisodeFamily("glyphs", ways=3, shots=1, query=2).with_data(GlyphSource().load("val")).sample(0, 0, 0, [0])
+
+    def logits(result):
+        model = result.model.eval()
+        params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+        with torch.no_grad():
+            return ProtoNet(ways=3).task_logits(model, params, buffers, *(t[0] for t in episode.tensors()[:3]))
+
+    for n in (2,):
+        assert rel_diff(estimates(results[n]), reference) < 1e-6, f"num_shards={n}"
+        assert rel_diff(weights(results[n]), weights(results[0])) < 1e-5, f"num_shards={n}"
+        assert rel_diff(logits(results[n]), logits(results[0])) < 1e-5, f"num_shards={n}: the networks agree"
+    saved = torch.load(results[2].last_checkpoint, weights_only=True)["state_dict"]
+    assert any(k.endswith("running_var") for k in saved), "the estimates are checkpointed with the weights"

@@ -40,8 +40,8 @@ def _when_running(server: MlflowServer, workdir, action) -> threading.Thread:
     return thread
 
 
-def test_metrics_logged_during_an_outage_arrive_when_the_server_returns(workdir, tmp_path_factory, caplog):
-    server = MlflowServer(tmp_path_factory.mktemp("outage")).start()
+def test_metrics_logged_during_an_outage_arrive_when_the_server_returns(workdir, tmp_path_factory, caplog, migrated_store):
+    server = MlflowServer(tmp_path_factory.mktemp("outage"), store=migrated_store).start()
     try:
 
         def outage():
@@ -61,12 +61,12 @@ def test_metrics_logged_during_an_outage_arrive_when_the_server_returns(workdir,
         assert not list(workdir.glob("checkpoints/*/unsent_metrics.jsonl"))
     finally:
         server.stop()
-    reference = small_run(*RUN, f"tracking.uri=sqlite:///{workdir / 'ref.db'}", f"checkpoint.dir={workdir / 'ref'}")
+    reference = small_run(*RUN, f"checkpoint.dir={workdir / 'ref'}")  # into the working folder's store
     assert rel_diff(params_of(result), params_of(reference)) < 1e-6, "the outage did not touch the training"
 
 
-def test_a_server_that_never_returns_leaves_a_finished_run_on_disk(workdir, tmp_path_factory, caplog):
-    server = MlflowServer(tmp_path_factory.mktemp("gone")).start()
+def test_a_server_that_never_returns_leaves_a_finished_run_on_disk(workdir, tmp_path_factory, caplog, migrated_store):
+    server = MlflowServer(tmp_path_factory.mktemp("gone"), store=migrated_store).start()
     watcher = _when_running(server, workdir, lambda: server.stop(sig=9))
     try:
         result = small_run(*RUN, f"tracking.uri={server.uri}", "tracking.flush_timeout_s=3")

@@ -59,10 +59,10 @@ def test_string_values_are_dropped_and_keys_made_valid(sqlite_uri, new_logger, t
 
 
 @pytest.fixture(scope="module")
-def server_factory(tmp_path_factory):
+def server_factory(tmp_path_factory, migrated_store):
     """One ``mlflow server`` for this module's tests, started when a test first needs it; tests may
     stop it (an outage) and start it again on the same port and store. Stopped at teardown."""
-    server = MlflowServer(tmp_path_factory.mktemp("outbox_server"))
+    server = MlflowServer(tmp_path_factory.mktemp("outbox_server"), store=migrated_store)
     yield server
     server.stop()
 
