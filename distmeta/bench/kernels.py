@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from distmeta.algorithms import build, meta_grad, meta_grad_loop
+from distmeta.algorithms import Mode, build, meta_grad, meta_grad_loop
 from distmeta.bench.baseline import loop_step, protonet_loop_step
 from distmeta.bench.synthetic import class_images
 from distmeta.models import ModelSpec
@@ -67,7 +67,10 @@ def _steps(w: dict, dev: torch.device) -> dict[str, Callable]:
 
         def step(batch):
             params = dict(model.named_parameters())
-            out = grad_fn(algo, model, {k: p.detach() for k, p in params.items()}, dict(model.named_buffers()), batch)
+            # no diagnostics (the pre-adaptation forward): the baseline does not compute them, and
+            # training asks for them on logged steps only
+            detached = {k: p.detach() for k, p in params.items()}
+            out = grad_fn(algo, model, detached, dict(model.named_buffers()), batch, mode=Mode(diagnostics=False))
             for k, p in params.items():
                 p.grad = out.grads[k] / len(batch)
             opt.step()
