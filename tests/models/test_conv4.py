@@ -19,6 +19,7 @@ from torch import nn
 from distmeta.algorithms import MAML, InnerLoop, meta_grad, meta_grad_loop
 from distmeta.models import BatchStatNorm2d, Conv4
 from distmeta.tasks import TaskBatch
+from tests.models.helpers import assert_batch_norm_to_second_order, randomize_norms
 
 WAYS, SHOTS, QUERY, SIZE = 3, 2, 2, 16
 
@@ -34,13 +35,7 @@ def _tasks(num_tasks=3, seed=0) -> TaskBatch:
 
 def _model(seed=0) -> Conv4:
     torch.manual_seed(seed)
-    model = Conv4(in_channels=1, num_classes=WAYS, hidden=4, image_size=SIZE).double()
-    with torch.no_grad():  # non-trivial affine parameters, so their gradients are exercised
-        for m in model.modules():
-            if isinstance(m, BatchStatNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return model
+    return randomize_norms(Conv4(in_channels=1, num_classes=WAYS, hidden=4, image_size=SIZE).double())
 
 
 def _rel(a: dict, b: dict) -> float:
@@ -51,22 +46,7 @@ def _rel(a: dict, b: dict) -> float:
 def test_batch_stat_norm_equals_functional_batch_norm_to_second_order():
     torch.manual_seed(1)
     x = torch.randn(6, 3, 5, 5, dtype=torch.float64, requires_grad=True)
-    norm = BatchStatNorm2d(3).double()
-    with torch.no_grad():
-        norm.weight.uniform_(0.5, 1.5)
-        norm.bias.uniform_(-0.5, 0.5)
-    ref = F.batch_norm(x, None, None, norm.weight, norm.bias, training=True, eps=norm.eps)
-    ours = norm(x)
-    torch.testing.assert_close(ours, ref)
-    probe = torch.randn_like(ref)
-    g_ours = torch.autograd.grad((ours * probe).sum() ** 2, [x, norm.weight], create_graph=True)
-    g_ref = torch.autograd.grad((ref * probe).sum() ** 2, [x, norm.weight], create_graph=True)
-    for a, b in zip(g_ours, g_ref):
-        torch.testing.assert_close(a, b)
-    hv_ours = torch.autograd.grad(sum((g * g).sum() for g in g_ours), [x, norm.weight])
-    hv_ref = torch.autograd.grad(sum((g * g).sum() for g in g_ref), [x, norm.weight])
-    for a, b in zip(hv_ours, hv_ref):
-        torch.testing.assert_close(a, b)
+    assert_batch_norm_to_second_order(randomize_norms(BatchStatNorm2d(3).double()), x)
 
 
 class _StandardConv4(nn.Module):

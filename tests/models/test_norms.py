@@ -10,6 +10,7 @@ from torch import nn
 from distmeta.algorithms import ProtoNet, meta_grad, meta_grad_loop
 from distmeta.models import Conv4, ModelSpec, RunningBatchNorm2d, batch_statistics, running_layers, update_running
 from distmeta.tasks import EpisodeFamily, GlyphSource
+from tests.models.helpers import assert_batch_norm_to_second_order
 
 
 def _norm() -> RunningBatchNorm2d:
@@ -26,18 +27,7 @@ def _norm() -> RunningBatchNorm2d:
 def test_running_norm_is_batch_norm_in_training_and_uses_its_estimates_in_evaluation():
     norm = _norm()
     x = torch.randn(6, 3, 5, 5, dtype=torch.float64, requires_grad=True)
-    ref = F.batch_norm(x, None, None, norm.weight, norm.bias, training=True, eps=norm.eps)
-    ours = norm(x)
-    torch.testing.assert_close(ours, ref)
-    probe = torch.randn_like(ref)
-    g_ours = torch.autograd.grad((ours * probe).sum() ** 2, [x, norm.weight], create_graph=True)
-    g_ref = torch.autograd.grad((ref * probe).sum() ** 2, [x, norm.weight], create_graph=True)
-    for a, b in zip(g_ours, g_ref):
-        torch.testing.assert_close(a, b)
-    for a, b in zip(
-        torch.autograd.grad(sum((g**2).sum() for g in g_ours), [x]), torch.autograd.grad(sum((g**2).sum() for g in g_ref), [x])
-    ):
-        torch.testing.assert_close(a, b)
+    assert_batch_norm_to_second_order(norm, x)
     norm.eval()
     evaluated = F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, training=False, eps=norm.eps)
     torch.testing.assert_close(norm(x), evaluated)

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from distmeta.algorithms import MAML, InnerLoop, meta_grad, meta_grad_loop
-from distmeta.models import BatchStatNorm2d, ModelSpec, ResNet12, WideResNet
+from distmeta.models import ModelSpec, ResNet12, WideResNet
 from distmeta.tasks import TaskBatch
+from tests.models.helpers import randomize_norms
 
 WAYS, SHOTS, QUERY, SIZE, LR = 3, 2, 2, 16, 0.1
 NARROW = (2, 3, 4, 5)
@@ -30,13 +31,8 @@ def _tasks(num_tasks=2, seed=0) -> TaskBatch:
 
 def _model(kind: str, seed=0):
     torch.manual_seed(seed)
-    model = (ResNet12(3, WAYS, NARROW, SIZE) if kind == "resnet12" else WideResNet(3, WAYS, NARROW, depth=28)).double()
-    with torch.no_grad():  # non-trivial affine parameters, so their gradients are exercised
-        for m in model.modules():
-            if isinstance(m, BatchStatNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return model
+    model = ResNet12(3, WAYS, NARROW, SIZE) if kind == "resnet12" else WideResNet(3, WAYS, NARROW, depth=28)
+    return randomize_norms(model.double())
 
 
 def _norm(w: dict, name: str, h: torch.Tensor) -> torch.Tensor:

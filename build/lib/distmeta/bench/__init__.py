@@ -1,1 +1,0 @@
-"""Benchmarks: measurements taken in one run against a baseline, never timed assertions."""

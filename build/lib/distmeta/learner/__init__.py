@@ -1,1 +1,0 @@
-"""The Lightning learner: aggregation of shard results, the MetaLearner module, tick loaders."""

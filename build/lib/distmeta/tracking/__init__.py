@@ -1,1 +1,0 @@
-"""MLflow: store addresses, metric names, and what a run records."""
