@@ -4,6 +4,7 @@ data loaded and checked once."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from distmeta.config import DistMetaConfig
@@ -67,6 +68,19 @@ def _cache_dir(t, root: str) -> str:
     return str(Path(t.cache_dir).expanduser().absolute() if t.cache_dir else Path(root).expanduser().absolute() / CACHE_FOLDER)
 
 
+def _writable(cache_dir: Path) -> bool:
+    """Whether the cache folder exists or can be made, and can be written; if not, the split is
+    decoded at every start (a read-only dataset folder is common), and the log says how to cache."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        if os.access(cache_dir, os.W_OK):
+            return True
+    except OSError:
+        pass
+    log.warning("cannot write the dataset cache %s: decoding without it (set tasks.cache_dir to a writable folder)", cache_dir)
+    return False
+
+
 def build(request: FamilyRequest, split: str) -> TaskFamily:
     """The family of ``split``, without its data."""
     try:
@@ -81,7 +95,7 @@ def load(request: FamilyRequest, split: str) -> ClassImages | None:
     kind = family_kind(request.kind)
     if kind.load is None:
         return None
-    if not request.cache_dir or kind.sources is None:
+    if not request.cache_dir or kind.sources is None or not _writable(Path(request.cache_dir)):
         return kind.load(request, split, in_memory).with_channels(request.channels)
     settings = {"size": request.image_size, **({"split": list(request.class_split)} if kind.class_split else {})}
     images = datasets.cached(

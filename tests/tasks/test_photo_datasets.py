@@ -121,3 +121,16 @@ def test_the_cache_decodes_once_maps_later_and_notices_a_changed_source(tmp_path
     _cached(root, cache, log=logged.append)
     assert len(logged) == 2
     assert not [p for p in cache.iterdir() if ".tmp" in p.name], "no half-written entry is left"
+
+
+def test_an_unwritable_cache_folder_decodes_without_a_cache(tmp_path, caplog):
+    from distmeta.recipe import families
+    from distmeta.tasks import FamilyRequest
+
+    root = cifar100_tree(tmp_path / "cifar")
+    (tmp_path / "a_file").write_text("")
+    request = FamilyRequest("cifar_fs", "cifar_fs", 1, 1, 5, root=str(root), image_size=32, channels=3,
+                            cache_dir=str(tmp_path / "a_file" / "cache"))  # fmt: skip
+    images = families.load(request, "val")
+    assert images.num_classes == 16 and not isinstance(images.images, np.memmap)
+    assert "cannot write the dataset cache" in caplog.text
