@@ -63,7 +63,7 @@ def _actors(images: ClassImages, count: int) -> list[dict]:
     reader = ray.remote(num_cpus=0)(_Reader)
     ref = ray.put(images)
     actors = [reader.remote(ref) for _ in range(count)]
-    infos = ray.get([a.touch.remote() for a in actors])
+    infos = ray.get([a.touch.remote() for a in actors], timeout=600)  # a stuck actor fails the bench, not hangs it
     rows = [{**info, **_memory_mib(info["pid"])} for info in infos]
     for a in actors:
         ray.kill(a)
