@@ -35,8 +35,8 @@ WORKLOADS = {
     ),
     "resnet12-cfs-5w1s-fo": dict(model=ModelSpec("resnet12", (3, 32, 32), 5), loss="cross_entropy", lr=0.01, tasks=8,
                                  first_order=True),
-    "protonet-resnet12-cfs-5w1s": dict(model=ModelSpec("resnet12", (3, 32, 32), 0), loss="cross_entropy", lr=0.0, tasks=8,
-                                       algorithm="protonet"),
+    "protonet-resnet12-cfs-5w1s": dict(model=ModelSpec("resnet12", (3, 32, 32), 0, norm="running", dropblock=0.1),
+                                       loss="cross_entropy", lr=0.0, tasks=8, algorithm="protonet"),  # as its configs
     # ResNet-12 at its default widths on 84x84 images (mini-ImageNet's shape), second-order MAML
     "resnet12-84-5w1s": dict(model=ModelSpec("resnet12", (3, 84, 84), 5), loss="cross_entropy", lr=0.01, tasks=4),
 }  # fmt: skip

@@ -87,11 +87,11 @@ WORKLOADS: dict[str, list[str]] = {
     ],
 }
 THREADS = {"sine": 1, "conv4-5w1s": 2, "resnet12-cfs-5w1s": 2}
+"""Torch threads of the single-process modes (the baseline and in-process distmeta)."""
 DATA: dict[str, Callable[[Path], Path]] = {
     "resnet12-cfs-5w1s": lambda root: synthetic.write_cifar100(root, lambda fine: (16, 4)),
 }
 """Workloads that read a dataset: a writer of a synthetic copy in the released layout under a folder."""
-"""Torch threads of the single-process modes (the baseline and in-process distmeta)."""
 
 
 @dataclass(frozen=True)

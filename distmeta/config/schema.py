@@ -187,6 +187,14 @@ class ModelConfig:
     widths: list[int] = field(default_factory=list)
     """Residual backbones: the four stage widths (resnet12: its blocks, 64-160-320-640; wrn28_10:
     the stem and its three groups, 16-160-320-640); empty: those defaults. Narrow ones run on a CPU."""
+    dropblock: Optional[float] = None
+    """resnet12: the share of features DropBlock drops in its last two blocks (MetaOptNet: 0.1);
+    0 turns it off; unset: 0.1 for metric methods (ProtoNets) and off for algorithms with an
+    inner loop, as their reference setups: the inner steps would adapt on dropped features in
+    training and on all of them at test, a mismatch a few support images cannot average out."""
+    dropblock_size: int = 0
+    """resnet12: the side of DropBlock's squares; 0: the last feature map's side, at most 5
+    (MetaOptNet's 5 at 84x84, 2 at 32x32)."""
     heads: str = "shared"
     """``shared``: one head for every family of a mixture; ``per_family``: one shared body and a
     linear head per family (its own number of classes), trained only on that family's tasks."""

@@ -76,6 +76,7 @@ def validate(cfg: DistMetaConfig) -> None:
     if not cfg.model.hidden or any(w <= 0 for w in cfg.model.hidden):
         _fail("model.hidden", f"must list positive layer widths, got {cfg.model.hidden}")
     _validate_widths(cfg.model.name, cfg.model.widths)
+    _validate_dropblock(cfg.model)
     if any(k <= 0 for k in cfg.evaluation.shots):
         _fail("evaluation.shots", f"must list positive shot counts, got {cfg.evaluation.shots}")
     if not cfg.evaluation.steps or any(s < 0 for s in cfg.evaluation.steps):
@@ -84,6 +85,18 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("trainer.delay_compensation", f"must be a finite number >= 0, got {tr.delay_compensation}")
     if not cfg.tracking.experiment:
         _fail("tracking.experiment", "must not be empty")
+
+
+def _validate_dropblock(m) -> None:
+    drops = model_kind(m.name).drops
+    for key, value, unset in (("model.dropblock", m.dropblock, None), ("model.dropblock_size", m.dropblock_size, 0)):
+        if value != unset and not drops:
+            dropping = ", ".join(n for n, k in MODELS.items() if k.drops)
+            _fail(key, f"sets the DropBlock of {dropping}; model.name={m.name} has none")
+    if m.dropblock is not None and not 0.0 <= m.dropblock < 1.0:
+        _fail("model.dropblock", f"is the share of features dropped, in [0, 1), got {m.dropblock}")
+    if m.dropblock_size < 0:
+        _fail("model.dropblock_size", f"is a square's side (0: auto), got {m.dropblock_size}")
 
 
 def _validate_widths(name: str, widths: list[int]) -> None:

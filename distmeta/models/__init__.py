@@ -30,7 +30,8 @@ def _conv4(spec: ModelSpec, outputs: int) -> Conv4:
 
 def _resnet12(spec: ModelSpec, outputs: int) -> ResNet12:
     channels, size = _square(spec)
-    return ResNet12(channels, outputs, spec.widths or RESNET12_WIDTHS, size, NORMS[spec.norm])
+    widths = spec.widths or RESNET12_WIDTHS
+    return ResNet12(channels, outputs, widths, size, NORMS[spec.norm], spec.dropblock, spec.dropblock_size)
 
 
 def _wrn28_10(spec: ModelSpec, outputs: int) -> WideResNet:
@@ -40,7 +41,7 @@ def _wrn28_10(spec: ModelSpec, outputs: int) -> WideResNet:
 
 register(ModelKind("mlp", _mlp))
 register(ModelKind("conv4", _conv4, images_only=True, normalised=True))
-register(ModelKind("resnet12", _resnet12, images_only=True, widths=RESNET12_WIDTHS, normalised=True))
+register(ModelKind("resnet12", _resnet12, images_only=True, widths=RESNET12_WIDTHS, normalised=True, drops=True))
 register(ModelKind("wrn28_10", _wrn28_10, images_only=True, widths=WRN_WIDTHS, normalised=True))
 
 __all__ = [

@@ -31,6 +31,8 @@ class ModelKind:
     """Its default stage widths, when ``model.widths`` may set them (residual backbones); empty: it takes none."""
     normalised: bool = False
     """Built with a normalisation layer that ``model.norm`` chooses (convolutional backbones)."""
+    drops: bool = False
+    """Takes ``model.dropblock`` (DropBlock in its last blocks: resnet12)."""
 
 
 MODELS: Registry[ModelKind] = Registry("model")
@@ -61,6 +63,10 @@ class ModelSpec:
     """Stage widths of a residual backbone; empty: the backbone's own (:attr:`ModelKind.widths`)."""
     norm: str = "batch"
     """The normalisation of a normalised backbone: a key of :data:`distmeta.models.norms.NORMS`."""
+    dropblock: float = 0.0
+    """DropBlock's rate in a backbone that :attr:`ModelKind.drops` (0: off)."""
+    dropblock_size: int = 0
+    """DropBlock's square side (0: the backbone's default)."""
     heads: tuple[tuple[str, int], ...] = ()
     """Per-family heads ``(label, outputs)`` on one shared body (:class:`MultiHead`); empty: one head of ``outputs``."""
 

@@ -19,7 +19,7 @@ from distmeta.algorithms import Algorithm
 from distmeta.config import DistMetaConfig, from_yaml_text, to_flat_dict, to_yaml
 from distmeta.errors import UserError
 from distmeta.learner.settings import LearnerSettings
-from distmeta.models import ModelSpec
+from distmeta.models import ModelSpec, model_kind
 from distmeta.recipe import families as fam
 from distmeta.recipe.run import RunSettings, check_resumable
 from distmeta.recipe.trainer import lightning_trainer
@@ -100,6 +100,14 @@ class Recipe:
         norm = self.cfg.model.norm
         return ("batch" if self.algorithm.adapts else "running") if norm == "auto" else norm
 
+    def _dropblock(self) -> float:
+        """``model.dropblock`` resolved: unset drops 0.1 (MetaOptNet's rate) for methods without
+        an inner loop and nothing for the MAML family (see the field's documentation)."""
+        rate = self.cfg.model.dropblock
+        if rate is None:
+            rate = 0.1 if not self.algorithm.adapts and model_kind(self.cfg.model.name).drops else 0.0
+        return rate
+
     def _model_spec(self) -> ModelSpec:
         m, rs = self.cfg.model, self.requests
         if self.images:
@@ -123,6 +131,8 @@ class Recipe:
             widths=tuple(m.widths),
             heads=heads,
             norm=self._norm(),
+            dropblock=self._dropblock(),
+            dropblock_size=m.dropblock_size,
         )
 
     def batching_on(self, device: str) -> str:

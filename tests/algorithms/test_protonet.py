@@ -22,18 +22,19 @@ def test_logits_are_negative_squared_distances_to_class_means():
 
 
 def _embedding_and_tasks(backbone="conv4"):
-    """A small Conv4 (or narrow ResNet-12) embedding (float64) and three 3-way 2-shot glyph episodes."""
+    """A small Conv4 (or narrow ResNet-12, with DropBlock or without) embedding (float64) and three 3-way 2-shot glyph episodes."""
     torch.manual_seed(0)
     if backbone == "conv4":
         model = Conv4(in_channels=1, num_classes=0, hidden=8, image_size=28).double()
-    else:
-        model = ResNet12(in_channels=1, num_classes=0, widths=(4, 6, 8, 10), image_size=28).double()
+    else:  # "resnet12", or "resnet12+dropblock": the keyed masks are constants of every path
+        drop = 0.2 if backbone.endswith("dropblock") else 0.0
+        model = ResNet12(in_channels=1, num_classes=0, widths=(4, 6, 8, 10), image_size=28, dropblock=drop).double()
     params = {k: p.detach() for k, p in model.named_parameters()}
     family = EpisodeFamily("glyphs", ways=3, shots=2, query=2).with_data(GlyphSource().load("val"))
     return model, params, family.sample(0, 0, 0, range(3), dtype=torch.float64)
 
 
-@pytest.mark.parametrize("backbone", ["conv4", "resnet12"])
+@pytest.mark.parametrize("backbone", ["conv4", "resnet12", "resnet12+dropblock"])
 def test_vmapped_gradient_equals_loop_and_plain_autograd(backbone):
     model, params, tasks = _embedding_and_tasks(backbone)
     algo = ProtoNet(ways=3)

@@ -92,6 +92,13 @@ def test_yaml_round_trip_and_flat_params():
         ),
         (["tasks.family=glyphs", "model.name=wrn28_10", "model.widths=[8,8,0,8]"], "wrn28_10 takes 4 positive widths"),
         (["model.name=resnet12"], "regression inputs are scalars: use model.name=mlp, not resnet12"),
+        (
+            ["tasks.family=glyphs", "model.name=conv4", "model.dropblock=0.1"],
+            "'model.dropblock': sets the DropBlock of resnet12; model.name=conv4 has none",
+        ),
+        (["tasks.family=glyphs", "model.name=wrn28_10", "model.dropblock_size=2"], "'model.dropblock_size': sets the DropBlock"),
+        (["tasks.family=glyphs", "model.name=resnet12", "model.dropblock=1.0"], "in [0, 1), got 1.0"),
+        (["tasks.family=glyphs", "model.name=resnet12", "model.dropblock_size=-1"], "a square's side (0: auto), got -1"),
     ],
 )
 def test_bad_values_name_the_key(overrides, expected):
@@ -111,3 +118,21 @@ def test_missing_and_unreadable_files(tmp_path):
     scalar.write_text("just a string\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load(scalar)
+
+
+@pytest.mark.parametrize(
+    "overrides, norm, rate",
+    [
+        (["algorithm.name=protonet"], "running", 0.1),  # MetaOptNet's setting for metric methods
+        (["algorithm.name=maml"], "batch", 0.0),  # MAML's reference: transductive norms, no DropBlock
+        (["algorithm.name=maml", "model.dropblock=0.2", "model.norm=running"], "running", 0.2),
+        (["algorithm.name=protonet", "model.dropblock=0"], "running", 0.0),
+    ],
+)
+def test_resnet12_defaults_follow_the_algorithm(overrides, norm, rate):
+    from distmeta.recipe import Recipe
+
+    spec = Recipe.from_config(load(None, ["tasks.family=glyphs", "model.name=resnet12", *overrides])).model_spec
+    assert (spec.norm, spec.dropblock) == (norm, rate)
+    conv = Recipe.from_config(load(None, ["tasks.family=glyphs", "model.name=conv4", "algorithm.name=protonet"]))
+    assert conv.model_spec.dropblock == 0.0

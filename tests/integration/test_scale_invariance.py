@@ -78,15 +78,17 @@ def test_class_partitioned_image_mixture_is_the_same_on_two_actors_one_actor_and
     assert rel_diff(one, in_process) < 1e-5
 
 
-def test_running_norm_estimates_are_the_same_on_two_actors_and_in_process(workdir, ray_runtime):
-    """ProtoNets keep running statistics (``model.norm: auto``): every shard measures its tasks'
-    batch statistics and the learner averages them, so the estimates do not depend on the split."""
+def test_running_norms_and_dropblock_are_the_same_on_two_actors_and_in_process(workdir, ray_runtime):
+    """ProtoNets on ResNet-12 keep running statistics and drop blocks (``model.norm`` and
+    ``model.dropblock`` unset): every shard measures its tasks' batch statistics and the learner
+    averages them, and each task's squares are keyed by its own data, so neither the estimates
+    nor the weights depend on the split."""
     import torch
 
     common = [
-        "tasks.family=glyphs", "algorithm.name=protonet", "model.name=conv4", "model.filters=8", "tasks.ways=3",
-        "tasks.shots=1", "tasks.query=2", "algorithm.meta_batch_size=4", "trainer.max_steps=6", "evaluation.num_tasks=10",
-        "evaluation.query=3", "algorithm.meta_lr=0.01",
+        "tasks.family=glyphs", "algorithm.name=protonet", "model.name=resnet12", "model.widths=[4,6,8,8]",
+        "model.dropblock_size=2", "tasks.ways=3", "tasks.shots=1", "tasks.query=2", "algorithm.meta_batch_size=4",
+        "trainer.max_steps=6", "evaluation.num_tasks=10", "evaluation.query=3", "algorithm.meta_lr=0.001",
     ]  # fmt: skip
     results = {n: small_run(*common, f"cluster.num_shards={n}") for n in (0, 2)}
 
@@ -96,26 +98,23 @@ def test_running_norm_estimates_are_the_same_on_two_actors_and_in_process(workdi
         )
 
     reference = estimates(results[0])
-    assert reference.numel() == 4 * 2 * 8 and reference[:8].abs().min() > 0, "the estimates moved from their start (0)"
+    assert reference.numel() == 2 * 4 * (4 + 6 + 8 + 8) and reference[:4].abs().min() > 0, "the estimates moved from 0"
+    assert results[0].model.body[3].drop.rate == 0.1, "ProtoNets drop blocks by default"
 
-    def weights(result):  # but the last norm's shift: it moves every embedding alike, which no distance
-        # sees, so its gradient is float noise that Adam turns into full steps (the outputs agree)
-        return torch.cat([p.detach().reshape(-1) for name, p in result.model.named_parameters() if name != "body.3.1.bias"])
+    def weights(result):
+        return torch.cat([p.detach().reshape(-1) for p in result.model.parameters()])
 
-    from distmeta.algorithms import ProtoNet
     from distmeta.tasks import EpisodeFamily, GlyphSource
 
     episode = EpisodeFamily("glyphs", ways=3, shots=1, query=2).with_data(GlyphSource().load("val")).sample(0, 0, 0, [0])
 
-    def logits(result):
-        model = result.model.eval()
-        params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    def embeddings(result):  # (not the logits: squared distances between close embeddings cancel digits)
         with torch.no_grad():
-            return ProtoNet(ways=3).task_logits(model, params, buffers, *(t[0] for t in episode.tensors()[:3]))
+            return result.model.eval()(torch.cat([episode.support_x[0], episode.query_x[0]]))
 
     for n in (2,):
         assert rel_diff(estimates(results[n]), reference) < 1e-6, f"num_shards={n}"
         assert rel_diff(weights(results[n]), weights(results[0])) < 1e-5, f"num_shards={n}"
-        assert rel_diff(logits(results[n]), logits(results[0])) < 1e-5, f"num_shards={n}: the networks agree"
+        assert rel_diff(embeddings(results[n]), embeddings(results[0])) < 1e-5, f"num_shards={n}: the networks agree"
     saved = torch.load(results[2].last_checkpoint, weights_only=True)["state_dict"]
     assert any(k.endswith("running_var") for k in saved), "the estimates are checkpointed with the weights"

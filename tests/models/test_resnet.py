@@ -1,8 +1,9 @@
 """ResNet-12 and WRN-28-10 under second-order MAML, in float64 at narrow widths and 16x16 images:
 the vmapped meta-gradient equals the per-task loop twin, an explicit double-backward reference
 written here with ``torch.nn.functional`` (``F.batch_norm`` for the normalisation, no
-``functional_call``, no ``BatchStatNorm2d``), and central finite differences. Parameter counts at
-the default widths against the published figures."""
+``functional_call``, no ``BatchStatNorm2d``), and central finite differences; with DropBlock on,
+the reference applies the same keyed masks as constants. Parameter counts at the default widths
+against the published figures."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import torch.nn.functional as F
 
 from distmeta.algorithms import MAML, InnerLoop, meta_grad, meta_grad_loop
 from distmeta.models import ModelSpec, ResNet12, WideResNet
+from distmeta.models.dropblock import DropBlock2d, batch_keys
 from distmeta.tasks import TaskBatch
 from tests.models.helpers import randomize_norms
 
 WAYS, SHOTS, QUERY, SIZE, LR = 3, 2, 2, 16, 0.1
 NARROW = (2, 3, 4, 5)
+DROP = DropBlock2d(0.3, 2)
+"""The DropBlock of the ``resnet12+dropblock`` case: 2x2 squares at 16x16 (maps of 2x2 and 1x1)."""
 
 
 def _tasks(num_tasks=2, seed=0) -> TaskBatch:
@@ -31,7 +35,11 @@ def _tasks(num_tasks=2, seed=0) -> TaskBatch:
 
 def _model(kind: str, seed=0):
     torch.manual_seed(seed)
-    model = ResNet12(3, WAYS, NARROW, SIZE) if kind == "resnet12" else WideResNet(3, WAYS, NARROW, depth=28)
+    if kind.startswith("resnet12"):
+        drop = kind.endswith("dropblock")
+        model = ResNet12(3, WAYS, NARROW, SIZE, dropblock=DROP.rate if drop else 0.0, dropblock_size=DROP.size)
+    else:
+        model = WideResNet(3, WAYS, NARROW, depth=28)
     return randomize_norms(model.double())
 
 
@@ -39,8 +47,8 @@ def _norm(w: dict, name: str, h: torch.Tensor) -> torch.Tensor:
     return F.batch_norm(h, None, None, w[f"{name}.weight"], w[f"{name}.bias"], training=True, eps=1e-5)
 
 
-def _resnet12_forward(w: dict, x: torch.Tensor) -> torch.Tensor:
-    h = x
+def _resnet12_forward(w: dict, x: torch.Tensor, drop: bool = False) -> torch.Tensor:
+    h, keys = x, batch_keys(x)
     for b in range(4):
         p = f"body.{b}"
         out = F.leaky_relu(_norm(w, f"{p}.norm1", F.conv2d(h, w[f"{p}.conv1.weight"], padding=1)), 0.1)
@@ -48,6 +56,9 @@ def _resnet12_forward(w: dict, x: torch.Tensor) -> torch.Tensor:
         out = _norm(w, f"{p}.norm3", F.conv2d(out, w[f"{p}.conv3.weight"], padding=1))
         short = _norm(w, f"{p}.shortcut.1", F.conv2d(h, w[f"{p}.shortcut.0.weight"]))
         h = F.max_pool2d(F.leaky_relu(out + short, 0.1), 2)
+        if drop and b >= 2:
+            keep = DropBlock2d(DROP.rate, DROP.size, salt=b).mask(keys, h.shape, h.dtype)
+            h = h * keep * keep.numel() / keep.sum()
     return F.linear(h.mean(dim=(2, 3)), w["head.weight"], w["head.bias"])
 
 
@@ -66,7 +77,10 @@ def _wrn_forward(w: dict, x: torch.Tensor) -> torch.Tensor:
 
 def _reference(kind: str, params: dict, tasks: TaskBatch, steps: int) -> dict:
     """Explicit per-task second-order MAML: ``autograd.grad(create_graph=True)`` in the inner loop."""
-    run = _resnet12_forward if kind == "resnet12" else _wrn_forward
+    if kind.startswith("resnet12"):
+        run = lambda w, x: _resnet12_forward(w, x, drop=kind.endswith("dropblock"))  # noqa: E731
+    else:
+        run = _wrn_forward
     theta = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
     total = {k: torch.zeros_like(p) for k, p in theta.items()}
     for i in range(len(tasks)):
@@ -86,12 +100,15 @@ def _rel(a: dict, b: dict) -> float:
     return (num / sum((b[k] ** 2).sum() for k in b).sqrt()).item()
 
 
-@pytest.mark.parametrize("kind", ["resnet12", "wrn28_10"])
+@pytest.mark.parametrize("kind", ["resnet12", "resnet12+dropblock", "wrn28_10"])
 @pytest.mark.parametrize("steps", [1, 2])
 def test_second_order_maml_under_vmap_loop_explicit_reference_and_finite_differences(kind, steps):
     model, tasks = _model(kind), _tasks()
     params = {k: p.detach() for k, p in model.named_parameters()}
     algo = MAML(loss="cross_entropy", inner=InnerLoop(steps=steps, lr=LR))
+    if kind.endswith("dropblock"):  # the case checks a forward that drops something
+        assert not torch.equal(model(tasks.support_x[0]), model.eval()(tasks.support_x[0]))
+        model.train()
 
     batched = meta_grad(algo, model, params, {}, tasks)
     looped = meta_grad_loop(algo, model, params, {}, tasks)
