@@ -141,8 +141,9 @@ class TasksConfig:
     node, shared by every process there); false decodes at every start and ships the images
     through Ray's object store."""
     cache_dir: str = ""
-    """Where the decoded caches live; empty is ``<root>/.distmeta_cache``. On a cluster it must be
-    a path every node sees (shared storage), or a local path that holds the cache on every node."""
+    """Where the decoded caches live; empty is ``<root>/.distmeta_cache``. On a cluster: shared
+    storage, or a local path on nodes that each hold the dataset at ``root`` (an actor on a node
+    without the cache decodes that node's own, once)."""
     image_size: int = 0
     """Side images are resized to; 0 is the family's standard (28 omniglot/glyphs, 32 cifar_fs/fc100,
     84 miniimagenet/tieredimagenet/cub)."""

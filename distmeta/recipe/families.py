@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from distmeta.config import DistMetaConfig
@@ -97,12 +99,19 @@ def load(request: FamilyRequest, split: str) -> ClassImages | None:
         return None
     if not request.cache_dir or kind.sources is None or not _writable(Path(request.cache_dir)):
         return kind.load(request, split, in_memory).with_channels(request.channels)
+    return from_cache(request, split).with_channels(request.channels)
+
+
+def from_cache(request: FamilyRequest, split: str) -> ClassImages:
+    """The split mapped from its cache entry, decoded into it first if needed. The images carry
+    this call as their ``rebuild``: an actor on a node whose disk lacks the entry decodes its own."""
+    kind = family_kind(request.kind)
     settings = {"size": request.image_size, **({"split": list(request.class_split)} if kind.class_split else {})}
     images = datasets.cached(
         lambda allocate: kind.load(request, split, allocate), dataset=kind.name, split=split, settings=settings,
         root=Path(request.root), sources=kind.sources(request, split), cache_dir=Path(request.cache_dir), log=log.info,
     )  # fmt: skip
-    return images.with_channels(request.channels)
+    return replace(images, rebuild=partial(from_cache, request, split))
 
 
 def checked(family: TaskFamily, what: str, shots: int | None = None, query: int | None = None) -> TaskFamily:

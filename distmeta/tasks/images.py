@@ -10,7 +10,8 @@ the same file). Episodes are sampled where they are computed, from ``(seed, stre
 from __future__ import annotations
 
 import mmap
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,6 +36,9 @@ class ClassImages:
     starts: np.ndarray
     counts: np.ndarray
     names: tuple[str, ...]
+    rebuild: Callable[[], ClassImages] | None = field(default=None, repr=False)
+    """For a memory-mapped cache: how a process on a node whose disk lacks the file decodes that
+    node's own copy (a picklable call of the loader; the rows come out in the same order)."""
 
     def __post_init__(self):
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -50,7 +54,7 @@ class ClassImages:
         path = mapped_file(self.images)
         if path is None:
             return ClassImages, (self.images, self.starts, self.counts, self.names)
-        return _mapped, (path, self.images.shape, self.starts, self.counts, self.names)
+        return _mapped, (path, self.images.shape, self.starts, self.counts, self.names, self.rebuild)
 
     @classmethod
     def grid(cls, pixels: np.ndarray, names: Sequence[str]) -> ClassImages:
@@ -122,17 +126,33 @@ def mapped_file(images: np.ndarray) -> str | None:
     return None
 
 
-def _mapped(path: str, shape: tuple[int, ...], starts: np.ndarray, counts: np.ndarray, names: tuple[str, ...]) -> ClassImages:
+def _mapped(
+    path: str, shape: tuple[int, ...], starts: np.ndarray, counts: np.ndarray, names: tuple[str, ...],
+    rebuild: Callable[[], ClassImages] | None = None,
+) -> ClassImages:  # fmt: skip
     try:
         images = np.load(path, mmap_mode="r")
     except OSError as exc:
-        raise UserError(
-            f"the dataset cache {path} cannot be opened here ({exc.strerror or exc}): on a cluster, tasks.cache_dir must be "
-            "a path every node sees, or set tasks.cache=false to ship the images through Ray's object store"
-        ) from None
+        if rebuild is None:
+            raise UserError(
+                f"the dataset cache {path} cannot be opened here ({exc.strerror or exc}): on a cluster, tasks.cache_dir "
+                "must be a path every node sees, or set tasks.cache=false to ship the images through Ray's object store"
+            ) from None
+        images = _rebuilt(path, rebuild)
     if images.shape != tuple(shape):
         raise UserError(f"the dataset cache {path} holds images of shape {images.shape}, not {tuple(shape)}: it changed mid-run")
-    return ClassImages(images, starts, counts, names)
+    return ClassImages(images, starts, counts, names, rebuild)
+
+
+def _rebuilt(path: str, rebuild: Callable[[], ClassImages]) -> np.ndarray:
+    """This node's own copy of a cache another node decoded (each node's disk holds its own: the
+    dataset was copied to every node, not shared)."""
+    try:
+        return rebuild().images
+    except (OSError, ValueError, UserError) as exc:
+        raise UserError(
+            f"the dataset cache {path} is not on this node ({socket.gethostname()}) and decoding the dataset here failed: {exc}"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ layouts (ragged classes), their errors, and the decoded-split cache."""
 
 import os
 import pickle
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -134,3 +136,32 @@ def test_an_unwritable_cache_folder_decodes_without_a_cache(tmp_path, caplog):
     images = families.load(request, "val")
     assert images.num_classes == 16 and not isinstance(images.images, np.memmap)
     assert "cannot write the dataset cache" in caplog.text
+
+
+def test_a_node_without_the_cache_file_decodes_its_own_copy(tmp_path):
+    """A cache entry travels to actors as its path; on a node whose disk lacks it (every node holds
+    its own copy of the dataset, the driver decoded on another) the actor decodes it there, once."""
+    from distmeta.recipe import families
+    from distmeta.tasks import FamilyRequest
+
+    root, cache = cifar100_tree(tmp_path / "cifar"), tmp_path / "cache"
+    request = FamilyRequest("cifar_fs", "cifar_fs", 1, 1, 5, root=str(root), image_size=32, channels=3, cache_dir=str(cache))
+    images = families.load(request, "train").partition(1, 2)
+    assert isinstance(images.images, np.memmap)
+    sent = pickle.dumps(images)
+    assert len(sent) < images.images.nbytes // 10, "the path travels, not the pixels"
+
+    shutil.rmtree(cache)  # what another node's disk looks like
+    here = pickle.loads(sent)
+    assert isinstance(here.images, np.memmap) and here.names == images.names
+    assert np.array_equal(np.asarray(here.images), np.asarray(images.images))
+    assert (cache / "cifar_fs-train-size32" / "images.npy").exists(), "decoded into this node's cache"
+
+    shutil.rmtree(cache)
+    bare = pickle.dumps(replace(images, rebuild=None))
+    with pytest.raises(UserError, match="cannot be opened here .* tasks.cache_dir must be a path every node sees"):
+        pickle.loads(bare)
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(root / "cifar-100-python")  # nor is the dataset on this node
+    with pytest.raises(UserError, match="is not on this node .* decoding the dataset here failed: CIFAR-100 not found"):
+        pickle.loads(sent)
