@@ -208,6 +208,11 @@ class ClusterConfig:
     the cluster the latest ``ray start --head`` on this machine recorded); empty starts Ray in-process."""
     num_shards: int = 2
     """Shard actors; 0 computes every task in the learner's process (no actors, for debugging)."""
+    aggregation: str = "learner"
+    """``learner``: every shard returns its gradients to the learner, which steps and sends the
+    weights out again (the default; best for small models); ``allreduce``: the shard actors
+    all-reduce their gradients among themselves and each steps a replica of the meta-parameters,
+    the learner sending only step numbers and loading the weights when it validates or saves."""
     cpus_per_shard: float = 1.0
     """CPUs reserved per shard actor; also sets the actor's torch thread count (at least 1)."""
     gpus_per_shard: float = 0.0

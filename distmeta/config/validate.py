@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from distmeta.algorithms import ALGORITHMS, PATHS, algorithm_kind
 from distmeta.config.schema import DistMetaConfig
 from distmeta.errors import ConfigError
-from distmeta.learner.aggregate import WEIGHTINGS
 from distmeta.learner.settings import LEARNER_DEVICES, LR_SCHEDULES, ON_NONFINITE, STALENESS
 from distmeta.models import HEADS, MODELS, NORMS, model_kind
+from distmeta.shard.aggregate import WEIGHTINGS
+from distmeta.shard.group import AGGREGATIONS
 from distmeta.shard.placement import STRATEGIES
 from distmeta.shard.worker import PRECISIONS
 from distmeta.tasks import FAMILIES, family_kind
@@ -140,6 +141,14 @@ def _choices(cfg: DistMetaConfig) -> None:
         normalised = ", ".join(n for n, k in MODELS.items() if k.normalised)
         _fail("model.norm", f"chooses the normalisation of {normalised}; model.name={cfg.model.name} has none")
     _choice("cluster.placement_strategy", c.placement_strategy, STRATEGIES)
+    _choice("cluster.aggregation", c.aggregation, AGGREGATIONS)
+    if c.aggregation == "allreduce" and c.num_shards < 1:
+        _fail("cluster.aggregation", "allreduce runs among shard actors: set cluster.num_shards to 1 or more")
+    if c.aggregation == "allreduce" and tr.staleness:
+        _fail(
+            "trainer.staleness",
+            "pipelines the learner's update; with cluster.aggregation=allreduce the replicas update themselves",
+        )
     _choice("cluster.learner_device", c.learner_device, LEARNER_DEVICES)
     _choice("algorithm.batching", a.batching, BATCHING)
     _choice("trainer.on_nonfinite", tr.on_nonfinite, ON_NONFINITE)

@@ -19,13 +19,14 @@ from torch import nn
 from distmeta import interrupts
 from distmeta.errors import NonFiniteGradientError
 from distmeta.evaluation.adaptation import sampled_curve
-from distmeta.learner.aggregate import aggregate
 from distmeta.learner.data import train_loader, val_loader
 from distmeta.learner.settings import LearnerSettings
 from distmeta.learner.window import Window
-from distmeta.models import family_view, update_running
+from distmeta.models import family_view, unflatten, update_running
 from distmeta.shard import wire
+from distmeta.shard.aggregate import aggregate
 from distmeta.shard.group import InFlight, ShardGroup
+from distmeta.shard.replica import ReplicaState
 from distmeta.tasks import VALIDATION, TaskFamily
 from distmeta.tracking import names
 
@@ -56,6 +57,7 @@ class MetaLearner(pl.LightningModule):
         self._next_ask: dict[str, Any] | None = None
         self._next: InFlight | None = None
         self.time_totals: dict[str, float] = {}  # seconds per names.STEP_PARTS since start (read by distmeta bench)
+        self._synced = 0  # all-reduce mode: the meta-steps after which the learner's state is the replicas'
 
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -77,12 +79,22 @@ class MetaLearner(pl.LightningModule):
 
     def on_train_start(self) -> None:
         interrupts.install()  # Lightning's SIGTERM handler would end fit with an exception mid-loop
+        if self.replicated:  # the replicas start from the learner's state: a fresh one or a checkpoint's
+            self.group.load_state(self._state())
+            self._synced = self.global_step
+
+    @property
+    def replicated(self) -> bool:
+        """All-reduce mode: the shard actors update replicas of the meta-parameters themselves."""
+        return bool(getattr(self.group, "replicated", False))
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if interrupts.requested():  # a stop asked during the step: the loop ends at this boundary
             self.trainer.should_stop = True
 
     def training_step(self, batch, batch_idx):
+        if self.replicated:
+            return self._replicated_step(self.global_step)
         step = self.global_step  # the meta-step; restored on resume, so the task stream continues
         params = dict(self.model.named_parameters())
         weights = wire.weights_out(params)
@@ -139,6 +151,71 @@ class MetaLearner(pl.LightningModule):
         self._time("optimizer", stepped - aggregated)
         self._record(step, agg, results)
         self._time("logging", time.perf_counter() - stepped)  # a logged window's cost lands in the next
+
+    def _replicated_step(self, step: int) -> None:
+        """All-reduce mode: the replicas compute, reduce and step; the learner counts the step,
+        advances the schedule, and loads the replicas' state when a validation, a checkpoint or
+        the end follows (also when a stop was asked: the checkpoint written then holds this step)."""
+        if interrupts.requested():  # asked between steps: no new one; the checkpoint written next holds this one
+            self._sync(step)
+            self.trainer.should_stop = True
+            return
+        s, opt = self.settings, self.optimizers()
+        started = time.perf_counter()
+        sync = s.syncs(step)
+        done = self.group.step(step, s.planner.plan(step), opt.param_groups[0]["lr"], s.logged(step), sync)
+        collected = time.perf_counter()
+        if done.skipped:
+            self._skipped_steps += 1
+            log.warning("trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", step, self._skipped_steps)
+        if done.state is not None:
+            self._load(done.state, step + 1)
+        elif interrupts.requested():
+            self._sync(step + 1)
+        self._optimizer_step(opt)  # no gradients: it moves nothing, but counts the step and steps the schedule
+        agg = aggregate(done.results, step=step, version=step, combined=done.combined)
+        results = done.results
+        self._time("sample", max(r.sample_seconds for r in results))
+        self._time("meta_gradient", max(r.seconds - r.sample_seconds for r in results))
+        self._time("shard_wait", collected - started)
+        self._time("aggregation", done.reduce_seconds)
+        self._time("optimizer", done.apply_seconds)
+        logged = time.perf_counter()
+        self._record(step, agg, results)
+        self._time("logging", time.perf_counter() - logged)
+
+    def _state(self) -> ReplicaState:
+        """The learner's meta-parameters, buffers and optimizer state, as a replica holds them."""
+        opt = self.optimizers().optimizer
+        return ReplicaState(
+            steps=self.global_step,
+            weights=wire.weights_out(dict(self.model.named_parameters())).numpy(),
+            buffers={k: b.detach().cpu().numpy().copy() for k, b in self.model.named_buffers()},
+            optimizer={k: {n: v.detach().cpu() if torch.is_tensor(v) else v for n, v in st.items()}
+                       for k, st in opt.state_dict()["state"].items()},
+        )  # fmt: skip
+
+    def _sync(self, steps: int) -> None:
+        """Hold the replicas' state after ``steps`` meta-steps (read from rank 0 unless held already)."""
+        if self._synced != steps:
+            self._load(self.group.state(), steps)
+
+    def _load(self, state: ReplicaState, steps: int) -> None:
+        """Become the replicas' ``state`` (after ``steps`` meta-steps), keeping the learner's own
+        learning rates and schedule."""
+        if state.steps != steps:
+            raise RuntimeError(f"the replicas' state is after {state.steps} meta-steps, the learner expected {steps}")
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            flat = torch.from_numpy(state.weights.copy())
+            for name, value in unflatten(flat, params).items():
+                params[name].copy_(value)
+            buffers = dict(self.model.named_buffers())
+            for name, value in state.buffers.items():
+                buffers[name].copy_(torch.from_numpy(value.copy()))
+        opt = self.optimizers().optimizer  # load_state_dict moves the tensors to the parameters' device
+        opt.load_state_dict({"state": state.optimizer, "param_groups": opt.state_dict()["param_groups"]})
+        self._synced = steps
 
     def _time(self, part: str, seconds: float) -> None:
         self._window.add_time(part, seconds)

@@ -39,11 +39,20 @@ class LearnerSettings:
     """1: pipelined, the shards compute step s+1 at step s's weights while step s is applied."""
     delay_compensation: float = 0.0
     """DC-ASGD's lambda for one-update-old gradients (``trainer.delay_compensation``)."""
+    sync_every: tuple[int, ...] = ()
+    """All-reduce mode: the cadences (validation, checkpoints) at which the learner needs the
+    replicas' weights; the last step always syncs."""
 
     @property
     def val_monitor(self) -> tuple[str, str]:
         """The metric the best checkpoint follows, and whether higher (``max``) or lower is better."""
         return names.val_score(self.algorithm.score_name), ("max" if self.algorithm.higher_is_better else "min")
+
+    def syncs(self, step: int) -> bool:
+        """Whether the learner needs the replicas' state after ``step`` (all-reduce mode): a
+        validation or a checkpoint follows it, or it is the last."""
+        done = step + 1
+        return done == self.max_steps or any(n > 0 and done % n == 0 for n in self.sync_every)
 
     def logged(self, step: int) -> bool:
         """Whether ``step`` ends a logging window: only then do shards measure the metrics that

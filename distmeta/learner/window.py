@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from distmeta.learner.aggregate import Aggregate
+from distmeta.shard.aggregate import Aggregate
 from distmeta.shard.result import ShardResult
 from distmeta.tracking import names
 
@@ -43,7 +43,7 @@ class Window:
         self.tasks += agg.task_count
         for key, value in agg.metrics.items():
             self.add(names.meta_metric(key), value)
-        self.add(names.META_GRAD_NORM, agg.grad.norm().item())
+        self.add(names.META_GRAD_NORM, agg.grad_norm)
         for f, n in agg.family_counts.items():
             for key, value in agg.family_metrics[f].items():
                 self.add_family(f, key, value, n)

@@ -8,7 +8,7 @@ and the core never sees the config.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import torch
@@ -25,9 +25,10 @@ from distmeta.recipe.run import RunSettings, check_resumable
 from distmeta.recipe.trainer import lightning_trainer
 from distmeta.runtime import ray_session, session
 from distmeta.shard.actors import ActorResources
+from distmeta.shard.allreduce_group import AllReduceShardGroup
 from distmeta.shard.group import LocalShardGroup, ShardGroup
 from distmeta.shard.ray_group import RayShardGroup
-from distmeta.shard.worker import WorkerSpec
+from distmeta.shard.worker import ReplicaSpec, WorkerSpec
 from distmeta.tasks import FamilyRequest, TaskFamily, family_kind
 from distmeta.tasks.mixture import Mixture, unit_owners
 from distmeta.tasks.sharding import Planner
@@ -220,9 +221,21 @@ class Recipe:
             shard_data = [units] * c.num_shards
         resources = ActorResources(c.cpus_per_shard, c.gpus_per_shard, c.max_actor_restarts, c.placement_strategy)
         spec = self.worker_spec(self.shard_device)
+        if c.aggregation == "allreduce":
+            return AllReduceShardGroup(
+                replace(spec, replica=self._replica_spec()), c.num_shards, resources, c.step_timeout_s, shard_data
+            )
         return RayShardGroup(
             spec, c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data, local_channel=c.local_channel
         )
+
+    def _replica_spec(self) -> ReplicaSpec:
+        """What every replica applies in all-reduce mode: the learner's own update settings."""
+        ls = self.learner_settings
+        return ReplicaSpec(
+            meta_lr=ls.meta_lr, grad_clip=ls.grad_clip, weighting=ls.family_weighting, loss_weights=ls.loss_weights,
+            on_nonfinite=ls.on_nonfinite, timeout_s=self.cfg.cluster.step_timeout_s,
+        )  # fmt: skip
 
     @cached_property
     def learner_settings(self) -> LearnerSettings:
@@ -238,4 +251,5 @@ class Recipe:
             seed=self.cfg.seed, val_tasks=tr.val_tasks, family_weighting=t.family_weighting,
             loss_weights=tuple((f.label or f.name, float(f.loss_weight)) for f in t.families),
             on_nonfinite=tr.on_nonfinite, staleness=tr.staleness, delay_compensation=tr.delay_compensation,
+            sync_every=(tr.val_every_n_steps, self.cfg.checkpoint.every_n_steps),
         )  # fmt: skip

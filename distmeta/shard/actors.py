@@ -34,7 +34,7 @@ class ActorResources:
     """Placement-group strategy for the shards' bundles (``cluster.placement_strategy``)."""
 
 
-def remote_worker_class(resources: ActorResources):
+def remote_worker_class(resources: ActorResources, worker_class: type = ShardWorker):
     import ray
 
     return ray.remote(
@@ -42,7 +42,7 @@ def remote_worker_class(resources: ActorResources):
         num_gpus=resources.num_gpus,
         max_restarts=resources.max_restarts,
         max_task_retries=0,  # the group decides where lost tasks are recomputed
-    )(ShardWorker)
+    )(worker_class)
 
 
 class ShardActors:
@@ -53,7 +53,7 @@ class ShardActors:
     """
 
     def __init__(self, spec: WorkerSpec, count: int, resources: ActorResources, timeout_s: float,
-                 shard_data: Sequence[ShardData] = (), local_channel: bool = True):  # fmt: skip
+                 shard_data: Sequence[ShardData] = (), local_channel: bool = True, worker_class: type = ShardWorker):  # fmt: skip
         self.timeout_s = timeout_s
         self.start_s = max(timeout_s, START_TIMEOUT_S)  # importing torch, building the model: longer than a step
         self.handles: list = []
@@ -61,14 +61,14 @@ class ShardActors:
         self.faults = FaultCounters()
         self.placement = reserve(Bundle(resources.num_cpus, resources.num_gpus), count, resources.strategy, self.start_s)
         try:
-            self._start(spec, count, resources, list(shard_data) or [()] * count)
+            self._start(spec, count, resources, list(shard_data) or [()] * count, worker_class)
             if local_channel:
                 self._open_channels()
         except BaseException:
             self.close()  # no placement group or actor outlives a failed start
             raise
 
-    def _start(self, spec: WorkerSpec, count: int, resources: ActorResources, shard_data: list) -> None:
+    def _start(self, spec: WorkerSpec, count: int, resources: ActorResources, shard_data: list, worker_class: type) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -81,7 +81,7 @@ class ShardActors:
                     refs[id(d)] = ray.put(d)
         self.data = [tuple(None if d is None else refs[id(d)] for d in per_unit) for per_unit in shard_data]
         self.alive = [True] * count
-        cls = remote_worker_class(resources)
+        cls = remote_worker_class(resources, worker_class)
         for k in range(count):
             strategy = PlacementGroupSchedulingStrategy(self.placement, placement_group_bundle_index=k)
             self.handles.append(cls.options(scheduling_strategy=strategy).remote(k, spec, *self.data[k]))

@@ -17,6 +17,10 @@ import torch
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardData, ShardWorker, WorkerSpec
 
+AGGREGATIONS = ("learner", "allreduce")
+"""``cluster.aggregation``: the learner combines the shards' gradients, or the shard actors
+all-reduce them and update replicas (:mod:`distmeta.shard.allreduce_group`)."""
+
 
 @dataclass
 class FaultCounters:

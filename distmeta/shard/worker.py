@@ -34,6 +34,20 @@ PRECISIONS = ("32", "bf16-mixed")
 
 
 @dataclass(frozen=True)
+class ReplicaSpec:
+    """All-reduce mode: what every replica of the meta-parameters applies alike each step (from
+    the learner's settings; :mod:`distmeta.shard.replica`)."""
+
+    meta_lr: float
+    grad_clip: float = 0.0
+    weighting: str = "count"
+    loss_weights: tuple[tuple[str, float], ...] = ()
+    on_nonfinite: str = "stop"
+    timeout_s: float = 120.0
+    """How long a collective waits for a missing member before it raises."""
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     """Everything a worker needs, as plain values (built from the config by :class:`distmeta.recipe.Recipe`)."""
 
@@ -55,6 +69,8 @@ class WorkerSpec:
     partitions: int = 1
     """Class partitions per family (``shard_by: classes``): a task of family ``f`` draws from the
     classes of partition ``p`` (hashed from its key), data unit ``f * partitions + p``."""
+    replica: ReplicaSpec | None = None
+    """All-reduce mode: the worker holds and updates a replica of the meta-parameters."""
 
 
 ShardData = tuple["ClassImages | None", ...]
@@ -225,6 +241,7 @@ class ShardWorker:
         ray = sys.modules.get("ray")  # in a Ray worker process ray is imported; the plain class never imports it
         if ray is not None and ray.is_initialized():
             out["node"] = ray.get_runtime_context().get_node_id()
+            out["ip"] = ray.util.get_node_ip_address()
             out["gpus"] = ",".join(str(g) for g in ray.get_gpu_ids())
         return out
 

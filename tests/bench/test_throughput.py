@@ -9,9 +9,9 @@ import torch
 from distmeta import config
 from distmeta.bench.throughput import DATA, WORKLOADS, loop_step
 from distmeta.cli import main
-from distmeta.learner.aggregate import aggregate
 from distmeta.models import flatten
 from distmeta.recipe import Recipe
+from distmeta.shard.aggregate import aggregate
 from distmeta.tasks import TRAIN
 from tests.shard.helpers import compute
 

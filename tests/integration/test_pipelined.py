@@ -7,9 +7,9 @@ import torch
 
 import distmeta
 from distmeta import checkpoints
-from distmeta.learner.aggregate import aggregate
 from distmeta.models import flatten, unflatten
 from distmeta.recipe import Recipe
+from distmeta.shard.aggregate import aggregate
 from tests.conftest import SINE_CONFIG
 from tests.integration.helpers import SMALL, params_of, rel_diff, small_run
 from tests.shard.helpers import compute

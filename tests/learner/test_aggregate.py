@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from distmeta.errors import NonFiniteGradientError
-from distmeta.learner.aggregate import StaleResultError, aggregate
+from distmeta.shard.aggregate import StaleResultError, aggregate
 from distmeta.shard.result import ShardResult
 
 

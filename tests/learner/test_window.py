@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from distmeta.learner.aggregate import Aggregate
 from distmeta.learner.window import Window
+from distmeta.shard.aggregate import Aggregate
 from distmeta.shard.result import ShardResult
 from distmeta.tracking import names
 
@@ -13,7 +13,7 @@ from distmeta.tracking import names
 def _agg(loss: float, counts: dict[str, int], family_loss: dict[str, float], extra: dict | None = None) -> Aggregate:
     metrics = {"loss": loss, **(extra or {})}
     return Aggregate(torch.tensor([3.0, 4.0]), sum(counts.values()), counts, metrics,
-                     {f: {"loss": v} for f, v in family_loss.items()}, {f: 1.0 / len(counts) for f in counts})  # fmt: skip
+                     {f: {"loss": v} for f, v in family_loss.items()}, {f: 1.0 / len(counts) for f in counts}, 5.0)  # fmt: skip
 
 
 def _result(shard: int, tasks: int, seconds: float) -> ShardResult:
