@@ -58,3 +58,32 @@ def test_allreduce_on_one_two_and_three_actors_equals_learner_mode_and_in_proces
         assert resumed.run_id == first.run_id
         assert rel_diff(params_of(resumed), reference) < 1e-5, folder
     assert asked == list(range(10)) + list(range(10, 20)), "the replicas ran one half of each"
+
+
+def test_replicas_that_diverge_are_caught_before_their_state_is_used(ray_runtime):
+    """The digests of the replicas' weights are compared on every step the learner syncs: one
+    corrupted replica stops the run with a clear error (the learner saves nothing from them)."""
+    import dataclasses
+
+    import distmeta
+    from distmeta.models import flatten
+    from distmeta.recipe import Recipe
+    from distmeta.shard.allreduce_group import ReplicasDivergedError
+    from distmeta.shard.replica import ReplicaState
+    from tests.conftest import SINE_CONFIG
+
+    recipe = Recipe.from_config(distmeta.load_config(SINE_CONFIG, ["cluster.aggregation=allreduce", "algorithm.compile=false"]))
+    group = recipe.shard_group()
+    try:
+        start = flatten({k: p.detach() for k, p in recipe.model().named_parameters()}).numpy()
+        group.load_state(ReplicaState(steps=0, weights=start, buffers={}, optimizer={}))
+        plan = recipe.learner_settings.planner.plan
+        done = group.step(0, plan(0), 0.001, sync=True)
+        assert done.state is not None and done.state.steps == 1 and not done.skipped
+        bad = dataclasses.replace(done.state, weights=done.state.weights + 1e-6)
+        ray_runtime.get(group.actors[1].load_state.remote(bad))
+        group.step(1, plan(1), 0.001)  # unchecked steps do not compare
+        with pytest.raises(ReplicasDivergedError, match="the replicas of the meta-parameters differ after step 2"):
+            group.step(2, plan(2), 0.001, sync=True)
+    finally:
+        group.close()
