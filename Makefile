@@ -28,7 +28,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"

@@ -165,14 +165,15 @@ class MetaLearner(pl.LightningModule):
         sync = s.syncs(step)
         done = self.group.step(step, s.planner.plan(step), opt.param_groups[0]["lr"], s.logged(step), sync)
         collected = time.perf_counter()
-        if done.skipped:
-            self._skipped_steps += 1
-            log.warning("trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", step, self._skipped_steps)
         if done.state is not None:
             self._load(done.state, step + 1)
         elif interrupts.requested():
             self._sync(step + 1)
         self._optimizer_step(opt)  # no gradients: it moves nothing, but counts the step and steps the schedule
+        if done.skipped:  # as in learner mode: the step is spent, nothing of it is logged
+            self._skipped_steps += 1
+            log.warning("trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", step, self._skipped_steps)
+            return
         agg = aggregate(done.results, step=step, version=step, combined=done.combined)
         results = done.results
         self._time("sample", max(r.sample_seconds for r in results))

@@ -135,12 +135,18 @@ def test_a_non_finite_meta_gradient_stops_the_run_naming_it_and_keeps_the_last_g
     assert run.info.status == "FAILED"
 
 
-def test_on_nonfinite_skip_makes_no_update_at_those_steps_and_counts_them(workdir):
-    result = small_run(*BAD_MIXTURE, "trainer.on_nonfinite=skip", "trainer.log_every_n_steps=1")
-    assert all(torch.isfinite(p).all() for p in result.model.parameters())
-    history = MlflowClient(result.tracking_uri).get_metric_history(result.run_id, names.FAULT_SKIPPED_STEPS)
-    assert max(m.value for m in history) == 2  # steps 18 and 26
-    assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 30
+def test_on_nonfinite_skip_makes_no_update_at_those_steps_and_counts_them(workdir, ray_runtime):
+    """In the learner, and in all-reduce mode by every replica alike (they see the same reduced
+    sums), ending at the same weights."""
+    runs = {}
+    for mode in ("learner", "allreduce"):
+        actors = ["cluster.num_shards=1", "cluster.aggregation=allreduce"] if mode == "allreduce" else []
+        result = runs[mode] = small_run(*BAD_MIXTURE, *actors, "trainer.on_nonfinite=skip", "trainer.log_every_n_steps=1")
+        assert all(torch.isfinite(p).all() for p in result.model.parameters())
+        history = MlflowClient(result.tracking_uri).get_metric_history(result.run_id, names.FAULT_SKIPPED_STEPS)
+        assert max(m.value for m in history) == 2, mode  # steps 18 and 26
+        assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 30
+    assert rel_diff(params_of(runs["allreduce"]), params_of(runs["learner"])) < 1e-5
 
 
 def test_a_killed_driver_resumes_from_its_checkpoint_to_the_uninterrupted_result(workdir):
