@@ -22,11 +22,11 @@ from distmeta.evaluation.adaptation import sampled_curve
 from distmeta.learner.data import train_loader, val_loader
 from distmeta.learner.settings import LearnerSettings
 from distmeta.learner.window import Window
-from distmeta.models import family_view, unflatten, update_running
+from distmeta.models import family_view, update_running
 from distmeta.shard import wire
 from distmeta.shard.aggregate import aggregate
 from distmeta.shard.group import InFlight, ShardGroup
-from distmeta.shard.replica import ReplicaState
+from distmeta.shard.replica import ReplicaState, capture, restore
 from distmeta.tasks import VALIDATION, TaskFamily
 from distmeta.tracking import names
 
@@ -187,14 +187,7 @@ class MetaLearner(pl.LightningModule):
 
     def _state(self) -> ReplicaState:
         """The learner's meta-parameters, buffers and optimizer state, as a replica holds them."""
-        opt = self.optimizers().optimizer
-        return ReplicaState(
-            steps=self.global_step,
-            weights=wire.weights_out(dict(self.model.named_parameters())).numpy(),
-            buffers={k: b.detach().cpu().numpy().copy() for k, b in self.model.named_buffers()},
-            optimizer={k: {n: v.detach().cpu() if torch.is_tensor(v) else v for n, v in st.items()}
-                       for k, st in opt.state_dict()["state"].items()},
-        )  # fmt: skip
+        return capture(self.model, self.optimizers().optimizer, self.global_step)
 
     def _sync(self, steps: int) -> None:
         """Hold the replicas' state after ``steps`` meta-steps (read from rank 0 unless held already)."""
@@ -206,16 +199,7 @@ class MetaLearner(pl.LightningModule):
         learning rates and schedule."""
         if state.steps != steps:
             raise RuntimeError(f"the replicas' state is after {state.steps} meta-steps, the learner expected {steps}")
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            flat = torch.from_numpy(state.weights.copy())
-            for name, value in unflatten(flat, params).items():
-                params[name].copy_(value)
-            buffers = dict(self.model.named_buffers())
-            for name, value in state.buffers.items():
-                buffers[name].copy_(torch.from_numpy(value.copy()))
-        opt = self.optimizers().optimizer  # load_state_dict moves the tensors to the parameters' device
-        opt.load_state_dict({"state": state.optimizer, "param_groups": opt.state_dict()["param_groups"]})
+        restore(self.model, self.optimizers().optimizer, state)
         self._synced = steps
 
     def _time(self, part: str, seconds: float) -> None:
@@ -270,6 +254,10 @@ class MetaLearner(pl.LightningModule):
         self._window = Window()
 
     # -- validation ---------------------------------------------------------------------------
+    def on_validation_start(self) -> None:
+        if self.replicated:  # validation scores the replicas' weights of this step (held already on a sync step)
+            self._sync(self.global_step)
+
     def validation_step(self, batch, batch_idx):
         s = self.settings
         score = s.algorithm.score_name
@@ -307,6 +295,10 @@ class MetaLearner(pl.LightningModule):
 
     # -- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.replicated and self._synced != self.global_step:  # a save off the sync cadence: the replicas' state
+            self._sync(self.global_step)
+            checkpoint["state_dict"] = self.state_dict()
+            checkpoint["optimizer_states"] = [self.optimizers().optimizer.state_dict()]
         checkpoint["distmeta"] = dict(self.metadata)
         if self._next_ask is not None:  # a resumed pipelined run asks for the same next step, at the same weights
             checkpoint["distmeta_next"] = dict(self._next_ask)

@@ -63,6 +63,32 @@ class StepReply:
     state: ReplicaState | None = None
 
 
+def capture(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> ReplicaState:
+    """``model``'s and ``optimizer``'s state after ``steps`` meta-steps, on the CPU (a replica's,
+    or the learner's own in the same form)."""
+    return ReplicaState(
+        steps=steps,
+        weights=flatten({k: p.detach() for k, p in model.named_parameters()}).cpu().numpy(),
+        buffers={k: b.detach().cpu().numpy().copy() for k, b in model.named_buffers()},
+        optimizer={k: {n: v.detach().cpu().clone() if torch.is_tensor(v) else v for n, v in st.items()}
+                   for k, st in optimizer.state_dict()["state"].items()},
+    )  # fmt: skip
+
+
+def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: ReplicaState) -> None:
+    """Make ``model`` and ``optimizer`` hold ``state``; the optimizer keeps its own parameter
+    groups (the learning rate is the learner's schedule's). ``load_state_dict`` moves the moments
+    to the parameters' device."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in unflatten(torch.from_numpy(np.array(state.weights)), params).items():
+            params[name].copy_(value)
+        buffers = dict(model.named_buffers())
+        for name, value in state.buffers.items():
+            buffers[name].copy_(torch.from_numpy(np.array(value)))
+    optimizer.load_state_dict({"state": state.optimizer, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
 def digest(weights: torch.Tensor) -> str:
     """A short hash of a flat weight vector's bytes (replicas compare them)."""
     return hashlib.blake2b(weights.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
@@ -96,27 +122,12 @@ class ReplicaWorker(ShardWorker):
     # -- state -------------------------------------------------------------------------------------
     def load_state(self, state: ReplicaState) -> str:
         """Become ``state``; returns the digest of the weights."""
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            flat = torch.from_numpy(np.array(state.weights))
-            for name, value in unflatten(flat, params).items():
-                params[name].copy_(value)
-            for name, value in state.buffers.items():
-                self.buffers[name].copy_(torch.from_numpy(np.array(value)))
-        current = self.optimizer.state_dict()
-        self.optimizer.load_state_dict({"state": state.optimizer, "param_groups": current["param_groups"]})
+        restore(self.model, self.optimizer, state)
         self.steps = state.steps
         return self.weights_digest()
 
     def state(self) -> ReplicaState:
-        cpu = {k: {n: (v.detach().cpu().clone() if torch.is_tensor(v) else v) for n, v in s.items()}
-               for k, s in self.optimizer.state_dict()["state"].items()}  # fmt: skip
-        return ReplicaState(
-            steps=self.steps,
-            weights=self._flat().cpu().numpy(),
-            buffers={k: b.detach().cpu().numpy().copy() for k, b in self.buffers.items()},
-            optimizer=cpu,
-        )
+        return capture(self.model, self.optimizer, self.steps)
 
     def weights_digest(self) -> str:
         return digest(self._flat())

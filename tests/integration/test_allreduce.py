@@ -35,9 +35,9 @@ def _counting_steps(monkeypatch) -> list[int]:
 def test_allreduce_on_one_two_and_three_actors_equals_learner_mode_and_in_process_and_resumes_across_modes(
     workdir, ray_runtime, monkeypatch
 ):
-    """20 steps on 1, 2 and 3 replicas against learner mode (2 actors) and in-process; then runs
-    of 10 steps resumed to 20 in the other mode: a checkpoint holds the replicas' state of its
-    step, and either mode continues from either's."""
+    """20 steps on 1, 2 and 3 replicas against learner mode (2 actors) and in-process; then one
+    run resumed from one mode into the other and back: a checkpoint holds the replicas' state of
+    its step, and either mode continues from either's."""
     asked = _counting_steps(monkeypatch)
     common = [*COMMON, "checkpoint.every_n_steps=10"]
     reference = params_of(small_run(*common, "cluster.num_shards=0"))
@@ -50,14 +50,15 @@ def test_allreduce_on_one_two_and_three_actors_equals_learner_mode_and_in_proces
         assert rel_diff(params_of(got), reference) < 1e-5, f"allreduce on {n} actors"
     assert got.evaluation is not None and (got.checkpoint_dir / "last.ckpt").is_file()
 
-    allreduce = ["cluster.aggregation=allreduce"]
-    for first_mode, then_mode, folder in ((allreduce, [], "a_then_l"), ([], allreduce, "l_then_a")):
-        first = small_run(*common, "cluster.num_shards=2", *first_mode, "trainer.max_steps=10", f"checkpoint.dir={folder}")
-        assert rel_diff(params_of(first), reference) > 1e-3
-        resumed = small_run(*common, "cluster.num_shards=2", *then_mode, f"checkpoint.dir={folder}", resume="last")
-        assert resumed.run_id == first.run_id
-        assert rel_diff(params_of(resumed), reference) < 1e-5, folder
-    assert asked == list(range(10)) + list(range(10, 20)), "the replicas ran one half of each"
+    # one run through both modes: steps 0-9 on replicas, 10-14 in the learner, 15-19 on replicas again
+    two = [*common, "cluster.num_shards=2", "checkpoint.dir=both"]
+    first = small_run(*two, "cluster.aggregation=allreduce", "trainer.max_steps=10")
+    middle = small_run(*two, "trainer.max_steps=15", resume="last")
+    assert asked == list(range(10)) and rel_diff(params_of(middle), reference) > 1e-3
+    last = small_run(*two, "cluster.aggregation=allreduce", resume="last")
+    assert first.run_id == middle.run_id == last.run_id
+    assert asked == list(range(10)) + list(range(15, 20)), "the replicas ran the first and the last part"
+    assert rel_diff(params_of(last), reference) < 1e-5
 
 
 def test_replicas_that_diverge_are_caught_before_their_state_is_used(ray_runtime):

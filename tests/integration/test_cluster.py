@@ -66,8 +66,8 @@ def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlfl
         "tracking.experiment=cluster_test",
         f"checkpoint.dir={tmp_path / 'ckpt'}",
     ]
-    job = job_folder(tmp_path / "job")
-    proc = distmeta(cluster, "submit", "--address", cluster.dashboard, "configs/sine_maml.yaml", *overrides, cwd=job)
+    # --no-pip: the nodes hold the stack (the job's pip environment: the --no-wait test below)
+    proc = distmeta(cluster, "submit", "--address", cluster.dashboard, "--no-pip", "configs/sine_maml.yaml", *overrides)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     lines = proc.stdout.splitlines()
     job_id = next(line.split()[-1] for line in lines if line.startswith("submitted Ray job "))
@@ -148,13 +148,13 @@ def test_fake_gpus_are_assigned_per_shard_packed_by_fractions_and_oversubscripti
 
 
 def test_no_wait_returns_at_once_and_jobs_stop_ends_the_job(cluster, mlflow_server, tmp_path):
-    """The address from RAY_API_SERVER_ADDRESS, as Ray's own CLI takes it; --no-pip (the nodes
-    already hold the stack, as with the distmeta image)."""
+    """The address from RAY_API_SERVER_ADDRESS, as Ray's own CLI takes it; the job's pip
+    environment is built from the lock it brings before its driver runs."""
     env = {**cluster.env, "RAY_API_SERVER_ADDRESS": cluster.dashboard}
+    job = job_folder(tmp_path / "job")
     argv = [
         "submit",
         "--no-wait",
-        "--no-pip",
         "configs/sine_maml.yaml",
         "trainer.max_steps=100000",
         "algorithm.compile=false",
@@ -163,7 +163,7 @@ def test_no_wait_returns_at_once_and_jobs_stop_ends_the_job(cluster, mlflow_serv
         "trainer.progress_bar=false",
     ]
     proc = subprocess.run(
-        [sys.executable, "-m", "distmeta", *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "distmeta", *argv], env=env, cwd=job, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     job_id = proc.stdout.split("submitted Ray job ")[1].split()[0]
@@ -174,7 +174,10 @@ def test_no_wait_returns_at_once_and_jobs_stop_ends_the_job(cluster, mlflow_serv
             [sys.executable, "-m", "distmeta", "jobs", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
         )
 
-    assert jobs("status", job_id).stdout.strip() in ("PENDING", "RUNNING")
+    deadline = time.time() + 180  # PENDING while Ray builds the pip environment
+    while (status := jobs("status", job_id).stdout.strip()) == "PENDING" and time.time() < deadline:
+        time.sleep(1)
+    assert status == "RUNNING", status  # the environment was built and the driver started in it
     assert jobs("stop", job_id).returncode == 0
     deadline = time.time() + 60
     while (status := jobs("status", job_id).stdout.strip()) != "STOPPED" and time.time() < deadline:
