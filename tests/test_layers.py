@@ -45,3 +45,24 @@ def test_a_low_layer_importing_a_high_one_breaks_the_build(copy):
     models.write_text(models.read_text() + "\nfrom distmeta import recipe  # noqa: E402,F401\n")
     done = _lint(copy)
     assert done.returncode != 0 and "Layers" in done.stdout and "BROKEN" in done.stdout
+
+
+MAX_FILE_LINES = 300
+MAX_FUNCTION_LINES = 60
+
+
+def test_modules_and_functions_stay_small():
+    """Small modules and functions (docs/architecture.md): a file over 300 lines or a function
+    over 60 is split before it lands."""
+    import ast
+
+    too_long = []
+    for path in sorted((REPO / "distmeta").rglob("*.py")):
+        source = path.read_text()
+        where = path.relative_to(REPO)
+        if len(source.splitlines()) > MAX_FILE_LINES:
+            too_long.append(f"{where}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= MAX_FUNCTION_LINES:
+                too_long.append(f"{where}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, too_long

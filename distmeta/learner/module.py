@@ -8,7 +8,6 @@ the loop, checkpointing, validation, gradient clipping, LR scheduling and the pr
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
@@ -18,16 +17,16 @@ from torch import nn
 
 from distmeta import interrupts
 from distmeta.errors import NonFiniteGradientError
-from distmeta.evaluation.adaptation import sampled_curve
 from distmeta.learner.data import train_loader, val_loader
 from distmeta.learner.settings import LearnerSettings
+from distmeta.learner.validation import validation_scores
 from distmeta.learner.window import Window
-from distmeta.models import family_view, update_running
+from distmeta.models import update_running
 from distmeta.shard import wire
 from distmeta.shard.aggregate import aggregate
 from distmeta.shard.group import InFlight, ShardGroup
 from distmeta.shard.replica import ReplicaState, capture, restore
-from distmeta.tasks import VALIDATION, TaskFamily
+from distmeta.tasks import TaskFamily
 from distmeta.tracking import names
 
 log = logging.getLogger(__name__)
@@ -259,39 +258,14 @@ class MetaLearner(pl.LightningModule):
             self._sync(self.global_step)
 
     def validation_step(self, batch, batch_idx):
-        s = self.settings
-        score = s.algorithm.score_name
-        monitor, _ = s.val_monitor
-        means = []
-        logged: dict[str, float] = {}
-        for family in self.val_families:  # each family's own held-out tasks; the score is their mean
-            curve = sampled_curve(
-                s.algorithm,
-                family_view(self.model, family.name),
-                family,
-                seed=s.seed,
-                stream=VALIDATION,
-                num_tasks=s.val_tasks,
-                steps=s.val_steps,
-            )
-            means.append(curve.mean(dim=0))
-            if len(self.val_families) > 1:
-                at = s.val_steps.index(s.train_inner_steps)
-                logged[names.family_metric(family.name, f"val_{score}")] = means[-1][at].item()
-        mean = torch.stack(means).mean(dim=0)
-        logged.update({names.val_score_after(score, k): mean[i].item() for i, k in enumerate(s.val_steps)})
-        logged[monitor] = logged[names.val_score_after(score, s.train_inner_steps)]
-        if not math.isfinite(logged[monitor]):
-            raise FloatingPointError(f"non-finite validation {score} at step {self.global_step}: {logged}")
-        diverged = sorted(k for k, v in logged.items() if not math.isfinite(v))
-        if diverged:  # probes past the training inner steps may diverge; they are reported, not fatal
-            log.warning("validation at step %d: %s not finite (adaptation diverged)", self.global_step, ", ".join(diverged))
+        logged = validation_scores(self.settings, self.model, self.val_families, self.global_step)
+        monitor, _ = self.settings.val_monitor
         # self.log feeds ModelCheckpoint's monitor; the logger gets the values at the meta-step
         # count, the same step axis as the training metrics (Lightning's own index is one behind).
         self.log_dict(logged, on_step=False, on_epoch=True, batch_size=1, logger=False)
         if self.logger is not None:
             self.logger.log_metrics(logged, step=self.global_step)
-        self.log(f"val_{score}", logged[monitor], prog_bar=True, logger=False, batch_size=1)
+        self.log(f"val_{self.settings.algorithm.score_name}", logged[monitor], prog_bar=True, logger=False, batch_size=1)
 
     # -- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
