@@ -245,6 +245,8 @@ class MetaLearner(pl.LightningModule):
         logged[names.FAULT_FAILED_ATTEMPTS] = float(faults.failed_attempts)
         logged[names.FAULT_ACTOR_RESTARTS] = float(faults.actor_restarts)
         logged[names.FAULT_LOST_ACTORS] = float(faults.lost_actors)
+        if self.replicated:
+            logged[names.FAULT_REPLICA_RESYNCS] = float(faults.replica_resyncs)
         logged[names.FAULT_SKIPPED_STEPS] = float(self._skipped_steps)
         # Straight to the logger: Lightning's self.log would re-send on_step values at every later step.
         if self.logger is not None:

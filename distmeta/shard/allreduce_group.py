@@ -10,25 +10,37 @@ compared: replicas that diverged stop the run before anything is saved from them
 
 Composes the actors' lifecycle (:mod:`distmeta.shard.actors`, the same as the learner-mode group)
 with the collective (:mod:`distmeta.shard.collective`): rank 0 hosts the rendezvous store, the
-group hands its address to every actor through Ray calls. Recovering from a lost actor (tear the
-collective down, restart it, copy a survivor's state, rebuild the group, recompute the step) is
-not wired yet: a failed step stops the run with its last checkpoint kept.
+group hands its address to every actor through Ray calls.
+
+A step that fails (an actor died, or gave no answer within the step timeout while the others'
+collectives timed out waiting for it) is recovered in :mod:`distmeta.shard.recovery`: the lost
+actors are restarted, the survivors go back to the state before the step, the restarted ones get
+a survivor's state, a new generation of the collective is formed and the step is computed again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from distmeta.errors import NonFiniteGradientError, ShardsFailedError
 from distmeta.shard.actors import ActorResources, ShardActors
 from distmeta.shard.aggregate import Combined
+from distmeta.shard.recovery import recover
 from distmeta.shard.replica import ReplicaState, ReplicaWorker, StepReply
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardData, WorkerSpec
 
+log = logging.getLogger(__name__)
+
 CHECK_EVERY = 100
 """Steps between comparisons of the replicas' weight digests (besides every step that syncs)."""
+MAX_ATTEMPTS = 3
+"""Tries of one step (a lost actor costs one) before the run stops."""
+GRACE_S = 5.0
+"""Past the step timeout, how long the members still in a collective get to fail out of it
+(gloo's own timeout, of the same length, started when they entered it)."""
 
 
 class ReplicasDivergedError(RuntimeError):
@@ -49,6 +61,26 @@ class ReplicatedStep:
     state: ReplicaState | None
 
 
+@dataclass(frozen=True)
+class Ask:
+    """How a step was asked (kept to compute it again after a failure)."""
+
+    step: int
+    plan: list
+    lr: float
+    diagnostics: bool
+
+
+@dataclass
+class Attempt:
+    """One try of a step: each replica's reply, the replicas that did not answer (``died``,
+    ``hung`` or ``failed``: a task error), what went wrong."""
+
+    replies: list[StepReply | None]
+    suspects: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
 class AllReduceShardGroup:
     replicated = True
     """The learner sends steps, not weights, and loads the replicas' state when it needs it."""
@@ -58,69 +90,117 @@ class AllReduceShardGroup:
         if spec.replica is None:
             raise ValueError("all-reduce mode needs WorkerSpec.replica")
         self.num_shards, self.timeout_s, self.check_every = num_shards, timeout_s, check_every
-        self._actors = ShardActors(spec, num_shards, resources, timeout_s, shard_data, local_channel=False,
+        self.lifecycle = ShardActors(spec, num_shards, resources, timeout_s, shard_data, local_channel=False,
                                    worker_class=ReplicaWorker)  # fmt: skip
-        self.faults = self._actors.faults
+        self.faults = self.lifecycle.faults
         self.generation = 0
+        self.held: ReplicaState | None = None  # the last full state seen, and the steps asked since
+        self.asked: list[Ask] = []
         try:
-            self._form()
+            self.form()
         except BaseException:
-            self._actors.close()
+            self.lifecycle.close()
             raise
 
     @property
     def actors(self) -> list:
-        return list(self._actors.handles)
+        return list(self.lifecycle.handles)
 
     def workers_info(self):
-        return list(self._actors.info)
+        return list(self.lifecycle.info)
 
-    def _form(self) -> None:
+    def form(self) -> None:
         """Rank 0 starts the store; every actor joins this generation of the collective."""
         import ray
 
-        a = self._actors
+        a = self.lifecycle
         port = ray.get(a.handles[0].host_store.remote(), timeout=a.start_s)
         host = a.info[0]["ip"]
         joins = [h.join.remote(host, port, self.num_shards, self.generation, info["ip"]) for h, info in zip(a.handles, a.info)]
-        self._get(joins, a.start_s, "forming the collective group")
+        self.get(joins, a.start_s, "forming the collective group")
 
     def load_state(self, state: ReplicaState) -> None:
         """Every replica becomes ``state`` (the learner's, at the start of training or a resume)."""
         import ray
 
         ref = ray.put(state)
-        digests = self._get([h.load_state.remote(ref) for h in self._actors.handles], self._actors.start_s, "loading")
-        self._compare(digests, f"after loading the state of step {state.steps}")
+        digests = self.get([h.load_state.remote(ref) for h in self.lifecycle.handles], self.lifecycle.start_s, "loading")
+        self.compare(digests, f"after loading the state of step {state.steps}")
+        self._hold(state)
 
     def state(self) -> ReplicaState:
         """Rank 0's state."""
-        return self._get([self._actors.handles[0].state.remote()], self.timeout_s, "reading the state")[0]
+        state = self.get([self.lifecycle.handles[0].state.remote()], self.timeout_s, "reading the state")[0]
+        self._hold(state)
+        return state
+
+    def _hold(self, state: ReplicaState) -> None:
+        self.held, self.asked = state, []
 
     def step(self, step: int, plan: Sequence[Sequence[int]], lr: float, diagnostics: bool = True,
              sync: bool = False) -> ReplicatedStep:  # fmt: skip
         """Meta-step ``step`` on every replica; ``sync``: with rank 0's state after it."""
         check = sync or (step + 1) % self.check_every == 0
-        handles = self._actors.handles
-        plan = list(plan) + [()] * (len(handles) - len(plan))
-        refs = [h.replicated_step.remote(step, list(plan[k]), lr, diagnostics, sync, check) for k, h in enumerate(handles)]
-        replies: list[StepReply] = self._get(refs, self.timeout_s, f"step {step}")
+        ask = Ask(step, list(plan) + [()] * (len(self.lifecycle.handles) - len(plan)), lr, diagnostics)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            tried = self.attempt(ask, sync, check)
+            if not tried.errors:
+                break
+            self.faults.failed_attempts += 1
+            self.faults.recomputed_tasks += sum(len(p) for p in ask.plan)
+            if attempt == MAX_ATTEMPTS:
+                raise ShardsFailedError(f"all-reduce mode: step {step} failed {attempt} times; last: {'; '.join(tried.errors)}")
+            log.warning("all-reduce step %d failed (%s); recovering and computing it again", step, "; ".join(tried.errors))
+            recover(self, step, tried.suspects)
+        replies = tried.replies
         if check:
-            self._compare([r.digest for r in replies], f"after step {step}")
+            self.compare([r.digest for r in replies], f"after step {step}")
         first = replies[0]
+        self.asked.append(ask)
+        if first.state is not None:
+            self._hold(first.state)
         return ReplicatedStep(
             [r.result for r in replies], first.combined, first.skipped, max(r.reduce_seconds for r in replies),
             max(r.apply_seconds for r in replies), first.state,
         )  # fmt: skip
 
-    def _compare(self, digests: list[str], when: str) -> None:
+    def attempt(self, ask: Ask, sync: bool = False, check: bool = False) -> Attempt:
+        """One try of ``ask`` on every replica. A replica that neither answers nor fails within
+        the step timeout, and the grace its peers' collectives need to time out on it, is hung."""
+        import ray
+
+        refs = [h.replicated_step.remote(ask.step, list(ask.plan[k]), ask.lr, ask.diagnostics, sync, check)
+                for k, h in enumerate(self.lifecycle.handles)]  # fmt: skip
+        _, late = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
+        if late:
+            _, late = ray.wait(late, num_returns=len(late), timeout=self.timeout_s + GRACE_S)
+        tried = Attempt([None] * len(refs))
+        for k, ref in enumerate(refs):
+            if ref in late:
+                ray.cancel(ref)
+                tried.suspects[k] = "hung"
+                tried.errors.append(f"replica {k}: no answer within cluster.step_timeout_s={self.timeout_s}")
+                continue
+            try:
+                tried.replies[k] = ray.get(ref, timeout=self.timeout_s)
+            except NonFiniteGradientError as exc:  # Ray's task error subclasses the cause: say it plainly
+                raise NonFiniteGradientError(str(getattr(exc, "cause", exc))) from None
+            except ray.exceptions.RayActorError as exc:
+                tried.suspects[k] = "died"
+                tried.errors.append(f"replica {k}: {type(exc).__name__}")
+            except ray.exceptions.RayError as exc:  # its collective broke, the step raised, or it was restarted
+                tried.suspects[k] = "failed"
+                tried.errors.append(f"replica {k}: {_first_line(exc)}")
+        return tried
+
+    def compare(self, digests: list[str], when: str) -> None:
         if len(set(digests)) > 1:
             raise ReplicasDivergedError(
                 f"the replicas of the meta-parameters differ {when} (weight digests {digests}); the run stops before "
                 "saving any of them: resume from the last checkpoint"
             )
 
-    def _get(self, refs: list, timeout_s: float, what: str) -> list:
+    def get(self, refs: list, timeout_s: float, what: str) -> list:
         import ray
 
         try:
@@ -131,9 +211,16 @@ class AllReduceShardGroup:
             for r in refs:
                 ray.cancel(r)
             raise ShardsFailedError(
-                f"all-reduce mode: {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); recovering a "
-                "lost replica is not wired yet, so the run stops here with its last checkpoint kept"
+                f"all-reduce mode: {what} failed ({type(exc).__name__}: {_first_line(exc)}); the run stops here with "
+                "its last checkpoint kept"
             ) from None
 
     def close(self) -> None:
-        self._actors.close()
+        self.lifecycle.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of a Ray task error's cause (the replica's own exception), else of the error."""
+    cause = getattr(exc, "cause", None)
+    text = str(cause if cause is not None else exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -32,6 +32,8 @@ class FaultCounters:
     """Shard actors Ray restarted after their process died (a new pid answered)."""
     lost_actors: int = 0
     """Shard actors gone for good (``cluster.max_actor_restarts`` spent); others take their shards."""
+    replica_resyncs: int = 0
+    """All-reduce mode: replicas given a survivor's state (or the last held one) after a failed step."""
 
 
 @dataclass(frozen=True)

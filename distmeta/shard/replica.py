@@ -107,6 +107,7 @@ class ReplicaWorker(ShardWorker):
         self._families = sorted(f.name for f in spec.families)
         self._store: StoreHost | None = None
         self._collective: Collective | None = None
+        self._before: ReplicaState | None = None  # the state before the last applied step (groups of 2+)
 
     # -- the group ---------------------------------------------------------------------------------
     def host_store(self) -> int:
@@ -129,6 +130,16 @@ class ReplicaWorker(ShardWorker):
     def state(self) -> ReplicaState:
         return capture(self.model, self.optimizer, self.steps)
 
+    def rewind(self, step: int) -> str:
+        """After a failed attempt at meta-step ``step``: hold the state before it again. A
+        replica whose reduction completed although another's did not has applied the step; it
+        goes back to its copy from before. Returns the digest of the weights."""
+        if self.steps == step + 1 and self._before is not None and self._before.steps == step:
+            return self.load_state(self._before)
+        if self.steps != step:
+            raise RuntimeError(f"replica {self.shard} has applied {self.steps} meta-steps and cannot go back to step {step}")
+        return self.weights_digest()
+
     def weights_digest(self) -> str:
         return digest(self._flat())
 
@@ -148,7 +159,11 @@ class ReplicaWorker(ShardWorker):
             raise RuntimeError(f"replica {self.shard} has applied {self.steps} meta-steps and was asked for step {step}")
         result = self.compute(step, wire.as_array(self._flat().cpu()), step, indices, diagnostics=diagnostics)
         started = time.perf_counter()
-        grads, counts, stats = self._reduce(result)
+        try:
+            grads, counts, stats = self._reduce(result)
+        except RuntimeError:  # a member is gone: closing this end fails the others' waits on it now
+            self._collective = None
+            raise
         reduced = time.perf_counter()
         try:
             grad, combined = combine(grads, counts, step, self.replica.weighting, dict(self.replica.loss_weights))
@@ -158,6 +173,8 @@ class ReplicaWorker(ShardWorker):
             log.warning("replica %d: %s; the step makes no update", self.shard, exc)
             grad, combined = None, Combined({f: 0.0 for f in grads}, float("nan"))
         if grad is not None:
+            if self._collective.world > 1:  # another member may fail this step after this one applied it
+                self._before = self.state()
             self._apply(grad, lr, stats, sum(counts.values()))
         self.steps = step + 1
         applied = time.perf_counter()

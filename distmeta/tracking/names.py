@@ -12,6 +12,7 @@ FAULT_RECOMPUTED_TASKS = "fault/recomputed_tasks"
 FAULT_FAILED_ATTEMPTS = "fault/failed_attempts"
 FAULT_ACTOR_RESTARTS = "fault/actor_restarts"
 FAULT_LOST_ACTORS = "fault/lost_actors"
+FAULT_REPLICA_RESYNCS = "fault/replica_resyncs"
 FAULT_SKIPPED_STEPS = "fault/skipped_steps"
 
 

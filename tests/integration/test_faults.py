@@ -26,24 +26,26 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 class KillWhileComputing(threading.Thread):
     """Sends ``sig`` (SIGKILL: dead; SIGSTOP: hung) to a shard actor's process while it executes
-    ``ShardWorker.compute``: Ray titles a worker process ``ray::<Class>.<method>`` while it runs a
-    Ray call; a call over the local channel runs in a thread of its own, seen as a busy process."""
+    ``ShardWorker.compute`` (``ReplicaWorker.replicated_step`` in all-reduce mode): Ray titles a
+    worker process ``ray::<Class>.<method>`` while it runs a Ray call; a call over the local
+    channel runs in a thread of its own, seen as a busy process."""
 
-    def __init__(self, settle_s: float = 1.0, sig: int = signal.SIGKILL):
+    def __init__(self, settle_s: float = 1.0, sig: int = signal.SIGKILL, call: str = "ShardWorker.compute"):
         super().__init__(daemon=True)
         self.settle_s, self.sig, self.killed, self.done = settle_s, sig, None, threading.Event()
+        self.actor, self.call = "ray::" + call.split(".")[0], "ray::" + call
 
     def run(self):
         deadline = time.time() + 120
         actors = []
         while not actors and time.time() < deadline and not self.done.is_set():
-            actors = [p for p in psutil.process_iter(["cmdline"]) if "ray::ShardWorker" in " ".join(p.info["cmdline"] or [])]
+            actors = [p for p in psutil.process_iter(["cmdline"]) if self.actor in " ".join(p.info["cmdline"] or [])]
             time.sleep(0.05)
         time.sleep(self.settle_s)
         while self.killed is None and time.time() < deadline and not self.done.is_set():
             for proc in actors:
                 try:
-                    if "ray::ShardWorker.compute" in " ".join(proc.cmdline()) or proc.cpu_percent(interval=0.02) > 50:
+                    if self.call in " ".join(proc.cmdline()) or proc.cpu_percent(interval=0.02) > 50:
                         os.kill(proc.pid, self.sig)
                         self.killed = proc.pid
                         break
@@ -106,6 +108,27 @@ def test_a_hung_shard_is_recomputed_after_the_step_timeout(workdir, ray_runtime,
         k: v for k, v in MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics.items() if k.startswith("fault/")
     }
     assert faults[names.FAULT_FAILED_ATTEMPTS] >= 1 and faults[names.FAULT_ACTOR_RESTARTS] >= 1, faults
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "hung"])
+def test_a_replica_lost_mid_step_in_allreduce_mode_is_resynced_and_costs_nothing(workdir, ray_runtime, undisturbed, sig):
+    """All-reduce mode: a replica killed, or frozen past the step timeout, mid-step breaks the
+    collective; the lost actor is restarted and given a survivor's state, the collective is formed
+    again and the step computed again: the learner mode's undisturbed weights."""
+    lost = KillWhileComputing(settle_s=2.0, sig=sig, call="ReplicaWorker.replicated_step")
+    lost.start()
+    try:
+        result = small_run(*ACTORS, "cluster.aggregation=allreduce", "cluster.step_timeout_s=3")
+    finally:
+        lost.done.set()
+        if sig == signal.SIGSTOP and lost.killed and psutil.pid_exists(lost.killed):
+            os.kill(lost.killed, signal.SIGCONT)
+    assert lost.killed is not None, "a replica was lost while it computed"
+    assert rel_diff(params_of(result), undisturbed) < 1e-5
+    metrics = MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics
+    faults = {k: v for k, v in metrics.items() if k.startswith("fault/")}
+    assert faults[names.FAULT_ACTOR_RESTARTS] >= 1 and faults[names.FAULT_REPLICA_RESYNCS] >= 1, faults
+    assert faults[names.FAULT_FAILED_ATTEMPTS] >= 1 and faults[names.FAULT_RECOMPUTED_TASKS] >= 50, faults
 
 
 BAD_MIXTURE = [

@@ -1,0 +1,114 @@
+"""The all-reduce group recovers a step whose actor was lost: the survivors go back to the state
+before it (a replica that applied it rewinds), a restarted actor receives a survivor's state, or
+with no survivor every replica the group's last full state and the steps since are computed
+again; the replicas end with the bits an undisturbed group holds."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from distmeta.algorithms import build
+from distmeta.models import ModelSpec
+from distmeta.shard.actors import ActorResources
+from distmeta.shard.allreduce_group import AllReduceShardGroup
+from distmeta.shard.replica import ReplicaWorker, capture
+from distmeta.shard.worker import ReplicaSpec, WorkerSpec
+from distmeta.tasks import SineFamily, assign
+from distmeta.tasks.mixture import Mixture
+
+SPEC = WorkerSpec(
+    seed=3,
+    families=(SineFamily(),),
+    mixture=Mixture(("sine",), (1.0,)),
+    model=ModelSpec("mlp", (1,), 1, hidden=(20, 20)),
+    algorithm=build("maml", steps=1, lr=0.01),
+    threads=1,
+    replica=ReplicaSpec(meta_lr=0.01, grad_clip=1.0, timeout_s=20.0),
+)
+STEPS, TASKS = 6, 8
+
+
+def _start():
+    """The learner's state at step 0, as :meth:`MetaLearner.on_train_start` loads it."""
+    torch.manual_seed(0)
+    model = SPEC.algorithm.meta_model(SPEC.model.build())
+    return capture(model, torch.optim.Adam(model.parameters()), 0)
+
+
+START = _start()
+
+
+def _run(actors: int, kill_before: int | None = None):
+    """``STEPS`` steps on a group of ``actors``; ``kill_before``: SIGKILL actor 0's process
+    (Ray restarts it) before that step. Returns the final state and the fault counters."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    group = AllReduceShardGroup(SPEC, actors, ActorResources(num_cpus=0.5, num_gpus=0, max_restarts=2), timeout_s=20.0)
+    try:
+        group.load_state(START)
+        for step in range(STEPS):
+            if step == kill_before:
+                pid = int(group.workers_info()[0]["pid"])
+                os.kill(pid, signal.SIGKILL)
+                while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    time.sleep(0.05)
+            group.step(step, [tuple(r) for r in assign(TASKS, actors)], lr=0.01, sync=step == 2)
+        return group.state(), group.faults
+    finally:
+        group.close()
+
+
+@pytest.mark.ray
+def test_a_step_whose_only_actor_died_is_replayed_to_the_undisturbed_bits(ray_runtime):
+    """No survivor: the restarted replica loads the state of the last sync (step 2) and step 3 is
+    computed again before step 4. (A survivor's state reaching a restarted replica mid-step is
+    tests/integration/test_faults.py's.)"""
+    actors = 1
+    undisturbed, _ = _run(actors)
+    recovered, faults = _run(actors, kill_before=4)
+    np.testing.assert_array_equal(recovered.weights, undisturbed.weights)
+    for k, moments in undisturbed.optimizer.items():
+        for name, value in moments.items():
+            np.testing.assert_array_equal(np.asarray(recovered.optimizer[k][name]), np.asarray(value), err_msg=name)
+    assert recovered.steps == STEPS
+    assert faults.failed_attempts == 1 and faults.actor_restarts == 1
+    assert faults.replica_resyncs == 1
+    assert faults.recomputed_tasks == 2 * TASKS  # step 4, and step 3 replayed
+
+
+def test_a_replica_that_applied_a_step_the_others_failed_goes_back_to_the_state_before_it():
+    """Two replicas in this process (threads) step once; rewinding one of them to that step
+    restores its weights and optimizer state, and the step computed again gives the same bits."""
+    workers = [ReplicaWorker(k, SPEC) for k in range(2)]
+    port = workers[0].host_store()
+    start = workers[0].state()
+    before = workers[1].load_state(start)
+
+    def on_both(body):
+        out = {}
+        threads = [threading.Thread(target=lambda w=w: out.__setitem__(w.shard, body(w))) for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        return [out[k] for k in range(2)]
+
+    on_both(lambda w: w.join("127.0.0.1", port, 2, 0, "127.0.0.1"))
+    plan = [list(r) for r in assign(TASKS, 2)]
+    first = on_both(lambda w: w.replicated_step(0, plan[w.shard], 0.01, check=True))
+    assert first[0].digest == first[1].digest != before and workers[0].steps == 1
+    assert workers[0].rewind(0) == before and workers[0].steps == 0
+    assert workers[0].state().optimizer == {}, "Adam's moments from before its first step: none"
+    with pytest.raises(RuntimeError, match="cannot go back to step 5"):
+        workers[1].rewind(5)
+    assert workers[1].rewind(0) == before
+    again = on_both(lambda w: w.replicated_step(0, plan[w.shard], 0.01, check=True))
+    assert [r.digest for r in again] == [r.digest for r in first]
