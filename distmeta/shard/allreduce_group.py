@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from distmeta.errors import NonFiniteGradientError, ShardsFailedError
+from distmeta.shard import wire
 from distmeta.shard.actors import ActorResources, ShardActors
 from distmeta.shard.aggregate import Combined
 from distmeta.shard.recovery import recover
@@ -93,6 +94,7 @@ class AllReduceShardGroup:
         self.lifecycle = ShardActors(spec, num_shards, resources, timeout_s, shard_data, local_channel=False,
                                    worker_class=ReplicaWorker)  # fmt: skip
         self.faults = self.lifecycle.faults
+        self.traffic = wire.Traffic()  # the learner's: a state out at the start, rank 0's back on a sync
         self.generation = 0
         self.held: ReplicaState | None = None  # the last full state seen, and the steps asked since
         self.asked: list[Ask] = []
@@ -124,6 +126,7 @@ class AllReduceShardGroup:
         import ray
 
         ref = ray.put(state)
+        self.traffic.sent += wire.nbytes(state)
         digests = self.get([h.load_state.remote(ref) for h in self.lifecycle.handles], self.lifecycle.start_s, "loading")
         self.compare(digests, f"after loading the state of step {state.steps}")
         self._hold(state)
@@ -131,6 +134,7 @@ class AllReduceShardGroup:
     def state(self) -> ReplicaState:
         """Rank 0's state."""
         state = self.get([self.lifecycle.handles[0].state.remote()], self.timeout_s, "reading the state")[0]
+        self.traffic.received += wire.nbytes(state)
         self._hold(state)
         return state
 
@@ -153,6 +157,7 @@ class AllReduceShardGroup:
             log.warning("all-reduce step %d failed (%s); recovering and computing it again", step, "; ".join(tried.errors))
             recover(self, step, tried.suspects)
         replies = tried.replies
+        self.traffic.received += wire.nbytes(replies)  # metrics only, and rank 0's state on a sync
         if check:
             self.compare([r.digest for r in replies], f"after step {step}")
         first = replies[0]

@@ -18,6 +18,7 @@ from distmeta.errors import ShardsFailedError
 from distmeta.shard.channel import ChannelClient, ChannelError, ChannelTimeout
 from distmeta.shard.group import FaultCounters
 from distmeta.shard.result import ShardResult
+from distmeta.shard.wire import Traffic, nbytes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Transport(Protocol):
 
     timeout_s: float
     faults: FaultCounters
+    traffic: Traffic
 
     def host(self, k: int, attempt: int) -> int: ...
 
@@ -91,12 +93,14 @@ class StepCalls:
             r = self.request
             try:
                 channel.request(r.step, r.array, r.version, self.plan[k], r.diagnostics, k)
+                t.traffic.sent += nbytes(r.array)
                 self.pending[k] = Pending(k, host, deadline)
                 return
             except ChannelError as exc:
                 log.warning("shard actor %d: local channel failed (%s); back to Ray calls", host, exc)
                 t.drop_channel(host)
         self.pending[k] = Pending(k, host, deadline, t.call(host, self.request, self.plan[k], k, data))
+        t.traffic.sent += nbytes(self.request.shared)  # inline weights; an object reference was counted once, put
 
     def fail(self, k: int, why: str, suspect: str) -> None:
         """Shard ``k``'s call failed on its host (``suspect``: ``died`` or ``hung``): try again
@@ -118,6 +122,7 @@ class StepCalls:
     def done(self, k: int, result: ShardResult) -> None:
         del self.pending[k]
         self.results[k] = result
+        self.transport.traffic.received += nbytes(result)
 
     def read_channels(self) -> None:
         """The replies of the calls over local channels; a shard whose channel broke or stayed

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
+from distmeta.shard import wire
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardData, ShardWorker, WorkerSpec
 
@@ -51,6 +52,7 @@ class InFlight:
 class ShardGroup(Protocol):
     num_shards: int
     faults: FaultCounters
+    traffic: wire.Traffic
 
     def submit(
         self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]], diagnostics: bool = True
@@ -86,6 +88,7 @@ class LocalShardGroup:
     def __init__(self, spec: WorkerSpec, data: ShardData = ()):
         self.worker = ShardWorker(0, spec, *data)
         self.faults = FaultCounters()
+        self.traffic = wire.Traffic()  # nothing crosses a process boundary
 
     def submit(self, step, weights, version, plan, diagnostics=True) -> InFlight:
         plan = frozen_plan(plan)

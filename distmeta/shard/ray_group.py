@@ -49,6 +49,7 @@ class RayShardGroup:
         self.num_shards, self.timeout_s, self.max_attempts = num_shards, timeout_s, max_attempts
         self._actors = ShardActors(spec, num_shards, resources, timeout_s, shard_data, local_channel)
         self.faults = self._actors.faults
+        self.traffic = wire.Traffic()
 
     # -- inspection (tests, the bench) ---------------------------------------------------------
     @property
@@ -98,6 +99,8 @@ class RayShardGroup:
         plan = frozen_plan(plan)
         array = wire.as_array(weights)
         shared = share(array) if len(self._actors.channels) < len(self._actors.handles) else array
+        if shared is not array:  # put once, read by every node
+            self.traffic.sent += array.nbytes
         calls = StepCalls(self, Request(step, version, array, shared, diagnostics), plan, self.max_attempts)
         return InFlight(step, version, plan, weights, calls)
 

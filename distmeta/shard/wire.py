@@ -6,9 +6,14 @@ tensor copy on its device -> a parameter dict of views. Back: per family, the gr
 one flat CPU tensor; on the wire a result's family gradients travel as one stacked array (Ray
 hands it over as a single buffer; a dict of tensors paid torch's own pickling per call); on the
 learner the aggregated flat gradient -> per-parameter views for ``p.grad``.
+
+:class:`Traffic` counts what the learner's process sends and receives of it, per group.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -55,3 +60,30 @@ def unpack_grads(families: tuple[str, ...], packed: np.ndarray | None) -> dict[s
     learner adds into its own sums)."""
     rows = torch.from_numpy(np.array(packed)) if packed is not None else ()
     return dict(zip(families, rows))
+
+
+@dataclass
+class Traffic:
+    """The learner's payload bytes through a shard group since it started: the arrays and tensors
+    it sends (weights: once per object-store put, else once per call or channel request; a
+    replica state) and receives (gradient sums, norm statistics, replica states). Metric scalars,
+    plans and step numbers (tens of bytes a shard) are not counted."""
+
+    sent: int = 0
+    received: int = 0
+
+
+def nbytes(value) -> int:
+    """The bytes of every array and tensor in ``value`` (a message: dataclasses, dicts, lists and
+    tuples are walked)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, dict):
+        return sum(nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(nbytes(v) for v in value)
+    return 0

@@ -9,6 +9,7 @@ import pytest
 from distmeta.shard.calls import Lost, Request, StepCalls
 from distmeta.shard.group import FaultCounters
 from distmeta.shard.result import ShardResult
+from distmeta.shard.wire import Traffic
 
 
 class Hosts:
@@ -18,6 +19,7 @@ class Hosts:
 
     def __init__(self, n: int, dead=()):
         self.n, self.dead, self.faults, self.sent = n, set(dead), FaultCounters(), []
+        self.traffic = Traffic()
 
     def host(self, k, attempt):
         return (k + attempt) % self.n
@@ -76,3 +78,19 @@ def test_late_calls_expire_as_hung_and_go_elsewhere():
     late = calls.expire(now=float("inf"))
     assert len(late) == 2 and calls.suspects == {0: "hung", 1: "hung"}
     assert [r.shard for r in _run(calls)] == [0, 1]
+
+
+def test_the_learners_bytes_count_every_send_of_inline_weights_and_every_gradient_received():
+    """Inline weights travel with each call, a retry's too; each result's gradient rows come back."""
+    import numpy as np
+    import torch
+
+    class WithGrads(Hosts):
+        def fetch(self, ref):
+            result = super().fetch(ref)
+            return ShardResult(result.shard, 3, 3, {"sine": torch.zeros(7)}, {"sine": 1}, {}, 0.0)
+
+    t = WithGrads(3, dead={1})
+    weights = np.zeros(10, dtype=np.float32)
+    _run(StepCalls(t, Request(3, 3, weights, weights, True), [[0], [1, 2], [3]]))
+    assert t.traffic == Traffic(sent=4 * 40, received=3 * 28)  # shard 1 sent twice (its host died); 3 results
