@@ -236,7 +236,8 @@ class MetaLearner(pl.LightningModule):
             self._tasks_seen[f] = self._tasks_seen.get(f, 0) + n
         if not self.settings.logged(step):
             return
-        logged = w.means()
+        traffic = (self.group.traffic.sent, self.group.traffic.received)
+        logged = w.means(traffic)
         for f, seen in self._tasks_seen.items():
             logged[names.family_metric(f, "tasks_seen")] = float(seen)
         faults = self.group.faults
@@ -252,7 +253,7 @@ class MetaLearner(pl.LightningModule):
         if self.logger is not None:
             self.logger.log_metrics(logged, step=step + 1)
         self.log("loss", logged[names.META_LOSS], prog_bar=True, logger=False, batch_size=1)
-        self._window = Window()
+        self._window = Window(traffic_from=traffic)
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_start(self) -> None:

@@ -24,6 +24,7 @@ class Window:
     shard_tasks: dict[int, int] = field(default_factory=dict)
     shard_seconds: dict[int, float] = field(default_factory=dict)
     parts: dict[str, float] = field(default_factory=dict)  # seconds per names.STEP_PARTS, summed
+    traffic_from: tuple[int, int] = (0, 0)  # the group's bytes sent and received when the window opened
 
     def add(self, key: str, value: float) -> None:
         self.metrics[key] = self.metrics.get(key, 0.0) + value
@@ -52,9 +53,10 @@ class Window:
             self.shard_seconds[r.shard] = self.shard_seconds.get(r.shard, 0.0) + r.seconds
             self.shard_tasks[r.shard] = self.shard_tasks.get(r.shard, 0) + r.task_count
 
-    def means(self) -> dict[str, float]:
+    def means(self, traffic: tuple[int, int] = (0, 0)) -> dict[str, float]:
         """The window's metrics: per-step and per-task means, per-shard rates, step-time parts,
-        throughput since the window started."""
+        throughput since the window started, and the MB per step through the group, whose bytes
+        sent and received so far are ``traffic``."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         out = {k: v / self.metric_steps[k] for k, v in self.metrics.items()}
         for f, sums in self.per_family.items():
@@ -65,4 +67,6 @@ class Window:
         out.update({names.step_time_ms(k): 1000 * v / self.steps for k, v in self.parts.items()})
         out[names.THROUGHPUT_TASKS_PER_S] = self.tasks / elapsed
         out[names.THROUGHPUT_STEPS_PER_S] = self.steps / elapsed
+        out[names.WIRE_SENT_MB] = (traffic[0] - self.traffic_from[0]) / 1e6 / self.steps
+        out[names.WIRE_RECEIVED_MB] = (traffic[1] - self.traffic_from[1]) / 1e6 / self.steps
         return out

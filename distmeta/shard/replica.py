@@ -108,6 +108,7 @@ class ReplicaWorker(ShardWorker):
         self._store: StoreHost | None = None
         self._collective: Collective | None = None
         self._before: ReplicaState | None = None  # the state before the last applied step (groups of 2+)
+        self.reduced = 0  # payload bytes handed to the collective (distmeta bench --scaling)
 
     # -- the group ---------------------------------------------------------------------------------
     def host_store(self) -> int:
@@ -142,6 +143,9 @@ class ReplicaWorker(ShardWorker):
 
     def weights_digest(self) -> str:
         return digest(self._flat())
+
+    def reduced_bytes(self) -> int:
+        return self.reduced
 
     def _flat(self) -> torch.Tensor:
         return flatten({k: p.detach() for k, p in self.model.named_parameters()})
@@ -199,6 +203,7 @@ class ReplicaWorker(ShardWorker):
             tail[len(self._families) :] = torch.from_numpy(result.norm_stats)
         self._collective.all_reduce_(rows)
         self._collective.all_reduce_(tail)
+        self.reduced += wire.nbytes((rows, tail))
         counts = {f: int(tail[i]) for i, f in enumerate(self._families) if tail[i] > 0}
         grads = {f: rows[i] for i, f in enumerate(self._families) if f in counts}
         stats = tail[len(self._families) :].numpy() if stats_size else None

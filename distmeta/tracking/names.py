@@ -14,6 +14,11 @@ FAULT_ACTOR_RESTARTS = "fault/actor_restarts"
 FAULT_LOST_ACTORS = "fault/lost_actors"
 FAULT_REPLICA_RESYNCS = "fault/replica_resyncs"
 FAULT_SKIPPED_STEPS = "fault/skipped_steps"
+WIRE_SENT_MB = "wire/sent_mb_per_step"
+WIRE_RECEIVED_MB = "wire/received_mb_per_step"
+"""The learner's payload through its shard group (weights, gradients, replica states), MB per
+meta-step, window mean: (shards + 1) x the weights in learner mode, nothing on an all-reduce
+mode's ordinary step."""
 
 
 def meta_metric(key: str) -> str:

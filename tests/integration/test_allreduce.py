@@ -3,7 +3,9 @@ replicas of the meta-parameters; the result is the learner mode's and in-process
 on any number of actors, and a run resumes from a checkpoint across the two modes."""
 
 import pytest
+from mlflow.tracking import MlflowClient
 
+from distmeta.tracking import names
 from tests.integration.helpers import params_of, rel_diff, small_run
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -32,22 +34,39 @@ def _counting_steps(monkeypatch) -> list[int]:
     return asked
 
 
+def _wire_mb(result) -> dict[int, tuple[float, float]]:
+    """The logged MB per step the learner sent and received, by the window's last step."""
+    client = MlflowClient(result.tracking_uri)
+    sent, received = (client.get_metric_history(result.run_id, key) for key in (names.WIRE_SENT_MB, names.WIRE_RECEIVED_MB))
+    return {s.step: (s.value, r.value) for s, r in zip(sent, received, strict=True)}
+
+
 def test_allreduce_on_one_two_and_three_actors_equals_learner_mode_and_in_process_and_resumes_across_modes(
     workdir, ray_runtime, monkeypatch
 ):
-    """20 steps on 1, 2 and 3 replicas against learner mode (2 actors) and in-process; then one
-    run resumed from one mode into the other and back: a checkpoint holds the replicas' state of
-    its step, and either mode continues from either's."""
+    """20 steps on 1, 2 and 3 replicas against learner mode (2 actors) and in-process; the bytes
+    through the learner, as logged; then one run resumed from one mode into the other and back: a
+    checkpoint holds the replicas' state of its step, and either mode continues from either's."""
     asked = _counting_steps(monkeypatch)
     common = [*COMMON, "checkpoint.every_n_steps=10"]
     reference = params_of(small_run(*common, "cluster.num_shards=0"))
-    learner = params_of(small_run(*common, "cluster.num_shards=2"))
+    learner_run = small_run(*common, "cluster.num_shards=2")
+    learner = params_of(learner_run)
     assert rel_diff(learner, reference) < 1e-5 and not asked
+    weights_mb = 4 * reference.numel() / 1e6
+    # steps 10-14 (logged at 15): no sync. Learner mode: the weights to each actor over its local
+    # channel, a gradient row per family (sine, linear) back from each
+    assert _wire_mb(learner_run)[15] == pytest.approx((2 * weights_mb, 2 * 2 * weights_mb))
+    synced = {}
     for n in (1, 2, 3):
         got = small_run(*common, f"cluster.num_shards={n}", "cluster.aggregation=allreduce")
         assert asked == list(range(20)), "every step went through the replicas"
         asked.clear()
         assert rel_diff(params_of(got), reference) < 1e-5, f"allreduce on {n} actors"
+        wire = _wire_mb(got)
+        assert wire[15] == (0.0, 0.0), "nothing but metrics on an ordinary step"
+        synced[n] = wire[10]  # steps 5-9: the sync before the step-10 validation brings rank 0's state
+    assert synced[1] == synced[2] == synced[3] and synced[1][0] == 0 and synced[1][1] >= 3 * weights_mb / 5
     assert got.evaluation is not None and (got.checkpoint_dir / "last.ckpt").is_file()
 
     # one run through both modes: steps 0-9 on replicas, 10-14 in the learner, 15-19 on replicas again

@@ -51,7 +51,13 @@ def job_folder(root) -> str:
 
 
 def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlflow_server, tmp_path):
-    overrides = [
+    """In all-reduce mode: the replicas' collective spans the two nodes, and the job's final
+    weights are the learner mode's (in-process here: the same path, tests/integration/test_allreduce.py)."""
+    import torch
+
+    from distmeta import load_config, train
+
+    training = [
         "trainer.max_steps=20",
         "trainer.val_every_n_steps=10",
         "trainer.val_tasks=10",
@@ -60,8 +66,12 @@ def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlfl
         "evaluation.num_tasks=10",
         "evaluation.shots=[10]",
         "algorithm.compile=false",
+    ]
+    overrides = [
+        *training,
         "cluster.num_shards=2",
         "cluster.placement_strategy=SPREAD",
+        "cluster.aggregation=allreduce",
         f"tracking.uri={mlflow_server}",
         "tracking.experiment=cluster_test",
         f"checkpoint.dir={tmp_path / 'ckpt'}",
@@ -82,6 +92,15 @@ def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlfl
     assert "val/mse" in run.data.metrics and "eval/mse.k10.steps1.mean" in run.data.metrics
     nodes = {run.data.tags["shard.0.node"], run.data.tags["shard.1.node"]}
     assert len(nodes) == 2, "SPREAD put the two shard actors on different nodes"
+    assert run.data.params["cluster.aggregation"] == "allreduce" and run.data.metrics["fault/replica_resyncs"] == 0
+
+    reference = train(load_config(REPO / "configs" / "sine_maml.yaml", [
+        *training, "cluster.num_shards=0", f"tracking.uri=sqlite:///{tmp_path / 'ref.db'}", f"checkpoint.dir={tmp_path / 'ref'}",
+    ]))  # fmt: skip
+    state = torch.load(tmp_path / "ckpt" / run_id / "last.ckpt", weights_only=True)["state_dict"]
+    got = torch.cat([state[f"model.{k}"].reshape(-1) for k, _ in reference.model.named_parameters()])
+    want = torch.cat([p.detach().reshape(-1) for p in reference.model.parameters()])
+    assert ((got - want).norm() / want.norm()).item() < 1e-5
 
     status = distmeta(cluster, "jobs", "status", job_id, "--address", cluster.dashboard)
     assert status.stdout.strip() == "SUCCEEDED"
@@ -206,7 +225,7 @@ def test_losing_the_worker_node_mid_run_costs_nothing(cluster, tmp_path):
     the head's actor (its bundle is re-placed on the head or given up), and the result equals the
     same run on both nodes undisturbed."""
     overrides = [
-        "trainer.max_steps=150",  # the node goes after the step-20 checkpoint: well inside the run
+        "trainer.max_steps=100",  # the node goes after the step-20 checkpoint: well inside the run
         "algorithm.meta_batch_size=50",
         "algorithm.inner_steps=3",
         "algorithm.meta_lr=0.001",

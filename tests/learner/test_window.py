@@ -22,12 +22,13 @@ def _result(shard: int, tasks: int, seconds: float) -> ShardResult:
 
 
 def test_window_means_per_step_per_task_and_per_measuring_step():
-    w = Window()
+    w = Window(traffic_from=(1_000_000, 0))
     w.add_step(_agg(1.0, {"sine": 2, "line": 6}, {"sine": 1.0, "line": 3.0}), [_result(0, 4, 0.5), _result(1, 4, 1.5)])
     w.add_step(_agg(3.0, {"sine": 6, "line": 2}, {"sine": 2.0, "line": 5.0}, {"preadapt_loss": 7.0}), [_result(0, 4, 0.5)])
     w.add_time("optimizer", 0.004)
     w.add_time("optimizer", 0.002)
-    m = w.means()
+    m = w.means((5_000_000, 8_000_000))
+    assert m[names.WIRE_SENT_MB] == 2.0 and m[names.WIRE_RECEIVED_MB] == 4.0  # MB per step of the window
     assert m[names.meta_metric("loss")] == 2.0 and m[names.META_GRAD_NORM] == 5.0
     assert m[names.meta_metric("preadapt_loss")] == 7.0  # measured on one step of the two: its value
     assert m[names.family_metric("sine", "loss")] == (2 * 1.0 + 6 * 2.0) / 8  # task-weighted over the window

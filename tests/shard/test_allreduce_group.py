@@ -19,7 +19,6 @@ from distmeta.shard.replica import ReplicaWorker, capture
 from distmeta.shard.worker import ReplicaSpec, WorkerSpec
 from distmeta.tasks import SineFamily, assign
 from distmeta.tasks.mixture import Mixture
-from tests.shard.helpers import compute
 
 SPEC = WorkerSpec(
     seed=3,
@@ -116,19 +115,16 @@ def test_a_replica_that_applied_a_step_the_others_failed_goes_back_to_the_state_
 
 
 @pytest.mark.ray
-def test_the_learners_bytes_per_step_stay_the_same_on_1_2_and_4_replicas_and_grow_with_the_shards_in_learner_mode(
-    ray_runtime,
-):
-    """Counted by the wire module (:class:`distmeta.shard.wire.Traffic`). All-reduce mode: the
-    learner's state goes out once, then nothing but metrics crosses until a sync brings rank 0's
-    state back (weights and Adam's two moments). Learner mode: the weights out once (one
-    object-store put, above Ray's inline size) and one gradient row per shard back."""
+def test_the_learners_bytes_per_step_stay_the_same_on_1_2_and_4_replicas(ray_runtime):
+    """Counted by the wire module (:class:`distmeta.shard.wire.Traffic`): the learner's state goes
+    out once, then nothing but metrics crosses until a sync brings rank 0's state back (weights
+    and Adam's two moments). Learner mode's (shards + 1) x weights: tests/shard/test_calls.py and,
+    logged, tests/integration/test_allreduce.py."""
     from dataclasses import replace
 
-    from distmeta.shard.ray_group import RayShardGroup
     from distmeta.shard.wire import nbytes
 
-    spec = replace(SPEC, model=ModelSpec("mlp", (1,), 1, hidden=(200, 200)))  # 163 KB of weights: one put
+    spec = replace(SPEC, model=ModelSpec("mlp", (1,), 1, hidden=(200, 200)))  # 163 KB of weights
     torch.manual_seed(0)
     model = spec.algorithm.meta_model(spec.model.build())
     weights = 4 * sum(p.numel() for p in model.parameters())
@@ -152,11 +148,3 @@ def test_the_learners_bytes_per_step_stay_the_same_on_1_2_and_4_replicas_and_gro
     assert received[1] == received[2] == received[4], received
     ordinary, synced = received[1][:2], received[1][2]
     assert ordinary == [0, 0] and 3 * weights <= synced < 3 * weights + 1024
-
-    learner = RayShardGroup(spec, 4, resources, timeout_s=30.0, local_channel=False)
-    try:
-        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-        compute(learner, 0, flat, 0, [tuple(r) for r in assign(TASKS, 4)])
-    finally:
-        learner.close()
-    assert (learner.traffic.sent, learner.traffic.received) == (weights, 4 * weights)  # (shards + 1) x parameters
