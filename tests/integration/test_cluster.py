@@ -225,7 +225,7 @@ def test_losing_the_worker_node_mid_run_costs_nothing(cluster, tmp_path):
     the head's actor (its bundle is re-placed on the head or given up), and the result equals the
     same run on both nodes undisturbed."""
     overrides = [
-        "trainer.max_steps=100",  # the node goes after the step-20 checkpoint: well inside the run
+        "trainer.max_steps=150",  # the node goes after the step-20 checkpoint: well inside the run
         "algorithm.meta_batch_size=50",
         "algorithm.inner_steps=3",
         "algorithm.meta_lr=0.001",

@@ -23,7 +23,7 @@ class Recording:
 
     def __init__(self, group, poison=()):
         self.group, self.poison, self.asked = group, set(poison), []
-        self.num_shards, self.faults = group.num_shards, group.faults
+        self.num_shards, self.faults, self.traffic = group.num_shards, group.faults, group.traffic
 
     def submit(self, step, weights, version, plan, diagnostics=True):
         self.asked.append((step, version, weights.clone(), diagnostics))

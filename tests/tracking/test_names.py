@@ -35,7 +35,7 @@ def test_constants_have_their_prefixes():
     assert names.META_GRAD_NORM == "meta/grad_norm"
     assert names.THROUGHPUT_TASKS_PER_S == "throughput/tasks_per_s"
     assert names.THROUGHPUT_STEPS_PER_S == "throughput/steps_per_s"
-    prefixes = ("meta/", "throughput/", "fault/")
+    prefixes = ("meta/", "throughput/", "fault/", "wire/")
     metric_constants = {k: v for k, v in CONSTANTS.items() if k != "STEP_PARTS"}
     assert metric_constants, "the module defines metric-name constants"
     for name, key in metric_constants.items():
