@@ -115,7 +115,7 @@ def test_a_replica_that_applied_a_step_the_others_failed_goes_back_to_the_state_
 
 
 @pytest.mark.ray
-def test_the_learners_bytes_per_step_stay_the_same_on_1_2_and_4_replicas(ray_runtime):
+def test_the_learners_bytes_per_step_stay_the_same_on_1_and_3_replicas(ray_runtime):
     """Counted by the wire module (:class:`distmeta.shard.wire.Traffic`): the learner's state goes
     out once, then nothing but metrics crosses until a sync brings rank 0's state back (weights
     and Adam's two moments). Learner mode's (shards + 1) x weights: tests/shard/test_calls.py and,
@@ -131,7 +131,7 @@ def test_the_learners_bytes_per_step_stay_the_same_on_1_2_and_4_replicas(ray_run
     start = capture(model, torch.optim.Adam(model.parameters()), 0)
     resources = ActorResources(num_cpus=0.5, num_gpus=0, max_restarts=0)
     received = {}
-    for n in (1, 2, 4):
+    for n in (1, 3):
         group = AllReduceShardGroup(spec, n, resources, timeout_s=30.0)
         try:
             group.load_state(start)
@@ -145,6 +145,6 @@ def test_the_learners_bytes_per_step_stay_the_same_on_1_2_and_4_replicas(ray_run
         finally:
             group.close()
         received[n] = per_step
-    assert received[1] == received[2] == received[4], received
+    assert received[1] == received[3], received
     ordinary, synced = received[1][:2], received[1][2]
     assert ordinary == [0, 0] and 3 * weights <= synced < 3 * weights + 1024
