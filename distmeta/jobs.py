@@ -22,7 +22,8 @@ from distmeta.errors import UserError
 from distmeta.tracking.announce import RUN_MARKER
 
 LOCK = Path("requirements/constraints.txt")
-"""The learner prints ``distmeta: MLflow run <id> experiment <id> tracking <uri>`` once the run exists."""
+"""The pinned stack a job's pip runtime env installs (the lock the Makefile uses)."""
+# the learner prints ``distmeta: MLflow run <id> experiment <id> tracking <uri>`` once the run exists
 _RUN_LINE = re.compile(re.escape(RUN_MARKER) + r" (\S+) experiment (\S+) tracking (\S+)")
 
 # never uploaded: environments, local stores and run outputs (Ray also honours .gitignore)
