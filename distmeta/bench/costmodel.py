@@ -19,12 +19,14 @@ network bandwidth; ``M``: its memory bandwidth (adding up the rows). The scaling
 
 The constants come from measurements (the gloo sweep between Ray actors, the learner's ``time/``
 parts) or, where nothing was measured, published figures and stated assumptions:
-:data:`GPU_LINKS` and :data:`ASSUMED_GPU_RATE` say which.
+:data:`GPU_LINKS` says which.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 BYTES = 4
 """float32 gradients and weights."""
@@ -84,8 +86,6 @@ def efficiency(costs: Costs, link: Link, n: int, tasks_per_device: int, mode: st
 
 def fit_link(name: str, n: int, sizes: list[float], seconds: list[float]) -> Link:
     """``alpha`` and ``B`` by least squares from all-reduce times of ``sizes`` bytes on ``n`` ranks."""
-    import numpy as np
-
     if n < 2 or len(sizes) < 2:
         raise ValueError("fitting a link needs 2 or more ranks and 2 or more payload sizes")
     hops = 2 * (n - 1)
@@ -96,8 +96,6 @@ def fit_link(name: str, n: int, sizes: list[float], seconds: list[float]) -> Lin
 
 def fit_exchange(counts: list[int], seconds: list[float]) -> tuple[float, float]:
     """``(e0, e1)`` by least squares from the learner's exchange time at ``counts`` actors."""
-    import numpy as np
-
     if len(set(counts)) < 2:
         return (float(np.mean(seconds)), 0.0)
     e1, e0 = np.polyfit(np.array(counts, dtype=float), np.array(seconds, dtype=float), 1)
@@ -111,9 +109,6 @@ GPU_LINKS = {
     "network": Link("between nodes", 10e-6, 35e9, "published: 2 nodes of 8x H200, 4x ConnectX-7 RoCE, nccl-tests busbw ~35 GB/s"),
 }
 """The GPU collectives: in one node up to 8 GPUs, beyond that bound by the network."""
-
-ASSUMED_GPU_RATE = 150e12
-"""Assumed achieved FLOP/s of a meta-step on one H200: ~30% of its dense TF32 peak (494 TFLOP/s)."""
 
 
 def gpu_link(n: int) -> Link:
