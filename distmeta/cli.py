@@ -1,5 +1,5 @@
-"""``distmeta train | eval | submit | jobs``: a thin layer over :mod:`distmeta.api` and
-:mod:`distmeta.jobs`.
+"""``distmeta train | eval | submit | jobs | bench``: a thin layer over :mod:`distmeta.api`,
+:mod:`distmeta.jobs` and :mod:`distmeta.bench.command`.
 
 Exit codes: 0 success, 1 a failure during the run (message printed), 2 bad input (one paragraph,
 no traceback).
@@ -15,6 +15,7 @@ import shlex
 import sys
 import textwrap
 
+from distmeta.bench import command as bench_command
 from distmeta.errors import NonFiniteGradientError, ShardsFailedError, UserError
 from distmeta.interrupts import Interrupted
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("overrides", nargs="*", help="dot-list overrides of the checkpoint's config, e.g. evaluation.num_tasks=1000")
 
     _submit_parser(sub)
-    _bench_parser(sub)
+    bench_command.add_parser(sub)
     _jobs_parser(sub)
     return p
 
@@ -56,34 +57,6 @@ def _submit_parser(sub) -> None:
         "--no-pip", action="store_true", help="the cluster's image already holds the pinned stack: send no pip requirements"
     )
     s.add_argument("--submission-id", help="the job's id (default distmeta-<time>-<random>)")
-
-
-def _bench_parser(sub) -> None:
-    b = sub.add_parser(
-        "bench",
-        help="meta-training throughput against a per-task loop baseline",
-        description="Interleaved blocks of meta-steps: a plain per-task loop (the learn2learn/higher way), "
-        "distmeta in-process, and distmeta on 1 and N Ray shard actors; tasks/s and ratios to "
-        "the loop, block by block (docs/performance.md).",
-    )
-    b.add_argument("overrides", nargs="*", help="dot-list overrides of the workload's config, e.g. algorithm.meta_batch_size=50")
-    b.add_argument("--workload", default="sine", help="sine (default) or conv4-5w1s")
-    b.add_argument("--blocks", type=int, default=5, help="measured blocks after one warm-up block (default 5)")
-    b.add_argument("--steps", type=int, default=10, help="meta-steps per block and mode (default 10)")
-    b.add_argument("--shards", type=int, default=2, help="N for the ray-N mode (0: no Ray modes; default 2)")
-    b.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    b.add_argument("--mlflow", metavar="URI", help="also log the report as a run of experiment distmeta-bench")
-    t = b.add_argument_group(
-        "time to accuracy",
-        "instead of throughput: training time until a held-out score is reached, "
-        "loop vs distmeta synchronous vs pipelined (trainer.staleness=1)",
-    )
-    t.add_argument("--time-to-accuracy", action="store_true", help="race the modes to --target")
-    t.add_argument("--config", default="configs/sine_maml.yaml", help="the run to race (default configs/sine_maml.yaml)")
-    t.add_argument("--target", type=float, default=0.40, help="the val/mse (or val/acc) to reach (default 0.40)")
-    t.add_argument("--eval-every", type=int, default=500, help="meta-steps between scorings (default 500)")
-    t.add_argument("--max-seconds", type=float, default=1200.0, help="give up on a mode after this much training (default 1200)")
-    t.add_argument("--modes", default="loop,sync,pipelined", help="comma-separated subset of loop,sync,pipelined")
 
 
 def _jobs_parser(sub) -> None:
@@ -196,38 +169,7 @@ def _submit(args) -> int:
 
 
 def _bench(args) -> int:
-    from distmeta.bench import accuracy, throughput
-
-    if args.time_to_accuracy:
-        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        if not modes or any(m not in accuracy.MODES for m in modes):
-            raise UserError(f"--modes {args.modes!r}: choose from {', '.join(accuracy.MODES)}")
-        if args.eval_every < 1 or args.max_seconds <= 0:
-            raise UserError("--eval-every must be at least 1 and --max-seconds positive")
-        report = accuracy.run(
-            args.config,
-            args.overrides,
-            args.target,
-            args.eval_every,
-            args.max_seconds,
-            modes,
-            log=lambda s: print(s, file=sys.stderr, flush=True),
-        )
-        if args.mlflow:
-            report["mlflow_run_id"] = throughput.log_to_mlflow(report, args.mlflow)
-        print(json.dumps(report, sort_keys=True) if args.json else accuracy.table(report))
-        return 0
-    if args.workload not in throughput.WORKLOADS:
-        raise UserError(f"--workload {args.workload!r} is not one of {', '.join(throughput.WORKLOADS)}")
-    if args.blocks < 1 or args.steps < 1 or args.shards < 0:
-        raise UserError("--blocks and --steps must be at least 1, --shards at least 0")
-    report = throughput.run(
-        args.workload, args.overrides, args.blocks, args.steps, args.shards, log=lambda s: print(s, file=sys.stderr, flush=True)
-    )
-    if args.mlflow:
-        report["mlflow_run_id"] = throughput.log_to_mlflow(report, args.mlflow)
-    print(json.dumps(report, sort_keys=True) if args.json else throughput.table(report))
-    return 0
+    return bench_command.run(args)
 
 
 def _jobs(args) -> int:

@@ -51,8 +51,9 @@ class ReplicasDivergedError(RuntimeError):
 @dataclass(frozen=True)
 class ReplicatedStep:
     """One step as the learner sees it in all-reduce mode: every shard's metrics, what the
-    replicas' combination measured, whether they skipped the update, the slowest replica's seconds
-    reducing and applying, and rank 0's state when the learner asked for it."""
+    replicas' combination measured, whether they skipped the update, the seconds of the reduction
+    itself (the last replica to reach the collective waits on no one: the least of their times) and
+    of the slowest replica's update, and rank 0's state when the learner asked for it."""
 
     results: list[ShardResult]
     combined: Combined
@@ -165,7 +166,7 @@ class AllReduceShardGroup:
         if first.state is not None:
             self._hold(first.state)
         return ReplicatedStep(
-            [r.result for r in replies], first.combined, first.skipped, max(r.reduce_seconds for r in replies),
+            [r.result for r in replies], first.combined, first.skipped, min(r.reduce_seconds for r in replies),
             max(r.apply_seconds for r in replies), first.state,
         )  # fmt: skip
 
