@@ -26,7 +26,6 @@ from distmeta.models import ModelSpec
 
 DEVICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 TABLE_DEVICES = (8, 64, 256)
-TASKS_PER_GPU = (1, 2, 4)
 H200_TASKS_PER_S = {"conv4-5w1s": 874.0, "resnet12-84-5w1s": 17.0}
 """Measured, one H200, ``python -m distmeta.bench.kernels`` (distmeta vmap, second order, one
 inner step; conv4 with 32 tasks a step, ResNet-12 with 4), 2026-12-04, docs/performance.md."""
@@ -43,6 +42,7 @@ class GpuWorkload:
     params: int
     task_s: float
     source: str
+    tasks_per_gpu: tuple[int, ...] = (1, 2, 4)
 
 
 def _params(spec: ModelSpec) -> int:
@@ -54,7 +54,8 @@ def workloads() -> list[GpuWorkload]:
     ratio = flops.task_flops(resnet, shots=5) / flops.task_flops(resnet, shots=1)
     rate, conv = H200_TASKS_PER_S["resnet12-84-5w1s"], H200_TASKS_PER_S["conv4-5w1s"]
     return [
-        GpuWorkload("conv4 5w1s", _params(conv4), 1 / conv, f"measured: {conv:g} tasks/s on one H200 (32 tasks a step)"),
+        GpuWorkload("conv4 5w1s", _params(conv4), 1 / conv, f"measured: {conv:g} tasks/s on one H200 (32 tasks a step)",
+                    (4, 32)),  # a conv4 task is 1 ms of an H200: it takes the measured batch to fill it
         GpuWorkload("ResNet-12 5w1s", _params(resnet), 1 / rate, f"measured: {rate:g} tasks/s on one H200 (84x84)"),
         GpuWorkload("ResNet-12 5w5s", _params(resnet), ratio / rate,
                     f"derived: the 5w1s rate / {ratio:.2f}, its FLOPs per task over 5w1s's"),
@@ -62,17 +63,18 @@ def workloads() -> list[GpuWorkload]:
 
 
 def project(exchange_s: tuple[float, float], learner_memory_bandwidth: float, compiled_exchange_s=None,
-            tasks=TASKS_PER_GPU, devices=DEVICES) -> dict:  # fmt: skip
+            tasks: tuple[int, ...] | None = None, devices=DEVICES) -> dict:  # fmt: skip
     """Every workload x tasks per GPU x mode: step time and efficiency at each count of
-    ``devices`` (the first is the baseline), the parts of the step at 64. ``compiled_exchange_s``:
-    also all-reduce mode with the learner's calls at a compiled graph's measured cost."""
+    ``devices`` (the first is the baseline), the parts of the step at 64. ``tasks``: tasks per
+    GPU (default: each workload's own); ``compiled_exchange_s``: also all-reduce mode with the
+    learner's calls at a compiled graph's measured cost."""
     modes = [("allreduce", "allreduce", exchange_s), ("learner", "learner", exchange_s)]
     if compiled_exchange_s is not None:
         modes.insert(1, ("allreduce, compiled calls", "allreduce", compiled_exchange_s))
     rows = []
     for w in workloads():
         apply_s = APPLY_TOUCHES * w.params * costmodel.BYTES / HBM_BANDWIDTH
-        for m in tasks:
+        for m in tasks or w.tasks_per_gpu:
             for label, mode, exchange in modes:
                 costs = costmodel.Costs(w.name, w.params, w.task_s, apply_s, tuple(exchange),
                                         learner_memory_bandwidth=learner_memory_bandwidth)  # fmt: skip
@@ -102,27 +104,30 @@ _STYLES = {"allreduce": "-", "learner": "--"}
 
 
 def plot(proj: dict, path: Path) -> Path:
-    """Efficiency against GPUs, one panel per workload: all-reduce solid, with compiled calls
-    dotted, learner dashed."""
+    """Efficiency against GPUs, one panel per workload, a colour per tasks per GPU: all-reduce
+    solid, with compiled calls dotted, learner dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["workload"] for r in proj["rows"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), sharey=True)
     for ax, name in zip(axes, names):
-        for r in (r for r in proj["rows"] if r["workload"] == name):
-            ax.plot(proj["devices"], [100 * e for e in r["efficiency"]], _STYLES.get(r["mode"], ":"),
-                    marker="o", markersize=3, label=f"{r['mode']}, {r['tasks_per_gpu']} per GPU")  # fmt: skip
+        rows = [r for r in proj["rows"] if r["workload"] == name]
+        colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(r["tasks_per_gpu"] for r in rows))}
+        for r in rows:
+            ax.plot(proj["devices"], [100 * e for e in r["efficiency"]], _STYLES.get(r["mode"], ":"), marker="o",
+                    markersize=3, color=colours[r["tasks_per_gpu"]], label=f"{r['mode']}, {r['tasks_per_gpu']} a GPU")  # fmt: skip
         ax.set_xscale("log", base=2)
+        ax.set_xticks(proj["devices"], [str(n) for n in proj["devices"]], fontsize=7)
         ax.set_title(name)
         ax.set_xlabel("GPUs")
         ax.axhline(90, color="grey", linewidth=0.6)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower left")
     axes[0].set_ylabel("weak-scaling efficiency, %")
     axes[0].set_ylim(0, 102)
-    axes[-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -130,4 +135,4 @@ def plot(proj: dict, path: Path) -> Path:
     return path
 
 
-__all__ = ["DEVICES", "H200_TASKS_PER_S", "GpuWorkload", "plot", "project", "table", "workloads"]
+__all__ = ["DEVICES", "H200_TASKS_PER_S", "TABLE_DEVICES", "GpuWorkload", "plot", "project", "table", "workloads"]

@@ -60,14 +60,14 @@ def test_the_flops_counted_on_the_meta_device_are_those_of_a_real_run():
 
 
 def test_the_projection_is_weak_scaling_and_all_reduce_beats_the_learner_at_scale(tmp_path):
-    proj = projection.project((1e-3, 1e-4), 5e9, tasks=(1, 4), devices=(1, 8, 64))
+    proj = projection.project((1e-3, 1e-4), 5e9, (1e-3, 1e-5), tasks=(1, 4), devices=(1, 8, 64))
     for r in proj["rows"]:
         one, eight, many = r["efficiency"]
         assert one == pytest.approx(1.0) and one >= eight >= many > 0
     by = {(r["workload"], r["tasks_per_gpu"], r["mode"]): r["efficiency"][-1] for r in proj["rows"]}
     for (name, m, mode), eff in by.items():
         if mode == "allreduce":
-            assert eff > by[(name, m, "learner")]
+            assert by[(name, m, "allreduce, compiled calls")] > eff > by[(name, m, "learner")]  # cheaper calls
             assert m == 4 or eff < by[(name, 4, "allreduce")]  # more tasks a GPU hide more of the exchange
     resnet = next(r for r in proj["rows"] if r["workload"] == "ResNet-12 5w1s")
     assert resnet["params"] == sum(p.numel() for p in flops.resnet12_84().build().parameters())
