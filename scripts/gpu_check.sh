@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# GPU check, under 8 minutes on one CUDA GPU: the GPU tests, then the conv4, sine and ResNet-12
+# GPU check, under 12 minutes on one CUDA GPU: the GPU tests, then the conv4, sine and ResNet-12
 # meta-steps on the GPU against the per-task loop baseline on the same GPU, and ResNet-12's
 # memory per task. Needs torch with CUDA and pytest;
 # nothing else (no Ray, MLflow or Lightning), so it runs on a bare GPU machine with the repo copied.
-# Where the full stack is installed (make install), it also runs `distmeta bench` on the GPU.
+# Where the full stack is installed (make install), it also runs `distmeta bench` and `--scaling` on the GPU.
 #
 #   scripts/gpu_check.sh [OUT_DIR]     # reports land in OUT_DIR (default: gpu_check_out)
 set -euo pipefail
@@ -21,7 +21,7 @@ print("gpu_check: torch %s on %s" % (torch.__version__, torch.cuda.get_device_na
 PY
 
 echo "== GPU tests"
-timeout 150 "$py" -m pytest -q tests/gpu -p no:cacheprovider -o addopts="" 2>&1 | tee "$out/gpu_tests.txt"
+timeout 210 "$py" -m pytest -q tests/gpu -p no:cacheprovider -o addopts="" 2>&1 | tee "$out/gpu_tests.txt"
 
 echo "== meta-step throughput on the GPU, against the per-task loop on the same GPU"
 timeout 75 "$py" -m distmeta.bench.kernels --workload conv4-5w1s --device cuda --blocks 5 --steps 5 > "$out/conv4_cuda.json"
@@ -38,5 +38,8 @@ if "$py" -c "import ray, mlflow, pytorch_lightning, omegaconf" 2>/dev/null; then
     echo "== distmeta bench (end to end: Lightning learner, shard on the GPU)"
     timeout 120 "$py" -m distmeta bench --workload conv4-5w1s --blocks 2 --steps 2 --shards 1 --json \
         cluster.gpus_per_shard=1 > "$out/bench_conv4_cuda.json" || echo "distmeta bench failed (see above)"
+    echo "== distmeta bench --scaling (both aggregation modes, 1, 2 and 4 shards sharing the GPU)"
+    timeout 300 "$py" -m distmeta bench --scaling --scaling-workloads conv4-5w1s --scaling-steps 3 --json \
+        --plot "$out/scaling_cuda.png" cluster.gpus_per_shard=0.25 > "$out/scaling_cuda.json" || echo "distmeta bench --scaling failed (see above)"
 fi
 echo "gpu_check: reports in $out/"

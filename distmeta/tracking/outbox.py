@@ -59,7 +59,7 @@ class OutboxLogger(MLFlowLogger):
         ]
         with self._lock:
             self._queue.extend(batch)
-            self._lock.notify()
+            self._lock.notify_all()  # the sender, and a flush waiting on the same condition
 
     @property
     def pending(self) -> int:
@@ -119,6 +119,15 @@ class OutboxLogger(MLFlowLogger):
                 )
                 self._down_since = None
             backoff = 0.5
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait up to ``timeout_s`` for everything queued so far to be delivered, unless the
+        server is known to be down (training never waits on an outage). True when delivered."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while (self._queue or self._inflight) and self._down_since is None and time.monotonic() < deadline:
+                self._lock.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+            return not (self._queue or self._inflight)
 
     def close(self, timeout_s: float, spill_dir: Path) -> Path | None:
         """Wait up to ``timeout_s`` for the queue to drain. Metrics still queued then are written to

@@ -41,9 +41,11 @@ def test_memory_controls_lower_the_peak_and_keep_the_gradient():
         assert rows[setting]["grad_norm"] == pytest.approx(base["grad_norm"], rel=1e-8)
 
 
-def test_two_shards_sharing_one_gpu_train_like_the_cpu(tmp_path, monkeypatch):
+@pytest.mark.parametrize("aggregation", ["learner", "allreduce"])
+def test_two_shards_sharing_one_gpu_train_like_the_cpu(aggregation, tmp_path, monkeypatch):
     """A few meta-steps with 2 Ray shard actors on one GPU (gpus_per_shard=0.5) against the same
-    run on CPU actors. Float32 on both, so the tolerance allows for GPU kernels' summation order."""
+    run on CPU actors, in both aggregation modes (all-reduce: GPU replicas, reduced over gloo in
+    host memory). Float32 on both, so the tolerance allows for GPU kernels' summation order."""
     pytest.importorskip("ray")
     import ray
 
@@ -54,7 +56,8 @@ def test_two_shards_sharing_one_gpu_train_like_the_cpu(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
     try:
-        common = [*SMALL, "trainer.max_steps=10", "cluster.num_shards=2", "algorithm.meta_lr=0.001", "evaluation.num_tasks=10"]
+        common = [*SMALL, "trainer.max_steps=10", "cluster.num_shards=2", "algorithm.meta_lr=0.001", "evaluation.num_tasks=10",
+                  f"cluster.aggregation={aggregation}"]  # fmt: skip
         gpu = distmeta.train(
             distmeta.load_config(SINE_CONFIG, [*common, "cluster.gpus_per_shard=0.5", "cluster.cpus_per_shard=1"])
         )
@@ -67,5 +70,5 @@ def test_two_shards_sharing_one_gpu_train_like_the_cpu(tmp_path, monkeypatch):
     assert all("cuda" in tags[f"shard.{k}.worker"] for k in range(2)), tags
     assert tags["shard.0.gpus"] == tags["shard.1.gpus"], "both shards on the one GPU"
     diff = rel_diff(params_of(gpu), params_of(cpu))
-    print(f"2 shards on one CUDA GPU vs CPU after 10 steps: rel diff {diff:.2e}")
+    print(f"2 shards on one CUDA GPU vs CPU after 10 steps, {aggregation}: rel diff {diff:.2e}")
     assert diff < 1e-4

@@ -58,6 +58,17 @@ def test_string_values_are_dropped_and_keys_made_valid(sqlite_uri, new_logger, t
     assert [m.step for m in MlflowClient(sqlite_uri).get_metric_history(logger.run_id, "valacc")] == [0]
 
 
+def test_a_flush_returns_once_everything_logged_so_far_is_in_the_store(sqlite_uri, new_logger, tmp_path):
+    """What a checkpoint waits for: after ``flush`` every metric logged before it can be read back."""
+    logger = _outbox(new_logger, sqlite_uri, "flush")
+    _log_steps(logger, range(1, 6))
+    assert logger.flush(30.0)
+    assert logger.pending == 0
+    for i, key in enumerate(KEYS):
+        assert [(s, v) for s, v, _ in _history(sqlite_uri, logger.run_id, key)] == [(s, s + i / 10) for s in range(1, 6)]
+    assert logger.close(10.0, tmp_path) is None
+
+
 @pytest.fixture(scope="module")
 def server_factory(tmp_path_factory, migrated_store):
     """One ``mlflow server`` for this module's tests, started when a test first needs it; tests may
@@ -101,6 +112,8 @@ def test_metrics_logged_during_an_outage_arrive_with_original_steps_and_timestam
     windows |= _log_steps(logger, range(2, 7))
     assert time.monotonic() - started < 1.0, "log_metrics does not wait for the server"
     assert wait_until(lambda: "is not answering" in caplog.text, 30), "the sender tried and failed"
+    asked = time.monotonic()
+    assert logger.flush(30.0) is False and time.monotonic() - asked < 1.0, "a checkpoint's flush does not wait on an outage"
     time.sleep(1.0)
     assert logger.pending == 5 * len(KEYS), "the outage's metrics are kept, none dropped"
     restarted_ms = int(time.time() * 1000)
