@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check, under 12 minutes on one CUDA GPU: the GPU tests, then the conv4, sine and ResNet-12
+# GPU check on one CUDA GPU (each step has its own timeout: 17 minutes in all at most; 178 s on
+# an H200 before --scaling was added): the GPU tests, then the conv4, sine and ResNet-12
 # meta-steps on the GPU against the per-task loop baseline on the same GPU, and ResNet-12's
 # memory per task. Needs torch with CUDA and pytest;
 # nothing else (no Ray, MLflow or Lightning), so it runs on a bare GPU machine with the repo copied.

@@ -77,7 +77,13 @@ def run(args) -> int:
     return 0
 
 
+SCALING_SETS = ("cluster.num_shards", "cluster.aggregation", "trainer.max_steps", "trainer.log_every_n_steps",
+                "trainer.val_every_n_steps", "checkpoint.every_n_steps")  # fmt: skip
+"""What ``--scaling`` sets itself for each of its runs: an override of these would mislabel the rows."""
+
+
 def _scaling(args, log) -> int:
+    from distmeta import config
     from distmeta.bench import projection, scaling, throughput
 
     names = tuple(w.strip() for w in args.scaling_workloads.split(",") if w.strip())
@@ -86,13 +92,25 @@ def _scaling(args, log) -> int:
         raise UserError(f"--scaling-workloads {args.scaling_workloads!r}: choose from {', '.join(throughput.WORKLOADS)}")
     if args.scaling_steps < 1:
         raise UserError("--scaling-steps must be at least 1")
-    if args.mlflow:
-        raise UserError("--mlflow logs throughput and time-to-accuracy reports; save a scaling report with --json")
+    if args.mlflow or args.time_to_accuracy:
+        raise UserError(
+            "--scaling makes its own report: it does not combine with --mlflow or --time-to-accuracy (save it with --json)"
+        )
+    taken = [o for o in args.overrides if o.split("=", 1)[0].strip() in SCALING_SETS]
+    if taken:
+        raise UserError(f"--scaling sets {', '.join(SCALING_SETS)} for each of its runs; drop {' '.join(taken)}")
+    for name in names:  # a bad override stops here, before Ray starts (the bench writes the datasets later)
+        written = [f"tasks.root={Path.cwd()}"] if name in throughput.DATA else []
+        config.load(None, [*throughput.WORKLOADS[name], *written, *args.overrides])
     plot = Path(args.plot) if args.plot else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {args.plot}: the figure is a PNG; name it something.png")
     report = scaling.run(names, args.scaling_steps, args.overrides, log=log)
     if plot is not None:
-        report["plot"] = str(projection.plot(report["projection"], plot))
+        try:
+            report["plot"] = str(projection.plot(report["projection"], plot))
+        except (OSError, ValueError) as exc:  # the measurements are still reported
+            log(f"distmeta bench: --plot {plot}: {exc}")
+            report["plot_error"] = str(exc)
     print(json.dumps(report, sort_keys=True) if args.json else scaling.table(report))
-    return 0
+    return 1 if "plot_error" in report else 0

@@ -95,11 +95,14 @@ def fit_link(name: str, n: int, sizes: list[float], seconds: list[float]) -> Lin
 
 
 def fit_exchange(counts: list[int], seconds: list[float]) -> tuple[float, float]:
-    """``(e0, e1)`` by least squares from the learner's exchange time at ``counts`` actors."""
+    """``(e0, e1)`` by least squares from the learner's exchange time at ``counts`` actors; a
+    falling fit (noise) gives the mean and no slope."""
     if len(set(counts)) < 2:
         return (float(np.mean(seconds)), 0.0)
     e1, e0 = np.polyfit(np.array(counts, dtype=float), np.array(seconds, dtype=float), 1)
-    return (max(float(e0), 0.0), max(float(e1), 0.0))
+    if e1 < 0:  # noise, not a cost that falls with more actors: no slope, the mean
+        return (float(np.mean(seconds)), 0.0)
+    return (max(float(e0), 0.0), float(e1))
 
 
 GPU_LINKS = {

@@ -112,7 +112,8 @@ def plot(proj: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["workload"] for r in proj["rows"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), sharey=True)
+    fig, grid = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), sharey=True, squeeze=False)
+    axes = list(grid[0])
     for ax, name in zip(axes, names):
         rows = [r for r in proj["rows"] if r["workload"] == name]
         colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(r["tasks_per_gpu"] for r in rows))}

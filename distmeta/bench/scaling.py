@@ -69,7 +69,7 @@ def split(parts: dict[str, float], mode: str) -> dict[str, float]:
 def measure_step(workload: str, mode: str, shards: int, steps: int, overrides: list[str], data: str | None) -> dict:
     """``steps`` + 2 meta-steps of the workload (one to warm up; the last syncs the replicas'
     state to the learner): bytes and time per ordinary step, and the bytes of the syncing one."""
-    cores = os.cpu_count() or 2
+    cores = _cores()
     over = [*throughput.WORKLOADS[workload], "trainer.progress_bar=false", f"trainer.max_steps={steps + 2}",
             f"trainer.val_every_n_steps={steps + 10}", f"trainer.log_every_n_steps={steps + 2}",
             f"checkpoint.every_n_steps={steps + 10}", f"cluster.num_shards={shards}", f"cluster.aggregation={mode}",
@@ -93,14 +93,17 @@ def measure_step(workload: str, mode: str, shards: int, steps: int, overrides: l
     out = {"workload": workload, "mode": mode, "shards": shards, "weights_bytes": weights, "wall_ms": 1e3 * plain["wall"],
            "learner_sent": plain["sent"], "learner_received": plain["received"],
            "sync_learner_sent": last["sent"], "sync_learner_received": last["received"], **split(plain, mode),
-           "actor_sent_to_learner": plain["received"] / shards}  # fmt: skip
-    if mode == "allreduce":  # the plan and step number from the learner (uncounted), the ring between actors
-        payload = statistics.median(reduced) / (steps + 2)
-        out.update(actor_received_from_learner=0.0, actor_allreduce_payload=payload,
-                   actor_ring_bytes=2 * (shards - 1) / shards * payload)  # fmt: skip
-    else:  # every actor reads the weights
-        out.update(actor_received_from_learner=weights, actor_allreduce_payload=0.0, actor_ring_bytes=0.0)
+           "actor_sent_to_learner": plain["received"] / shards, "actor_received_from_learner": plain["sent"] / shards}  # fmt: skip
+    payload = statistics.median(reduced) / (steps + 2) if reduced else 0.0  # the replicas' own count
+    out.update(actor_allreduce_payload=payload, actor_ring_bytes=2 * (shards - 1) / shards * payload)
     return out
+
+
+def _cores() -> int:
+    """The CPUs the shards may take: the running Ray's (a test's may hold fewer than the machine), else the machine's."""
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else (os.cpu_count() or 2)
 
 
 def _reduced_bytes(group) -> list[int]:
@@ -114,11 +117,14 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 3, overrides: list[
     """The sweep, then every workload in both modes at :data:`SHARDS`, then the model."""
     import ray
 
-    ray.init(include_dashboard=False, log_to_driver=False)
+    own = not ray.is_initialized()
+    if own:
+        ray.init(include_dashboard=False, log_to_driver=False)
     try:
         links, answers, compiled = sweeps.all_reduce(), sweeps.calls(), sweeps.calls((1, 2, 4), compiled=True)
     finally:
-        ray.shutdown()
+        if own:
+            ray.shutdown()
     for r in links:
         log(f"gloo all-reduce, {r['ranks']} processes: {r['latency_s'] * 1e6:.0f} us per hop, {r['bandwidth'] / 1e9:.2f} GB/s")
     e0, e1 = answers["exchange_s"]
@@ -143,7 +149,7 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 3, overrides: list[
     fitted["compiled_exchange_s"] = compiled["exchange_s"]
     proj = projection.project(tuple(fitted["exchange_s"]), fitted["learner_memory_bandwidth"], tuple(compiled["exchange_s"]))
     return {"links": links, "calls": answers, "compiled_calls": compiled, "steps": rows, "constants": fitted,
-            "checks": checks(fitted, rows), "projection": proj}  # fmt: skip
+            "checks": checks(links, fitted, rows), "projection": proj}  # fmt: skip
 
 
 def constants(links: list[dict], answers: dict, rows: list[dict]) -> dict:
@@ -161,12 +167,14 @@ def constants(links: list[dict], answers: dict, rows: list[dict]) -> dict:
             "exchange_s": list(exchange), "exchange_in_runs_s": list(in_runs), "learner_memory_bandwidth": memory}  # fmt: skip
 
 
-def checks(fitted: dict, rows: list[dict]) -> list[dict]:
+def checks(links: list[dict], fitted: dict, rows: list[dict]) -> list[dict]:
     """The model against each measured all-reduce step, its compute and Adam taken as measured:
-    the reduction from the sweep's link, the exchange from the runs' own fit."""
-    link = costmodel.Link("gloo", fitted["link"]["latency_s"], fitted["link"]["bandwidth"], "measured")
+    the reduction from the link the sweep fitted on as many processes (else on the most), the
+    exchange from the runs' own fit."""
+    fits = {r["ranks"]: costmodel.Link("gloo", r["latency_s"], r["bandwidth"], "measured") for r in links}
     out = []
     for r in (r for r in rows if r["mode"] == "allreduce"):
+        link = fits.get(r["shards"], fits[max(fits)])
         params = int(r["actor_allreduce_payload"] // costmodel.BYTES)
         c = costmodel.Costs(
             r["workload"], params, r["compute_ms"] / 1e3, r["apply_ms"] / 1e3, tuple(fitted["exchange_in_runs_s"])

@@ -274,7 +274,8 @@ class MetaLearner(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the file exists only once the metrics up to its step are in MLflow: a driver killed after
         # it loses none of them (the resumed run logs from the step after it)
-        getattr(self.logger, "flush", lambda: True)()
+        if not getattr(self.logger, "flush", lambda: True)():
+            log.warning("checkpoint at step %d: MLflow has not taken the metrics before it yet; saving anyway", self.global_step)
         if self.replicated and self._synced != self.global_step:  # a save off the sync cadence: the replicas' state
             self._sync(self.global_step)
             checkpoint["state_dict"] = self.state_dict()

@@ -1,7 +1,8 @@
 """Metrics that survive a tracking-server outage.
 
-The learner never waits on MLflow: :class:`OutboxLogger` queues each ``log_metrics`` call and a
-sender thread delivers the queue in batches. When the server is unreachable the batch stays at
+The learner does not wait on MLflow to log: :class:`OutboxLogger` queues each ``log_metrics``
+call and a sender thread delivers the queue in batches. Only a checkpoint waits, a bounded time
+(:meth:`OutboxLogger.flush`), for what was logged before it. When the server is unreachable the batch stays at
 the head of the queue and is retried with backoff while training goes on; when the server comes
 back the backlog is delivered with its original steps and timestamps. At the end the logger
 waits a bounded time for the queue to drain; what could not be delivered is written to a JSON
@@ -94,8 +95,11 @@ class OutboxLogger(MLFlowLogger):
                 with self._lock:
                     self._queue.extendleft(reversed(batch))
                     self._inflight = []
-                if self._down_since is None:
-                    self._down_since = time.monotonic()
+                    first = self._down_since is None
+                    if first:
+                        self._down_since = time.monotonic()
+                    self._lock.notify_all()  # a flush waiting on this batch stops waiting
+                if first:
                     log.warning(
                         "MLflow at %s is not answering (%s); training goes on and metrics are kept until it does (%d waiting)",
                         self._tracking_uri,

@@ -37,10 +37,11 @@ def test_a_link_fitted_to_ring_times_recovers_its_latency_and_bandwidth():
         costmodel.fit_link("fit", 1, sizes, [0.0] * len(sizes))
 
 
-def test_the_exchange_fit_recovers_its_line_and_a_single_count_gives_the_mean():
+def test_the_exchange_fit_recovers_its_line_and_a_single_count_or_a_falling_fit_gives_the_mean():
     counts = [1, 2, 4, 8]
     assert costmodel.fit_exchange(counts, [0.003 + 0.0005 * n for n in counts]) == pytest.approx((0.003, 0.0005))
     assert costmodel.fit_exchange([2, 2], [0.01, 0.03]) == pytest.approx((0.02, 0.0))
+    assert costmodel.fit_exchange([1, 2, 4], [0.024, 0.004, 0.007]) == pytest.approx((0.035 / 3, 0.0))  # falling: the mean
 
 
 COSTS = Costs("w", params=1_000_000, task_s=0.05, apply_s=0.004, exchange_s=(0.002, 0.0003), families=2)
