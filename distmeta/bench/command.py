@@ -4,7 +4,9 @@ builds this parser on every command."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,7 +63,8 @@ def run(args) -> int:
             raise UserError(f"--modes {args.modes!r}: choose from {', '.join(accuracy.MODES)}")
         if args.eval_every < 1 or args.max_seconds <= 0:
             raise UserError("--eval-every must be at least 1 and --max-seconds positive")
-        report = accuracy.run(args.config, args.overrides, args.target, args.eval_every, args.max_seconds, modes, log=log)
+        with _report_alone_on_stdout():
+            report = accuracy.run(args.config, args.overrides, args.target, args.eval_every, args.max_seconds, modes, log=log)
         if args.mlflow:
             report["mlflow_run_id"] = throughput.log_to_mlflow(report, args.mlflow)
         print(json.dumps(report, sort_keys=True) if args.json else accuracy.table(report))
@@ -70,11 +73,27 @@ def run(args) -> int:
         raise UserError(f"--workload {args.workload!r} is not one of {', '.join(throughput.WORKLOADS)}")
     if args.blocks < 1 or args.steps < 1 or args.shards < 0:
         raise UserError("--blocks and --steps must be at least 1, --shards at least 0")
-    report = throughput.run(args.workload, args.overrides, args.blocks, args.steps, args.shards, log=log)
+    with _report_alone_on_stdout():
+        report = throughput.run(args.workload, args.overrides, args.blocks, args.steps, args.shards, log=log)
     if args.mlflow:
         report["mlflow_run_id"] = throughput.log_to_mlflow(report, args.mlflow)
     print(json.dumps(report, sort_keys=True) if args.json else throughput.table(report))
     return 0
+
+
+@contextlib.contextmanager
+def _report_alone_on_stdout():
+    """While a bench measures, whatever writes to file descriptor 1 (Ray's raylet warnings, the
+    processes it starts) goes to stderr, so stdout carries the report alone (``--json | jq``)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 SCALING_SETS = ("cluster.num_shards", "cluster.aggregation", "trainer.max_steps", "trainer.log_every_n_steps",
@@ -105,7 +124,8 @@ def _scaling(args, log) -> int:
     plot = Path(args.plot) if args.plot else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {args.plot}: the figure is a PNG; name it something.png")
-    report = scaling.run(names, args.scaling_steps, args.overrides, log=log)
+    with _report_alone_on_stdout():
+        report = scaling.run(names, args.scaling_steps, args.overrides, log=log)
     if plot is not None:
         try:
             report["plot"] = str(projection.plot(report["projection"], plot))

@@ -4,6 +4,8 @@ meta device is what a real run counts, and the projection behaves as weak scalin
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -96,3 +98,13 @@ def test_bad_scaling_options_exit_2_before_anything_runs(args, says, capsys, tmp
     monkeypatch.chdir(tmp_path)
     assert main(["bench", "--scaling", "--scaling-workloads", "conv4-5w1s,resnet12-cfs-5w1s", *args]) == 2
     assert says in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_what_writes_to_stdout_while_a_bench_measures_goes_to_stderr(capfd):
+    from distmeta.bench.command import _report_alone_on_stdout
+
+    with _report_alone_on_stdout():
+        os.write(1, b"(raylet) WARNING: a worker process\n")
+    os.write(1, b"{}\n")
+    out, err = capfd.readouterr()
+    assert out == "{}\n" and "(raylet) WARNING" in err
