@@ -122,6 +122,7 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 3, overrides: list[
         ray.init(include_dashboard=False, log_to_driver=False)
     try:
         links, answers, compiled = sweeps.all_reduce(), sweeps.calls(), sweeps.calls((1, 2, 4), compiled=True)
+        driven = sweeps.replicated()
     finally:
         if own:
             ray.shutdown()
@@ -131,6 +132,10 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 3, overrides: list[
     (c0, c1) = compiled["exchange_s"]
     log(f"the learner's calls: {1e3 * e0:.2f} ms + {1e3 * e1:.2f} ms per actor of its CPU a step; "
         f"through a compiled graph {1e3 * c0:.2f} + {1e3 * c1:.2f} ms")  # fmt: skip
+    t, c = driven["tasks"], driven["compiled"]
+    log(f"replicated sine steps on {driven['actors']} actors: by actor tasks {1e3 * t['wall_s']:.1f} ms a step "
+        f"({1e3 * t['cpu_s']:.1f} ms of the learner's CPU), through a compiled graph {1e3 * c['wall_s']:.1f} ms "
+        f"({1e3 * c['cpu_s']:.1f}); the same bits: {driven['same_bits']}")  # fmt: skip
     rows = []
     data_root = Path(tempfile.mkdtemp(prefix="distmeta-scaling-data-"))
     try:
@@ -148,8 +153,8 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 3, overrides: list[
     fitted = constants(links, answers, rows)
     fitted["compiled_exchange_s"] = compiled["exchange_s"]
     proj = projection.project(tuple(fitted["exchange_s"]), fitted["learner_memory_bandwidth"], tuple(compiled["exchange_s"]))
-    return {"links": links, "calls": answers, "compiled_calls": compiled, "steps": rows, "constants": fitted,
-            "checks": checks(links, fitted, rows), "projection": proj}  # fmt: skip
+    return {"links": links, "calls": answers, "compiled_calls": compiled, "replicated_steps": driven, "steps": rows,
+            "constants": fitted, "checks": checks(links, fitted, rows), "projection": proj}  # fmt: skip
 
 
 def constants(links: list[dict], answers: dict, rows: list[dict]) -> dict:
@@ -199,6 +204,14 @@ def table(report: dict) -> str:
             f"| {kind} | {n} | {1e3 * w:.2f} | {1e3 * c:.2f} |"
             for n, w, c in zip(calls["counts"], calls["wall_s"], calls["cpu_s"])
         ]
+    d = report["replicated_steps"]
+    out += [
+        "",
+        f"| replicated sine steps, {d['actors']} actors | wall ms a step | the learner's CPU ms a step |",
+        "|---|---|---|",
+    ]
+    out += [f"| {how} | {1e3 * d[how]['wall_s']:.2f} | {1e3 * d[how]['cpu_s']:.2f} |" for how in ("tasks", "compiled")]
+    out.append(f"\nBoth ways end at the same bits: {d['same_bits']}.")
     k = report["constants"]
     (e0, e1), (r0, r1) = k["exchange_s"], k["exchange_in_runs_s"]
     out += ["", f"Fitted: ring latency {1e6 * k['link']['latency_s']:.0f} us a hop, bandwidth {k['link']['bandwidth'] / 1e9:.2f} GB/s "

@@ -6,6 +6,8 @@ constants :mod:`distmeta.bench.scaling` gives the cost model besides its trainin
 - :func:`calls`: one step's calls from the learner to ``n`` actors that do no work, as actor
   tasks (what the all-reduce group does) or through a compiled graph; the learner's CPU per
   round, fitted as ``e0 + e1 n``.
+- :func:`replicated`: real replicated steps driven both ways, their cost to the learner and
+  whether they end at the same bits.
 """
 
 from __future__ import annotations
@@ -137,9 +139,65 @@ def _compiled(actors: list):
     return graph.experimental_compile()
 
 
+def replicated(actors: int = 2, steps: int = 30, tasks: int = 8) -> dict:
+    """Real replicated steps (a sine MLP's MAML, gloo between ``actors`` replicas) driven as the
+    group drives them, by actor tasks, then through a compiled graph on a new group from the same
+    state: the learner's wall and CPU time per step, and whether both end at the same bits."""
+    import numpy as np
+    import ray
+    import torch
+
+    from distmeta.algorithms import build
+    from distmeta.models import ModelSpec
+    from distmeta.shard.actors import ActorResources
+    from distmeta.shard.allreduce_group import AllReduceShardGroup
+    from distmeta.shard.replica import capture
+    from distmeta.shard.worker import ReplicaSpec, WorkerSpec
+    from distmeta.tasks import SineFamily, assign
+    from distmeta.tasks.mixture import Mixture
+
+    spec = WorkerSpec(seed=3, families=(SineFamily(),), mixture=Mixture(("sine",), (1.0,)), threads=1,
+                      model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)), algorithm=build("maml", steps=1, lr=0.01),
+                      replica=ReplicaSpec(meta_lr=0.01, grad_clip=1.0, timeout_s=60.0))  # fmt: skip
+    torch.manual_seed(0)
+    model = spec.algorithm.meta_model(spec.model.build())
+    start, plan = capture(model, torch.optim.Adam(model.parameters()), 0), [tuple(r) for r in assign(tasks, actors)]
+    out: dict = {"actors": actors, "steps": steps}
+    for how in ("tasks", "compiled"):
+        group = AllReduceShardGroup(spec, actors, ActorResources(num_cpus=0, num_gpus=0, max_restarts=0), timeout_s=60.0)
+        graph = None
+        try:
+            group.load_state(start)
+            if how == "compiled":
+                from ray.dag import InputNode, MultiOutputNode
+
+                with InputNode() as ask:  # (step, lr); each replica's share of the plan is fixed
+                    dag = [h.replicated_step.bind(ask[0], list(plan[k]), ask[1], False) for k, h in enumerate(group.actors)]
+                graph = MultiOutputNode(dag).experimental_compile()
+            walls, cpu = [], _cpu_s()
+            for step in range(steps):
+                began = time.perf_counter()
+                if graph is not None:
+                    ray.get(graph.execute(step, 0.01), timeout=60)
+                else:
+                    group.step(step, plan, 0.01, diagnostics=False)
+                walls.append(time.perf_counter() - began)
+            out[how] = {"wall_s": statistics.median(walls), "cpu_s": (_cpu_s() - cpu) / steps}
+            if graph is not None:
+                graph.teardown()
+                graph = None
+            out[how]["weights"] = ray.get(group.actors[0].state.remote(), timeout=60).weights
+        finally:
+            if graph is not None:
+                graph.teardown()
+            group.close()
+    out["same_bits"] = bool(np.array_equal(out["tasks"].pop("weights"), out["compiled"].pop("weights")))
+    return out
+
+
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
 
-__all__ = ["SIZES", "all_reduce", "calls"]
+__all__ = ["SIZES", "all_reduce", "calls", "replicated"]
