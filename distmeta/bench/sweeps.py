@@ -95,8 +95,8 @@ def calls(counts: tuple[int, ...] = (1, 4, 16), rounds: int = 50, compiled: bool
     """The learner's side of one step's calls to ``n`` actors (submit, wait, fetch): wall time
     and this process's CPU time per round, and ``(e0, e1)`` fitted to the CPU time, the serial
     part that actors on other machines do not take off the learner. ``compiled``: through a Ray
-    compiled graph (``experimental_compile``) instead of one actor task per call, as the replicas
-    could be driven (not wired: docs/performance.md)."""
+    compiled graph (``experimental_compile``) instead of one actor task per call, as
+    ``cluster.replica_calls: compiled`` drives the replicas."""
     import ray
 
     answerer = ray.remote(num_cpus=0)(_Answerer)
@@ -140,11 +140,11 @@ def _compiled(actors: list):
 
 
 def replicated(actors: int = 2, steps: int = 30, tasks: int = 8) -> dict:
-    """Real replicated steps (a sine MLP's MAML, gloo between ``actors`` replicas) driven as the
-    group drives them, by actor tasks, then through a compiled graph on a new group from the same
-    state: the learner's wall and CPU time per step, and whether both end at the same bits."""
+    """Real replicated steps (a sine MLP's MAML, gloo between ``actors`` replicas) asked by actor
+    tasks, then through a compiled graph (``cluster.replica_calls``), each on a group of its own
+    from the same state: the learner's wall and CPU time per step, and whether both end at the
+    same bits."""
     import numpy as np
-    import ray
     import torch
 
     from distmeta.algorithms import build
@@ -163,33 +163,18 @@ def replicated(actors: int = 2, steps: int = 30, tasks: int = 8) -> dict:
     model = spec.algorithm.meta_model(spec.model.build())
     start, plan = capture(model, torch.optim.Adam(model.parameters()), 0), [tuple(r) for r in assign(tasks, actors)]
     out: dict = {"actors": actors, "steps": steps}
-    for how in ("tasks", "compiled"):
-        group = AllReduceShardGroup(spec, actors, ActorResources(num_cpus=0, num_gpus=0, max_restarts=0), timeout_s=60.0)
-        graph = None
+    for how in ("tasks", "compiled"):  # cluster.replica_calls
+        group = AllReduceShardGroup(spec, actors, ActorResources(num_cpus=0, num_gpus=0, max_restarts=0), 60.0, calls=how)
         try:
             group.load_state(start)
-            if how == "compiled":
-                from ray.dag import InputNode, MultiOutputNode
-
-                with InputNode() as ask:  # (step, lr); each replica's share of the plan is fixed
-                    dag = [h.replicated_step.bind(ask[0], list(plan[k]), ask[1], False) for k, h in enumerate(group.actors)]
-                graph = MultiOutputNode(dag).experimental_compile()
             walls, cpu = [], _cpu_s()
             for step in range(steps):
                 began = time.perf_counter()
-                if graph is not None:
-                    ray.get(graph.execute(step, 0.01), timeout=60)
-                else:
-                    group.step(step, plan, 0.01, diagnostics=False)
+                group.step(step, plan, 0.01, diagnostics=False)
                 walls.append(time.perf_counter() - began)
             out[how] = {"wall_s": statistics.median(walls), "cpu_s": (_cpu_s() - cpu) / steps}
-            if graph is not None:
-                graph.teardown()
-                graph = None
-            out[how]["weights"] = ray.get(group.actors[0].state.remote(), timeout=60).weights
+            out[how]["weights"] = group.state().weights
         finally:
-            if graph is not None:
-                graph.teardown()
             group.close()
     out["same_bits"] = bool(np.array_equal(out["tasks"].pop("weights"), out["compiled"].pop("weights")))
     return out

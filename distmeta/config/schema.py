@@ -213,6 +213,10 @@ class ClusterConfig:
     weights out again (the default; best for small models); ``allreduce``: the shard actors
     all-reduce their gradients among themselves and each steps a replica of the meta-parameters,
     the learner sending only step numbers and loading the weights when it validates or saves."""
+    replica_calls: str = "tasks"
+    """All-reduce mode: how the learner asks the replicas for an ordinary step: ``tasks`` (one Ray
+    actor task each) or ``compiled`` (one execution of a Ray compiled graph: less of the learner's
+    CPU per replica, for many GPU actors; its waits spin, so it needs a spare core per process)."""
     cpus_per_shard: float = 1.0
     """CPUs reserved per shard actor; also sets the actor's torch thread count (at least 1)."""
     gpus_per_shard: float = 0.0

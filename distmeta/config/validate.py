@@ -17,6 +17,7 @@ from distmeta.errors import ConfigError
 from distmeta.learner.settings import LEARNER_DEVICES, LR_SCHEDULES, ON_NONFINITE, STALENESS
 from distmeta.models import HEADS, MODELS, NORMS, model_kind
 from distmeta.shard.aggregate import WEIGHTINGS
+from distmeta.shard.allreduce_group import REPLICA_CALLS
 from distmeta.shard.group import AGGREGATIONS
 from distmeta.shard.placement import STRATEGIES
 from distmeta.shard.worker import PRECISIONS
@@ -142,6 +143,9 @@ def _choices(cfg: DistMetaConfig) -> None:
         _fail("model.norm", f"chooses the normalisation of {normalised}; model.name={cfg.model.name} has none")
     _choice("cluster.placement_strategy", c.placement_strategy, STRATEGIES)
     _choice("cluster.aggregation", c.aggregation, AGGREGATIONS)
+    _choice("cluster.replica_calls", c.replica_calls, REPLICA_CALLS)
+    if c.replica_calls != "tasks" and c.aggregation != "allreduce":
+        _fail("cluster.replica_calls", "is how the learner calls replicas: it needs cluster.aggregation=allreduce")
     if c.aggregation == "allreduce" and c.num_shards < 1:
         _fail("cluster.aggregation", "allreduce runs among shard actors: set cluster.num_shards to 1 or more")
     if c.aggregation == "allreduce" and tr.staleness:

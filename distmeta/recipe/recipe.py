@@ -223,8 +223,9 @@ class Recipe:
         spec = self.worker_spec(self.shard_device)
         if c.aggregation == "allreduce":
             return AllReduceShardGroup(
-                replace(spec, replica=self._replica_spec()), c.num_shards, resources, c.step_timeout_s, shard_data
-            )
+                replace(spec, replica=self._replica_spec()), c.num_shards, resources, c.step_timeout_s, shard_data,
+                calls=c.replica_calls,
+            )  # fmt: skip
         return RayShardGroup(
             spec, c.num_shards, resources, timeout_s=c.step_timeout_s, shard_data=shard_data, local_channel=c.local_channel
         )

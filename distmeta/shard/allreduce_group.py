@@ -42,6 +42,10 @@ MAX_ATTEMPTS = 3
 GRACE_S = 5.0
 """Past the step timeout, how long the members still in a collective get to fail out of it
 (gloo's own timeout, of the same length, started when they entered it)."""
+REPLICA_CALLS = ("tasks", "compiled")
+"""How the learner asks the replicas for an ordinary step: one Ray actor task each, or one
+execution of a Ray compiled graph over all of them (less of the learner's time per replica;
+sync, check and recovery steps still go by tasks)."""
 
 
 class ReplicasDivergedError(RuntimeError):
@@ -88,10 +92,12 @@ class AllReduceShardGroup:
     """The learner sends steps, not weights, and loads the replicas' state when it needs it."""
 
     def __init__(self, spec: WorkerSpec, num_shards: int, resources: ActorResources, timeout_s: float,
-                 shard_data: Sequence[ShardData] = (), check_every: int = CHECK_EVERY):  # fmt: skip
+                 shard_data: Sequence[ShardData] = (), check_every: int = CHECK_EVERY, calls: str = "tasks"):  # fmt: skip
         if spec.replica is None:
             raise ValueError("all-reduce mode needs WorkerSpec.replica")
-        self.num_shards, self.timeout_s, self.check_every = num_shards, timeout_s, check_every
+        self.num_shards, self.timeout_s, self.check_every, self.calls = num_shards, timeout_s, check_every, calls
+        self._graph = None  # the compiled graph over the actors (calls="compiled"), built at first use
+        self._broken = False  # it failed a step: not used again until torn down
         self.lifecycle = ShardActors(spec, num_shards, resources, timeout_s, shard_data, local_channel=False,
                                    worker_class=ReplicaWorker)  # fmt: skip
         self.faults = self.lifecycle.faults
@@ -156,7 +162,9 @@ class AllReduceShardGroup:
             if attempt == MAX_ATTEMPTS:
                 raise ShardsFailedError(f"all-reduce mode: step {step} failed {attempt} times; last: {'; '.join(tried.errors)}")
             log.warning("all-reduce step %d failed (%s); recovering and computing it again", step, "; ".join(tried.errors))
-            recover(self, step, tried.suspects)
+            recover(self, step, tried.suspects)  # tears a broken graph down once the hung are killed
+        if self._broken:  # the graph failed but every actor answered by tasks: rebuild it next step
+            self.drop_graph()
         replies = tried.replies
         self.traffic.received += wire.nbytes(replies)  # metrics only, and rank 0's state on a sync
         if check:
@@ -174,6 +182,11 @@ class AllReduceShardGroup:
         """One try of ``ask`` on every replica. A replica that neither answers nor fails within
         the step timeout, and the grace its peers' collectives need to time out on it, is hung."""
         import ray
+
+        if self.calls == "compiled" and not (sync or check or self._broken):
+            tried = self._attempt_compiled(ask)
+            if tried is not None:
+                return tried
 
         refs = [h.replicated_step.remote(ask.step, list(ask.plan[k]), ask.lr, ask.diagnostics, sync, check)
                 for k, h in enumerate(self.lifecycle.handles)]  # fmt: skip
@@ -199,6 +212,40 @@ class AllReduceShardGroup:
                 tried.errors.append(f"replica {k}: {_first_line(exc)}")
         return tried
 
+    def _attempt_compiled(self, ask: Ask) -> Attempt | None:
+        """One try through the compiled graph; None when it failed: the caller tries by actor
+        tasks, which name the replicas lost, and the recovery rewinds a replica that applied the
+        step, as after any failed attempt. The broken graph is torn down after the recovery's
+        check has killed a hung actor (the teardown waits on every actor's graph loop)."""
+        import ray
+
+        try:
+            if self._graph is None:
+                from ray.dag import InputNode, MultiOutputNode
+
+                with InputNode() as asked:
+                    self._graph = MultiOutputNode(
+                        [h.graph_step.bind(asked) for h in self.lifecycle.handles]
+                    ).experimental_compile()
+            refs = self._graph.execute((ask.step, [list(p) for p in ask.plan], ask.lr, ask.diagnostics))
+            return Attempt(list(ray.get(refs, timeout=self.timeout_s + GRACE_S)))
+        except NonFiniteGradientError as exc:
+            raise NonFiniteGradientError(str(getattr(exc, "cause", exc))) from None
+        except Exception as exc:  # Ray's errors and a replica's own; the tasks tell them apart
+            log.warning("all-reduce step %d through the compiled graph failed (%s); trying it by actor tasks", ask.step,
+                        _first_line(exc))  # fmt: skip
+            self._broken = True
+            return None
+
+    def drop_graph(self) -> None:
+        """Tear the compiled graph down (it is built again at the next ordinary step)."""
+        graph, self._graph, self._broken = self._graph, None, False
+        if graph is not None:
+            try:
+                graph.teardown()
+            except Exception as exc:  # an actor already gone: the graph is down anyway
+                log.warning("tearing the compiled graph down: %s", _first_line(exc))
+
     def compare(self, digests: list[str], when: str) -> None:
         if len(set(digests)) > 1:
             raise ReplicasDivergedError(
@@ -222,6 +269,7 @@ class AllReduceShardGroup:
             ) from None
 
     def close(self) -> None:
+        self.drop_graph()
         self.lifecycle.close()
 
 

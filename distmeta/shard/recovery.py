@@ -36,6 +36,7 @@ def recover(group: AllReduceShardGroup, step: int, suspects: dict[int, str]) -> 
     actors = group.lifecycle
     pids = [info.get("pid") for info in actors.info]
     actors.check(suspects)
+    group.drop_graph()  # after the check: a hung actor is killed, so the teardown does not wait on it
     gone = [h for h, alive in enumerate(actors.alive) if not alive]
     if gone:
         raise ShardsFailedError(

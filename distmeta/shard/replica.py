@@ -186,6 +186,12 @@ class ReplicaWorker(ShardWorker):
         return StepReply(dataclasses.replace(result, family_grads={}, norm_stats=None), combined, grad is None,
                          reduced - started, applied - reduced, self.weights_digest() if check else "", state)  # fmt: skip
 
+    def graph_step(self, ask: tuple) -> StepReply:
+        """An ordinary step asked through the group's compiled graph: ``(step, plan, lr,
+        diagnostics)``, this replica's share of the plan picked by its rank."""
+        step, plan, lr, diagnostics = ask
+        return self.replicated_step(step, plan[self.shard], lr, diagnostics)
+
     def _reduce(self, result: ShardResult) -> tuple[dict[str, torch.Tensor], dict[str, int], np.ndarray | None]:
         """Every family's gradient sum, task count and norm statistics over the whole group: one
         all-reduce of the ``[families, parameters]`` gradient rows, one of the counts and

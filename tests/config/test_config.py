@@ -86,6 +86,8 @@ def test_yaml_round_trip_and_flat_params():
         (["cluster.aggregation=ring"], "'cluster.aggregation': 'ring' is not one of learner, allreduce"),
         (["cluster.aggregation=allreduce", "cluster.num_shards=0"], "allreduce runs among shard actors"),
         (["cluster.aggregation=allreduce", "trainer.staleness=1"], "'trainer.staleness': pipelines the learner's update"),
+        (["cluster.replica_calls=graph"], "'cluster.replica_calls': 'graph' is not one of tasks, compiled"),
+        (["cluster.replica_calls=compiled"], "it needs cluster.aggregation=allreduce"),
         (["trainer.precision=16"], "'trainer.precision': '16' is not one of 32, bf16-mixed"),
         (["algorithm.batching=batched"], "'algorithm.batching': 'batched' is not one of auto, vmap, loop"),
         (["model.widths=[8,8,8,8]"], "'model.widths': sets the stage widths of resnet12, wrn28_10; model.name=mlp takes none"),

@@ -5,6 +5,7 @@ again; the replicas end with the bits an undisturbed group holds."""
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 
 from distmeta.algorithms import build
 from distmeta.models import ModelSpec
+from distmeta.shard import allreduce_group
 from distmeta.shard.actors import ActorResources
 from distmeta.shard.allreduce_group import AllReduceShardGroup
 from distmeta.shard.replica import ReplicaWorker, capture
@@ -42,23 +44,24 @@ def _start():
 START = _start()
 
 
-def _run(actors: int, kill_before: int | None = None):
-    """``STEPS`` steps on a group of ``actors``; ``kill_before``: SIGKILL actor 0's process
-    (Ray restarts it) before that step. Returns the final state and the fault counters."""
+def _run(actors: int, kill_before: int | None = None, calls: str = "tasks", sig: int = 9, timeout_s: float = 20.0):
+    """``STEPS`` steps on a group of ``actors``; ``kill_before``: send actor 0's process ``sig``
+    (SIGKILL: Ray restarts it; SIGSTOP: it hangs, past ``timeout_s``) before that step;
+    ``calls``: how the group asks for ordinary steps. Returns the final state and the fault counters."""
     import os
-    import signal
     import time
 
     import psutil
 
-    group = AllReduceShardGroup(SPEC, actors, ActorResources(num_cpus=0.5, num_gpus=0, max_restarts=2), timeout_s=20.0)
+    resources = ActorResources(num_cpus=0.5, num_gpus=0, max_restarts=2)
+    group = AllReduceShardGroup(SPEC, actors, resources, timeout_s=timeout_s, calls=calls)
     try:
         group.load_state(START)
         for step in range(STEPS):
             if step == kill_before:
                 pid = int(group.workers_info()[0]["pid"])
-                os.kill(pid, signal.SIGKILL)
-                while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                os.kill(pid, sig)
+                while sig == signal.SIGKILL and psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
                     time.sleep(0.05)
             group.step(step, [tuple(r) for r in assign(TASKS, actors)], lr=0.01, sync=step == 2)
         return group.state(), group.faults
@@ -82,6 +85,28 @@ def test_a_step_whose_only_actor_died_is_replayed_to_the_undisturbed_bits(ray_ru
     assert faults.failed_attempts == 1 and faults.actor_restarts == 1
     assert faults.replica_resyncs == 1
     assert faults.recomputed_tasks == 2 * TASKS  # step 4, and step 3 replayed
+
+
+@pytest.mark.ray
+def test_compiled_calls_end_at_the_tasks_bits_and_a_replica_killed_or_hung_under_them_is_recovered(
+    ray_runtime, caplog, monkeypatch
+):
+    """Through a compiled graph (its sync step by tasks), 2 replicas end where actor tasks take
+    them: a replica killed before step 4, or stopped before step 3, breaks the graph; the step is
+    tried by tasks, which find the lost actor, and the usual recovery (restart, rewind, re-sync or
+    replay) ends at the undisturbed bits. (Undisturbed compiled steps: tests/bench/test_scaling.py.)"""
+    undisturbed, _ = _run(2)
+    recovered, faults = _run(2, kill_before=4, calls="compiled")
+    assert "step 4 through the compiled graph failed" in caplog.text, "the graph was driving the step that broke"
+    np.testing.assert_array_equal(recovered.weights, undisturbed.weights)
+    assert faults.failed_attempts == 1 and faults.actor_restarts == 1 and faults.replica_resyncs == 1
+    # hung (SIGSTOP): the graph times out, the tasks name the hung actor, it is killed before the
+    # graph is torn down (a teardown waits on every actor's graph loop, a stopped one forever)
+    monkeypatch.setattr(allreduce_group, "GRACE_S", 1.0)
+    hung, faults = _run(2, kill_before=3, calls="compiled", sig=signal.SIGSTOP, timeout_s=2.0)
+    assert "step 3 through the compiled graph failed" in caplog.text
+    np.testing.assert_array_equal(hung.weights, undisturbed.weights)
+    assert faults.failed_attempts == 1 and faults.actor_restarts >= 1
 
 
 def test_a_replica_that_applied_a_step_the_others_failed_goes_back_to_the_state_before_it():
