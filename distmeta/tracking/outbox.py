@@ -46,6 +46,7 @@ class OutboxLogger(MLFlowLogger):
         self._lock = threading.Condition()
         self._closing = threading.Event()  # also ends a backoff wait early (new metrics do not)
         self._down_since: float | None = None
+        self._stalled = False  # a flush gave up waiting; cleared by the next delivery
         self._abandoned = False
         self.max_backoff_s = max_backoff_s
         self._thread = threading.Thread(target=self._send_loop, name="distmeta-mlflow-outbox", daemon=True)
@@ -113,6 +114,7 @@ class OutboxLogger(MLFlowLogger):
                 continue
             with self._lock:
                 self._inflight = []
+                self._stalled = False
                 self._lock.notify_all()
             if self._down_since is not None:
                 log.warning(
@@ -124,12 +126,16 @@ class OutboxLogger(MLFlowLogger):
                 self._down_since = None
             backoff = 0.5
 
-    def flush(self, timeout_s: float = 5.0) -> bool:
+    def flush(self, timeout_s: float = 2.0) -> bool:
         """Wait up to ``timeout_s`` for everything queued so far to be delivered, unless the
-        server is known to be down (training never waits on an outage). True when delivered."""
+        server is known to be down or a flush already gave up since the last delivery (training
+        waits on an outage once at most, before it is detected). True when delivered."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while (self._queue or self._inflight) and self._down_since is None and time.monotonic() < deadline:
+            while (self._queue or self._inflight) and self._down_since is None and not self._stalled:
+                if time.monotonic() >= deadline:
+                    self._stalled = True
+                    break
                 self._lock.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
             return not (self._queue or self._inflight)
 

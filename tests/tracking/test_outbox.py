@@ -64,6 +64,7 @@ def test_a_flush_returns_once_everything_logged_so_far_is_in_the_store(sqlite_ur
     _log_steps(logger, range(1, 6))
     assert logger.flush(30.0)
     assert logger.pending == 0
+    assert not logger._stalled
     for i, key in enumerate(KEYS):
         assert [(s, v) for s, v, _ in _history(sqlite_uri, logger.run_id, key)] == [(s, s + i / 10) for s in range(1, 6)]
     assert logger.close(10.0, tmp_path) is None
