@@ -46,7 +46,6 @@ def test_the_sweeps_time_real_collectives_and_calls(ray_runtime):
     for counts, compiled in (((1, 2), False), ((1,), True)):
         answers = sweeps.calls(counts=counts, rounds=3, compiled=compiled)
         assert all(s > 0 for s in answers["wall_s"] + answers["cpu_s"]) and len(answers["exchange_s"]) == 2
-    assert sweeps.replicated(actors=2, steps=3)["same_bits"], "a compiled graph drives the replicas to the same bits"
 
 
 def test_the_flops_counted_on_the_meta_device_are_those_of_a_real_run():
