@@ -109,7 +109,7 @@ def _cores() -> int:
 def _reduced_bytes(group) -> list[int]:
     import ray
 
-    return ray.get([h.reduced_bytes.remote() for h in group.actors])
+    return ray.get([h.reduced_bytes.remote() for h in group.actors], timeout=60)
 
 
 def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 3, overrides: list[str] = (),

@@ -70,9 +70,9 @@ def all_reduce(worlds: tuple[int, ...] = (2, 4), sizes: tuple[int, ...] = SIZES,
     for n in worlds:
         peers = [peer.remote(r) for r in range(n)]
         try:
-            port = ray.get(peers[0].host_store.remote())
-            ray.get([p.join.remote(address, port, n) for p in peers])
-            seconds = [max(ray.get([p.time_all_reduce.remote(s, repeats) for p in peers])) for s in sizes]
+            port = ray.get(peers[0].host_store.remote(), timeout=120)  # includes the actors' start
+            ray.get([p.join.remote(address, port, n) for p in peers], timeout=120)
+            seconds = [max(ray.get([p.time_all_reduce.remote(s, repeats) for p in peers], timeout=120)) for s in sizes]
         finally:
             for p in peers:
                 ray.kill(p)
