@@ -19,6 +19,8 @@ import psutil
 from tests.conftest import free_port
 
 VENV_BIN = Path(sys.executable).parent
+RAY_OWN = ("ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent")
+"""Titles of a node's processes that are Ray's own, not an actor."""
 
 
 def ray_env(token_path: Path) -> dict[str, str]:
@@ -146,6 +148,20 @@ class LocalCluster:
             if proc.pid != os.getpid() and any(m in cmdline for m in marks):
                 found.append(proc)
         return found
+
+    def actors(self, node: int) -> list[str]:
+        """The process titles (``ray::Class.method``) of the actors on one node: its raylet's
+        descendants, less Ray's own agents and idle workers."""
+        titles = []
+        for raylet in (p for p in self.processes(node) if "raylet" in p.name()):
+            for child in raylet.children(recursive=True):
+                try:
+                    title = " ".join(child.cmdline()).strip()
+                except psutil.NoSuchProcess:
+                    continue
+                if title.startswith("ray::") and not title.startswith(RAY_OWN):
+                    titles.append(title)
+        return titles
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM the cluster's processes (and their children), then SIGKILL what is left."""

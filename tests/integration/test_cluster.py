@@ -243,12 +243,19 @@ def test_losing_the_worker_node_mid_run_costs_nothing(cluster, tmp_path):
         "cluster.address=auto",  # the cluster `ray start --head` recorded on this machine
     ]
     code = NODE_LOSS_RUNS.replace("OVERRIDES", repr(overrides)).replace("CKPT", str(tmp_path))
+    # SPREAD is soft: an actor an earlier test left on the worker node (a stopped job's, ending)
+    # would put both shards on the head, and the node's loss would cost nothing to begin with.
+    deadline = time.time() + 60
+    while cluster.actors(1) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not cluster.actors(1), cluster.actors(1)
     driver = cluster.start_python(code, by_record=True)
     try:
         deadline = time.time() + 400
         while not list(tmp_path.glob("disturbed/*/last.ckpt")) and time.time() < deadline and driver.poll() is None:
             time.sleep(0.2)
         assert driver.poll() is None, driver.communicate()[1][-3000:]
+        assert any("ShardWorker" in title for title in cluster.actors(1)), cluster.actors(1)
         assert cluster.kill_node(1) > 0
         out, err = driver.communicate(timeout=600)
     finally:
