@@ -80,6 +80,8 @@ def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | Non
 
     client, run_id = run.client, run.run_id
     client.set_tag(run_id, "distmeta.batching", recipe.batching)  # what `auto` chose
+    if getattr(group, "backend", None):  # all-reduce mode: what cluster.collective=auto chose
+        client.set_tag(run_id, "distmeta.collective", group.backend)
     for k, info in enumerate(group.workers_info()):
         client.set_tag(run_id, f"shard.{k}.worker", f"{info['host']} pid {info['pid']} {info['device']}")
         for key in ("node", "gpus"):

@@ -217,6 +217,10 @@ class ClusterConfig:
     """All-reduce mode: how the learner asks the replicas for an ordinary step: ``tasks`` (one Ray
     actor task each) or ``compiled`` (one execution of a Ray compiled graph: less of the learner's
     CPU per replica, for many GPU actors; its waits spin, so it needs a spare core per process)."""
+    collective: str = "auto"
+    """All-reduce mode: the replicas' collective backend: ``gloo`` (CPU tensors; GPU replicas copy
+    their gradient rows to the host and back), ``nccl`` (GPU to GPU; every shard needs a whole GPU
+    of its own, ``gpus_per_shard >= 1``) or ``auto`` (NCCL where that holds and CUDA is there, else gloo)."""
     cpus_per_shard: float = 1.0
     """CPUs reserved per shard actor; also sets the actor's torch thread count (at least 1)."""
     gpus_per_shard: float = 0.0

@@ -18,6 +18,7 @@ from distmeta.learner.settings import LEARNER_DEVICES, LR_SCHEDULES, ON_NONFINIT
 from distmeta.models import HEADS, MODELS, NORMS, model_kind
 from distmeta.shard.aggregate import WEIGHTINGS
 from distmeta.shard.allreduce_group import REPLICA_CALLS
+from distmeta.shard.collective import BACKENDS
 from distmeta.shard.group import AGGREGATIONS
 from distmeta.shard.placement import STRATEGIES
 from distmeta.shard.worker import PRECISIONS
@@ -146,6 +147,10 @@ def _choices(cfg: DistMetaConfig) -> None:
     _choice("cluster.replica_calls", c.replica_calls, REPLICA_CALLS)
     if c.replica_calls != "tasks" and c.aggregation != "allreduce":
         _fail("cluster.replica_calls", "is how the learner calls replicas: it needs cluster.aggregation=allreduce")
+    _choice("cluster.collective", c.collective, BACKENDS)
+    if c.collective == "nccl" and (c.aggregation != "allreduce" or c.gpus_per_shard < 1):
+        _fail("cluster.collective", "nccl joins the replicas' GPUs: it needs cluster.aggregation=allreduce and "
+              "cluster.gpus_per_shard of 1 or more (one GPU per shard actor)")  # fmt: skip
     if c.aggregation == "allreduce" and c.num_shards < 1:
         _fail("cluster.aggregation", "allreduce runs among shard actors: set cluster.num_shards to 1 or more")
     if c.aggregation == "allreduce" and tr.staleness:

@@ -236,6 +236,7 @@ class Recipe:
         return ReplicaSpec(
             meta_lr=ls.meta_lr, grad_clip=ls.grad_clip, weighting=ls.family_weighting, loss_weights=ls.loss_weights,
             on_nonfinite=ls.on_nonfinite, timeout_s=self.cfg.cluster.step_timeout_s,
+            collective=self.cfg.cluster.collective, own_gpu=self.cfg.cluster.gpus_per_shard >= 1,
         )  # fmt: skip
 
     @cached_property

@@ -103,6 +103,7 @@ class AllReduceShardGroup:
         self.faults = self.lifecycle.faults
         self.traffic = wire.Traffic()  # the learner's: a state out at the start, rank 0's back on a sync
         self.generation = 0
+        self.backend = ""  # the collective's, as the ranks resolved cluster.collective
         self.held: ReplicaState | None = None  # the last full state seen, and the steps asked since
         self.asked: list[Ask] = []
         try:
@@ -126,7 +127,13 @@ class AllReduceShardGroup:
         port = ray.get(a.handles[0].host_store.remote(), timeout=a.start_s)
         host = a.info[0]["ip"]
         joins = [h.join.remote(host, port, self.num_shards, self.generation, info["ip"]) for h, info in zip(a.handles, a.info)]
-        self.get(joins, a.start_s, "forming the collective group")
+        backends = self.get(joins, a.start_s, "forming the collective group")
+        if len(set(backends)) > 1:  # cluster.collective=auto on actors of which only some see a GPU
+            raise ShardsFailedError(
+                f"all-reduce mode: the shard actors resolved cluster.collective to different backends ({backends}); "
+                "set cluster.collective=gloo"
+            )
+        self.backend = backends[0]
 
     def load_state(self, state: ReplicaState) -> None:
         """Every replica becomes ``state`` (the learner's, at the start of training or a resume)."""

@@ -29,7 +29,7 @@ from distmeta.errors import NonFiniteGradientError
 from distmeta.models import flatten, unflatten, update_running
 from distmeta.shard import wire
 from distmeta.shard.aggregate import Combined, combine
-from distmeta.shard.collective import Collective, StoreHost
+from distmeta.shard.collective import Collective, StoreHost, resolve_backend
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ReplicaSpec, ShardWorker, WorkerSpec
 
@@ -116,10 +116,16 @@ class ReplicaWorker(ShardWorker):
         self._store = StoreHost(self.replica.timeout_s)
         return self._store.port
 
-    def join(self, host: str, port: int, world: int, generation: int, me: str) -> None:
-        """Join generation ``generation`` of the collective (blocks until every rank has)."""
+    def join(self, host: str, port: int, world: int, generation: int, me: str) -> str:
+        """Join generation ``generation`` of the collective (blocks until every rank has);
+        returns the backend this rank resolved ``cluster.collective`` to."""
         own = self._store.store if self._store is not None and self.shard == 0 else None
-        self._collective = Collective(host, port, self.shard, world, generation, self.replica.timeout_s, me, own)
+        backend = resolve_backend(self.replica.collective, self.device, self.replica.own_gpu)
+        if self._collective is not None:  # a new generation replaces the last
+            self._collective.close()
+        self._collective = Collective(host, port, self.shard, world, generation, self.replica.timeout_s, me, own,
+                                      backend, self.device)  # fmt: skip
+        return backend
 
     # -- state -------------------------------------------------------------------------------------
     def load_state(self, state: ReplicaState) -> str:
@@ -166,6 +172,7 @@ class ReplicaWorker(ShardWorker):
         try:
             grads, counts, stats = self._reduce(result)
         except RuntimeError:  # a member is gone: closing this end fails the others' waits on it now
+            self._collective.close()
             self._collective = None
             raise
         reduced = time.perf_counter()
@@ -196,8 +203,8 @@ class ReplicaWorker(ShardWorker):
         """Every family's gradient sum, task count and norm statistics over the whole group: one
         all-reduce of the ``[families, parameters]`` gradient rows, one of the counts and
         statistics (in float64, so the counts stay exact)."""
-        size = self._flat().numel()
-        rows = torch.zeros(len(self._families), size)
+        size, device = self._flat().numel(), self._collective.device
+        rows = torch.zeros(len(self._families), size, device=device)
         for i, f in enumerate(self._families):
             if f in result.family_grads:
                 rows[i] = result.family_grads[f]
@@ -207,9 +214,11 @@ class ReplicaWorker(ShardWorker):
             tail[i] = result.family_counts.get(f, 0)
         if result.norm_stats is not None:
             tail[len(self._families) :] = torch.from_numpy(result.norm_stats)
+        tail = tail.to(device)
         self._collective.all_reduce_(rows)
         self._collective.all_reduce_(tail)
         self.reduced += wire.nbytes((rows, tail))
+        tail = tail.cpu()
         counts = {f: int(tail[i]) for i, f in enumerate(self._families) if tail[i] > 0}
         grads = {f: rows[i] for i, f in enumerate(self._families) if f in counts}
         stats = tail[len(self._families) :].numpy() if stats_size else None

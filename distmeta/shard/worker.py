@@ -45,6 +45,10 @@ class ReplicaSpec:
     on_nonfinite: str = "stop"
     timeout_s: float = 120.0
     """How long a collective waits for a missing member before it raises."""
+    collective: str = "gloo"
+    """``cluster.collective``: ``gloo``, ``nccl`` or ``auto`` (:mod:`distmeta.shard.collective`)."""
+    own_gpu: bool = False
+    """Every shard reserves a whole GPU (``cluster.gpus_per_shard >= 1``): ``auto`` may pick NCCL."""
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,8 @@ def test_yaml_round_trip_and_flat_params():
         (["cluster.aggregation=allreduce", "trainer.staleness=1"], "'trainer.staleness': pipelines the learner's update"),
         (["cluster.replica_calls=graph"], "'cluster.replica_calls': 'graph' is not one of tasks, compiled"),
         (["cluster.replica_calls=compiled"], "it needs cluster.aggregation=allreduce"),
+        (["cluster.collective=mpi"], "'cluster.collective': 'mpi' is not one of auto, gloo, nccl"),
+        (["cluster.aggregation=allreduce", "cluster.collective=nccl"], "nccl joins the replicas' GPUs"),
         (["trainer.precision=16"], "'trainer.precision': '16' is not one of 32, bf16-mixed"),
         (["algorithm.batching=batched"], "'algorithm.batching': 'batched' is not one of auto, vmap, loop"),
         (["model.widths=[8,8,8,8]"], "'model.widths': sets the stage widths of resnet12, wrn28_10; model.name=mlp takes none"),

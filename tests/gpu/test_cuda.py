@@ -68,7 +68,36 @@ def test_two_shards_sharing_one_gpu_train_like_the_cpu(aggregation, tmp_path, mo
 
     tags = MlflowClient(gpu.tracking_uri).get_run(gpu.run_id).data.tags
     assert all("cuda" in tags[f"shard.{k}.worker"] for k in range(2)), tags
+    if aggregation == "allreduce":
+        assert tags["distmeta.collective"] == "gloo", "two actors on one GPU: NCCL cannot join them"
     assert tags["shard.0.gpus"] == tags["shard.1.gpus"], "both shards on the one GPU"
     diff = rel_diff(params_of(gpu), params_of(cpu))
     print(f"2 shards on one CUDA GPU vs CPU after 10 steps, {aggregation}: rel diff {diff:.2e}")
     assert diff < 1e-4
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL joins one GPU per shard actor: needs 2 GPUs")
+def test_two_shards_on_their_own_gpus_reduce_over_nccl_and_train_like_the_cpu(tmp_path, monkeypatch):
+    """All-reduce mode with one whole GPU per shard actor: ``auto`` picks NCCL, the rows are
+    reduced GPU to GPU, and the run ends where the same run on CPU actors (gloo) does."""
+    import ray
+
+    import distmeta
+    from tests.conftest import SINE_CONFIG
+    from tests.integration.helpers import SMALL, params_of, rel_diff
+
+    monkeypatch.chdir(tmp_path)
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
+    try:
+        common = [*SMALL, "trainer.max_steps=10", "cluster.num_shards=2", "algorithm.meta_lr=0.001", "evaluation.num_tasks=10",
+                  "cluster.aggregation=allreduce"]  # fmt: skip
+        gpu = distmeta.train(distmeta.load_config(SINE_CONFIG, [*common, "cluster.gpus_per_shard=1"]))
+        cpu = distmeta.train(distmeta.load_config(SINE_CONFIG, common))
+    finally:
+        ray.shutdown()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(gpu.tracking_uri)
+    assert client.get_run(gpu.run_id).data.tags["distmeta.collective"] == "nccl"
+    assert client.get_run(cpu.run_id).data.tags["distmeta.collective"] == "gloo"
+    assert rel_diff(params_of(gpu), params_of(cpu)) < 1e-4

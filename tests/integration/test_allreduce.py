@@ -65,6 +65,7 @@ def test_allreduce_on_one_two_and_three_actors_equals_learner_mode_and_in_proces
         assert rel_diff(params_of(got), reference) < 1e-5, f"allreduce on {n} actors"
         wire = _wire_mb(got)
         assert wire[15] == (0.0, 0.0), "nothing but metrics on an ordinary step"
+        assert MlflowClient(got.tracking_uri).get_run(got.run_id).data.tags["distmeta.collective"] == "gloo"
         synced[n] = wire[10]  # steps 5-9: the sync before the step-10 validation brings rank 0's state
     assert synced[1] == synced[2] == synced[3] and synced[1][0] == 0 and synced[1][1] >= 3 * weights_mb / 5
     assert got.evaluation is not None and (got.checkpoint_dir / "last.ckpt").is_file()

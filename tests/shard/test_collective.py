@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import torch
 
-from distmeta.shard.collective import Collective, StoreHost
+from distmeta.shard.collective import Collective, StoreHost, resolve_backend
 
 
 def _on_ranks(world: int, body, timeout_s: float = 20.0, ranks=None) -> dict:
@@ -49,3 +50,15 @@ def test_all_reduce_sums_the_same_bits_on_every_rank_and_broadcast_copies_the_ro
 def test_a_missing_member_is_an_error_not_a_hang():
     out = _on_ranks(2, lambda c, rank: c.all_reduce_(torch.ones(3)), timeout_s=2.0, ranks=[0])
     assert isinstance(out[0], Exception), "rank 0 alone cannot form a group of two"
+
+
+def test_the_backend_is_nccl_only_for_a_replica_on_a_gpu_of_its_own():
+    cpu = torch.device("cpu")
+    assert resolve_backend("auto", cpu, own_gpu=True) == "gloo"
+    assert resolve_backend("gloo", cpu, own_gpu=False) == "gloo"
+    with pytest.raises(RuntimeError, match="cluster.collective=nccl: .*use cluster.collective=gloo"):
+        resolve_backend("nccl", cpu, own_gpu=True)
+    if torch.cuda.is_available() and torch.distributed.is_nccl_available():
+        gpu = torch.device("cuda", 0)
+        assert resolve_backend("auto", gpu, own_gpu=True) == "nccl"
+        assert resolve_backend("auto", gpu, own_gpu=False) == "gloo"  # a shared GPU: one NCCL rank per device
