@@ -30,6 +30,7 @@ from distmeta.shard.actors import ActorResources, ShardActors
 from distmeta.shard.aggregate import Combined
 from distmeta.shard.recovery import recover
 from distmeta.shard.replica import ReplicaState, ReplicaWorker, StepReply
+from distmeta.shard.replica_graph import ReplicaGraph, cause_line
 from distmeta.shard.result import ShardResult
 from distmeta.shard.worker import ShardData, WorkerSpec
 
@@ -96,8 +97,7 @@ class AllReduceShardGroup:
         if spec.replica is None:
             raise ValueError("all-reduce mode needs WorkerSpec.replica")
         self.num_shards, self.timeout_s, self.check_every, self.calls = num_shards, timeout_s, check_every, calls
-        self._graph = None  # the compiled graph over the actors (calls="compiled"), built at first use
-        self._broken = False  # it failed a step: not used again until torn down
+        self._graph = ReplicaGraph()  # calls="compiled"; not used again once broken, until torn down
         self.lifecycle = ShardActors(spec, num_shards, resources, timeout_s, shard_data, local_channel=False,
                                    worker_class=ReplicaWorker)  # fmt: skip
         self.faults = self.lifecycle.faults
@@ -116,6 +116,11 @@ class AllReduceShardGroup:
     def actors(self) -> list:
         return list(self.lifecycle.handles)
 
+    @property
+    def members(self) -> list[int]:
+        """The actors in the collective, in rank order: every one but those gone for good."""
+        return [h for h, alive in enumerate(self.lifecycle.alive) if alive]
+
     def workers_info(self):
         return list(self.lifecycle.info)
 
@@ -123,10 +128,11 @@ class AllReduceShardGroup:
         """Rank 0 starts the store; every actor joins this generation of the collective."""
         import ray
 
-        a = self.lifecycle
-        port = ray.get(a.handles[0].host_store.remote(), timeout=a.start_s)
-        host = a.info[0]["ip"]
-        joins = [h.join.remote(host, port, self.num_shards, self.generation, info["ip"]) for h, info in zip(a.handles, a.info)]
+        a, members = self.lifecycle, self.members
+        port = ray.get(a.handles[members[0]].host_store.remote(), timeout=a.start_s)
+        host = a.info[members[0]]["ip"]
+        joins = [a.handles[h].join.remote(host, port, len(members), self.generation, a.info[h]["ip"], rank)
+                 for rank, h in enumerate(members)]  # fmt: skip
         backends = self.get(joins, a.start_s, "forming the collective group")
         if len(set(backends)) > 1:  # cluster.collective=auto on actors of which only some see a GPU
             raise ShardsFailedError(
@@ -141,13 +147,14 @@ class AllReduceShardGroup:
 
         ref = ray.put(state)
         self.traffic.sent += wire.nbytes(state)
-        digests = self.get([h.load_state.remote(ref) for h in self.lifecycle.handles], self.lifecycle.start_s, "loading")
+        handles = [self.lifecycle.handles[h] for h in self.members]
+        digests = self.get([h.load_state.remote(ref) for h in handles], self.lifecycle.start_s, "loading")
         self.compare(digests, f"after loading the state of step {state.steps}")
         self._hold(state)
 
     def state(self) -> ReplicaState:
         """Rank 0's state."""
-        state = self.get([self.lifecycle.handles[0].state.remote()], self.timeout_s, "reading the state")[0]
+        state = self.get([self.lifecycle.handles[self.members[0]].state.remote()], self.timeout_s, "reading the state")[0]
         self.traffic.received += wire.nbytes(state)
         self._hold(state)
         return state
@@ -170,7 +177,7 @@ class AllReduceShardGroup:
                 raise ShardsFailedError(f"all-reduce mode: step {step} failed {attempt} times; last: {'; '.join(tried.errors)}")
             log.warning("all-reduce step %d failed (%s); recovering and computing it again", step, "; ".join(tried.errors))
             recover(self, step, tried.suspects)  # tears a broken graph down once the hung are killed
-        if self._broken:  # the graph failed but every actor answered by tasks: rebuild it next step
+        if self._graph.broken:  # the graph failed but every actor answered by tasks: rebuild it next step
             self.drop_graph()
         replies = tried.replies
         self.traffic.received += wire.nbytes(replies)  # metrics only, and rank 0's state on a sync
@@ -180,8 +187,9 @@ class AllReduceShardGroup:
         self.asked.append(ask)
         if first.state is not None:
             self._hold(first.state)
+        results = sorted((r for reply in replies for r in reply.results), key=lambda r: r.shard)
         return ReplicatedStep(
-            [r.result for r in replies], first.combined, first.skipped, min(r.reduce_seconds for r in replies),
+            results, first.combined, first.skipped, min(r.reduce_seconds for r in replies),
             max(r.apply_seconds for r in replies), first.state,
         )  # fmt: skip
 
@@ -190,25 +198,26 @@ class AllReduceShardGroup:
         the step timeout, and the grace its peers' collectives need to time out on it, is hung."""
         import ray
 
-        if self.calls == "compiled" and not (sync or check or self._broken):
-            tried = self._attempt_compiled(ask)
-            if tried is not None:
-                return tried
+        members = self.members
+        if self.calls == "compiled" and len(members) == self.num_shards and not (sync or check or self._graph.broken):
+            asked = (ask.step, [list(p) for p in ask.plan], ask.lr, ask.diagnostics)
+            replies = self._graph.step(self.lifecycle.handles, asked, self.timeout_s + GRACE_S)
+            if replies is not None:  # else by tasks: they name the replicas lost, the recovery rewinds
+                return Attempt(replies)
 
-        refs = [h.replicated_step.remote(ask.step, list(ask.plan[k]), ask.lr, ask.diagnostics, sync, check)
-                for k, h in enumerate(self.lifecycle.handles)]  # fmt: skip
+        refs = [self._ask(h, ask, sync, check) for h in members]
         _, late = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
         if late:
             _, late = ray.wait(late, num_returns=len(late), timeout=self.timeout_s + GRACE_S)
         tried = Attempt([None] * len(refs))
-        for k, ref in enumerate(refs):
+        for rank, (k, ref) in enumerate(zip(members, refs)):
             if ref in late:
                 ray.cancel(ref)
                 tried.suspects[k] = "hung"
                 tried.errors.append(f"replica {k}: no answer within cluster.step_timeout_s={self.timeout_s}")
                 continue
             try:
-                tried.replies[k] = ray.get(ref, timeout=self.timeout_s)
+                tried.replies[rank] = ray.get(ref, timeout=self.timeout_s)
             except NonFiniteGradientError as exc:  # Ray's task error subclasses the cause: say it plainly
                 raise NonFiniteGradientError(str(getattr(exc, "cause", exc))) from None
             except ray.exceptions.RayActorError as exc:
@@ -216,42 +225,23 @@ class AllReduceShardGroup:
                 tried.errors.append(f"replica {k}: {type(exc).__name__}")
             except ray.exceptions.RayError as exc:  # its collective broke, the step raised, or it was restarted
                 tried.suspects[k] = "failed"
-                tried.errors.append(f"replica {k}: {_first_line(exc)}")
+                tried.errors.append(f"replica {k}: {cause_line(exc)}")
         return tried
 
-    def _attempt_compiled(self, ask: Ask) -> Attempt | None:
-        """One try through the compiled graph; None when it failed: the caller tries by actor
-        tasks, which name the replicas lost, and the recovery rewinds a replica that applied the
-        step, as after any failed attempt. The broken graph is torn down after the recovery's
-        check has killed a hung actor (the teardown waits on every actor's graph loop)."""
-        import ray
-
-        try:
-            if self._graph is None:
-                from ray.dag import InputNode, MultiOutputNode
-
-                with InputNode() as asked:
-                    self._graph = MultiOutputNode(
-                        [h.graph_step.bind(asked) for h in self.lifecycle.handles]
-                    ).experimental_compile()
-            refs = self._graph.execute((ask.step, [list(p) for p in ask.plan], ask.lr, ask.diagnostics))
-            return Attempt(list(ray.get(refs, timeout=self.timeout_s + GRACE_S)))
-        except NonFiniteGradientError as exc:
-            raise NonFiniteGradientError(str(getattr(exc, "cause", exc))) from None
-        except Exception as exc:  # Ray's errors and a replica's own; the tasks tell them apart
-            log.warning("all-reduce step %d through the compiled graph failed (%s); trying it by actor tasks", ask.step,
-                        _first_line(exc))  # fmt: skip
-            self._broken = True
-            return None
+    def _ask(self, h: int, ask: Ask, sync: bool, check: bool):
+        """Actor ``h``'s call for ``ask``: its own shard, and the shards of actors gone for good
+        that it takes (the next living actor after each, as in learner mode), with their images."""
+        a, extra, data = self.lifecycle, [], []
+        for k in range(len(a.handles)):
+            if k != h and not a.alive[k] and a.host(k, 0) == h:
+                units = a.data_for(k, h)
+                extra.append((k, list(ask.plan[k]), len(units)))
+                data.extend(units)
+        return a.handles[h].replicated_step.remote(ask.step, list(ask.plan[h]), ask.lr, ask.diagnostics, sync, check,
+                                                   extra, *data)  # fmt: skip
 
     def drop_graph(self) -> None:
-        """Tear the compiled graph down (it is built again at the next ordinary step)."""
-        graph, self._graph, self._broken = self._graph, None, False
-        if graph is not None:
-            try:
-                graph.teardown()
-            except Exception as exc:  # an actor already gone: the graph is down anyway
-                log.warning("tearing the compiled graph down: %s", _first_line(exc))
+        self._graph.drop()
 
     def compare(self, digests: list[str], when: str) -> None:
         if len(set(digests)) > 1:
@@ -271,17 +261,10 @@ class AllReduceShardGroup:
             for r in refs:
                 ray.cancel(r)
             raise ShardsFailedError(
-                f"all-reduce mode: {what} failed ({type(exc).__name__}: {_first_line(exc)}); the run stops here with "
+                f"all-reduce mode: {what} failed ({type(exc).__name__}: {cause_line(exc)}); the run stops here with "
                 "its last checkpoint kept"
             ) from None
 
     def close(self) -> None:
         self.drop_graph()
         self.lifecycle.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of a Ray task error's cause (the replica's own exception), else of the error."""
-    cause = getattr(exc, "cause", None)
-    text = str(cause if cause is not None else exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

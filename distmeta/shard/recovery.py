@@ -15,13 +15,17 @@ After a failed attempt at step ``s`` (:meth:`AllReduceShardGroup.attempt`):
    the step and its plan: the same bits);
 4. a new generation of the collective is formed (a new store on rank 0), the digests compared.
 
-The group then computes ``s`` again. An actor that cannot be restarted stops the run: a smaller
-group would reduce in another order and hold another shard's data; a resume with fewer shards
-continues it.
+The group then computes ``s`` again. An actor that cannot be restarted (``max_actor_restarts``
+spent, or no resources left for it: its node is gone) leaves the collective: the group shrinks to
+the living actors, ranked in shard order, and the next living actor after it computes its shard
+from then on, with that shard's own images (class or family partitions stay where the plan put
+them). Its tasks are summed into that replica's rows before the reduction: the same sums in
+another order, so the run continues within float rounding of the undisturbed one.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from distmeta.errors import ShardsFailedError
@@ -29,24 +33,29 @@ from distmeta.errors import ShardsFailedError
 if TYPE_CHECKING:
     from distmeta.shard.allreduce_group import AllReduceShardGroup
 
+log = logging.getLogger(__name__)
+
 
 def recover(group: AllReduceShardGroup, step: int, suspects: dict[int, str]) -> None:
     """Make every replica hold the state before ``step`` again, in a new collective; ``suspects``:
     the actors that did not answer, by rank (``died``, ``hung`` or ``failed``)."""
     actors = group.lifecycle
     pids = [info.get("pid") for info in actors.info]
+    before = group.members
     actors.check(suspects)
     group.drop_graph()  # after the check: a hung actor is killed, so the teardown does not wait on it
-    gone = [h for h, alive in enumerate(actors.alive) if not alive]
-    if gone:
+    members = group.members
+    if not members:
         raise ShardsFailedError(
-            f"all-reduce mode: shard actor(s) {gone} are gone for good (cluster.max_actor_restarts spent, or no "
-            f"resources to restart them); the run stops with its last checkpoint kept: resume it with "
-            f"cluster.num_shards={len(actors.handles) - len(gone)}, or in learner mode"
+            "all-reduce mode: every shard actor is gone for good (cluster.max_actor_restarts spent, or no resources "
+            "to restart them); the run stops with its last checkpoint kept"
         )
+    if len(members) < len(before):
+        log.warning("all-reduce mode: shard actor(s) %s gone for good; the collective goes on with %d replicas, "
+                    "their shards computed by the next living actor", sorted(set(before) - set(members)), len(members))  # fmt: skip
     handles = actors.handles
-    fresh = [k for k, info in enumerate(actors.info) if info.get("pid") != pids[k]]  # new processes
-    survivors = [k for k in range(len(handles)) if k not in fresh]
+    fresh = [k for k in members if actors.info[k].get("pid") != pids[k]]  # new processes
+    survivors = [k for k in members if k not in fresh]
     digests = group.get([handles[k].rewind.remote(step) for k in survivors], actors.start_s, f"rewinding to step {step}")
     group.generation += 1
     group.form()
@@ -69,7 +78,7 @@ def _replay(group: AllReduceShardGroup, step: int) -> None:
             "run stops with its last checkpoint kept"
         )
     group.load_state(held)
-    group.faults.replica_resyncs += len(group.lifecycle.handles)
+    group.faults.replica_resyncs += len(group.members)
     for ask in asked:
         tried = group.attempt(ask)
         if tried.errors:

@@ -49,12 +49,13 @@ class ReplicaState:
 
 @dataclass(frozen=True)
 class StepReply:
-    """One replica's answer for a step: its shard's metrics (a result without gradients), what
+    """One replica's answer for a step: its shards' metrics (results without gradients: its own
+    shard's, then those of actors gone for good that it computes too), what
     the combination measured, whether the update was skipped (non-finite, ``on_nonfinite: skip``),
     the seconds spent reducing and applying, the digest of its weights after the step (when
     asked), and (rank 0, when asked) its state."""
 
-    result: ShardResult
+    results: tuple[ShardResult, ...]
     combined: Combined
     skipped: bool
     reduce_seconds: float
@@ -109,6 +110,7 @@ class ReplicaWorker(ShardWorker):
         self._collective: Collective | None = None
         self._before: ReplicaState | None = None  # the state before the last applied step (groups of 2+)
         self.reduced = 0  # payload bytes handed to the collective (distmeta bench --scaling)
+        self.rank = shard  # in the collective: the shard, until actors gone for good shrink the group
 
     # -- the group ---------------------------------------------------------------------------------
     def host_store(self) -> int:
@@ -116,15 +118,16 @@ class ReplicaWorker(ShardWorker):
         self._store = StoreHost(self.replica.timeout_s)
         return self._store.port
 
-    def join(self, host: str, port: int, world: int, generation: int, me: str) -> str:
-        """Join generation ``generation`` of the collective (blocks until every rank has);
-        returns the backend this rank resolved ``cluster.collective`` to."""
-        own = self._store.store if self._store is not None and self.shard == 0 else None
+    def join(self, host: str, port: int, world: int, generation: int, me: str, rank: int) -> str:
+        """Join generation ``generation`` of the collective as ``rank`` (blocks until every rank
+        has); returns the backend this rank resolved ``cluster.collective`` to."""
+        self.rank = rank
+        own = self._store.store if self._store is not None and rank == 0 else None
         backend = resolve_backend(self.replica.collective, self.device, self.replica.own_gpu)
         if self._collective is not None:  # a new generation replaces the last
             self._collective.close()
-        self._collective = Collective(host, port, self.shard, world, generation, self.replica.timeout_s, me, own,
-                                      backend, self.device)  # fmt: skip
+        self._collective = Collective(host, port, rank, world, generation, self.replica.timeout_s, me, own, backend,
+                                      self.device)  # fmt: skip
         return backend
 
     # -- state -------------------------------------------------------------------------------------
@@ -159,18 +162,24 @@ class ReplicaWorker(ShardWorker):
     # -- one step ----------------------------------------------------------------------------------
     def replicated_step(
         self, step: int, indices: Sequence[int], lr: float, diagnostics: bool = True, sync: bool = False,
-        check: bool = False,
+        check: bool = False, extra: Sequence[tuple[int, Sequence[int], int]] = (), *data,
     ) -> StepReply:  # fmt: skip
         """Compute this shard's tasks of ``step``, all-reduce, apply. ``sync``: rank 0 also
-        returns its state; ``check``: every rank returns the digest of its weights."""
+        returns its state; ``check``: every rank returns the digest of its weights. ``extra``:
+        ``(slot, indices, units)`` of shards whose actors are gone for good, computed here too,
+        each from the next ``units`` of ``data`` (its own images; none: this shard's serve)."""
         if self._collective is None:
             raise RuntimeError(f"replica {self.shard} has not joined its collective group")
         if step != self.steps:
             raise RuntimeError(f"replica {self.shard} has applied {self.steps} meta-steps and was asked for step {step}")
-        result = self.compute(step, wire.as_array(self._flat().cpu()), step, indices, diagnostics=diagnostics)
+        weights = wire.as_array(self._flat().cpu())
+        results, at = [self.compute(step, weights, step, indices, diagnostics=diagnostics)], 0
+        for slot, more, units in extra:
+            results.append(self.compute(step, weights, step, more, *data[at : at + units], slot=slot, diagnostics=diagnostics))
+            at += units
         started = time.perf_counter()
         try:
-            grads, counts, stats = self._reduce(result)
+            grads, counts, stats = self._reduce(results)
         except RuntimeError:  # a member is gone: closing this end fails the others' waits on it now
             self._collective.close()
             self._collective = None
@@ -189,9 +198,10 @@ class ReplicaWorker(ShardWorker):
             self._apply(grad, lr, stats, sum(counts.values()))
         self.steps = step + 1
         applied = time.perf_counter()
-        state = self.state() if sync and self.shard == 0 else None
-        return StepReply(dataclasses.replace(result, family_grads={}, norm_stats=None), combined, grad is None,
-                         reduced - started, applied - reduced, self.weights_digest() if check else "", state)  # fmt: skip
+        state = self.state() if sync and self.rank == 0 else None
+        metrics = tuple(dataclasses.replace(r, family_grads={}, norm_stats=None) for r in results)
+        return StepReply(metrics, combined, grad is None, reduced - started, applied - reduced,
+                         self.weights_digest() if check else "", state)  # fmt: skip
 
     def graph_step(self, ask: tuple) -> StepReply:
         """An ordinary step asked through the group's compiled graph: ``(step, plan, lr,
@@ -199,21 +209,21 @@ class ReplicaWorker(ShardWorker):
         step, plan, lr, diagnostics = ask
         return self.replicated_step(step, plan[self.shard], lr, diagnostics)
 
-    def _reduce(self, result: ShardResult) -> tuple[dict[str, torch.Tensor], dict[str, int], np.ndarray | None]:
-        """Every family's gradient sum, task count and norm statistics over the whole group: one
-        all-reduce of the ``[families, parameters]`` gradient rows, one of the counts and
-        statistics (in float64, so the counts stay exact)."""
+    def _reduce(self, results: Sequence[ShardResult]) -> tuple[dict[str, torch.Tensor], dict[str, int], np.ndarray | None]:
+        """Every family's gradient sum, task count and norm statistics over the whole group (this
+        replica's results summed first): one all-reduce of the ``[families, parameters]``
+        gradient rows, one of the counts and statistics (in float64, so the counts stay exact)."""
         size, device = self._flat().numel(), self._collective.device
         rows = torch.zeros(len(self._families), size, device=device)
-        for i, f in enumerate(self._families):
-            if f in result.family_grads:
-                rows[i] = result.family_grads[f]
         stats_size = self._stats_size()
         tail = torch.zeros(len(self._families) + stats_size, dtype=torch.float64)
-        for i, f in enumerate(self._families):
-            tail[i] = result.family_counts.get(f, 0)
-        if result.norm_stats is not None:
-            tail[len(self._families) :] = torch.from_numpy(result.norm_stats)
+        for result in results:
+            for i, f in enumerate(self._families):
+                if f in result.family_grads:
+                    rows[i] += result.family_grads[f].to(device)
+                tail[i] += result.family_counts.get(f, 0)
+            if result.norm_stats is not None:
+                tail[len(self._families) :] += torch.from_numpy(result.norm_stats)
         tail = tail.to(device)
         self._collective.all_reduce_(rows)
         self._collective.all_reduce_(tail)

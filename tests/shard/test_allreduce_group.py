@@ -126,7 +126,7 @@ def test_a_replica_that_applied_a_step_the_others_failed_goes_back_to_the_state_
             t.join(60)
         return [out[k] for k in range(2)]
 
-    on_both(lambda w: w.join("127.0.0.1", port, 2, 0, "127.0.0.1"))
+    on_both(lambda w: w.join("127.0.0.1", port, 2, 0, "127.0.0.1", w.shard))
     plan = [list(r) for r in assign(TASKS, 2)]
     first = on_both(lambda w: w.replicated_step(0, plan[w.shard], 0.01, check=True))
     assert first[0].digest == first[1].digest != before and workers[0].steps == 1
@@ -173,3 +173,48 @@ def test_the_learners_bytes_per_step_stay_the_same_on_1_and_3_replicas(ray_runti
     assert received[1] == received[3], received
     ordinary, synced = received[1][:2], received[1][2]
     assert ordinary == [0, 0] and 3 * weights <= synced < 3 * weights + 1024
+
+
+@pytest.mark.ray
+def test_an_actor_gone_for_good_leaves_the_collective_and_its_classes_are_computed_from_its_own_images(ray_runtime):
+    """Class-partitioned glyphs on 2 replicas, restarts off: actor 0 is killed for good before
+    step 2. The group goes on with actor 1 alone as rank 0 (it now hosts the store), computing
+    shard 0's tasks from shard 0's images (it holds none of them itself), and ends within float
+    rounding of the undisturbed group, every shard's metrics still there."""
+    import ray
+
+    import distmeta
+    from distmeta.recipe import Recipe
+    from tests.conftest import SINE_CONFIG
+
+    cfg = distmeta.load_config(SINE_CONFIG, [
+        "tasks.family=glyphs", "tasks.ways=3", "tasks.shots=1", "tasks.query=2", "tasks.shard_by=classes",
+        "tasks.class_partitions=2", "model.name=conv4", "model.filters=8", "algorithm.meta_batch_size=6",
+        "algorithm.compile=false", "cluster.num_shards=2", "cluster.aggregation=allreduce",
+        "cluster.max_actor_restarts=0", "cluster.step_timeout_s=10",
+    ])  # fmt: skip
+    recipe = Recipe(cfg)
+    torch.manual_seed(0)
+    model = recipe.model()
+    start = capture(model, torch.optim.Adam(model.parameters()), 0)
+    planner = recipe.learner_settings.planner
+
+    def run(kill_before=None):
+        group = recipe.shard_group()
+        try:
+            assert group.lifecycle.data[0] != group.lifecycle.data[1], "each actor holds its own classes"
+            group.load_state(start)
+            for step in range(5):
+                if step == kill_before:
+                    ray.kill(group.actors[0], no_restart=True)
+                done = group.step(step, planner.plan(step), lr=0.001)
+            assert [r.shard for r in done.results] == [0, 1] and all(r.task_count for r in done.results)
+            return group.state(), group.faults, group.members
+        finally:
+            group.close()
+
+    undisturbed, _, _ = run()
+    shrunk, faults, members = run(kill_before=2)
+    assert members == [1] and faults.lost_actors == 1 and faults.failed_attempts == 1
+    np.testing.assert_allclose(shrunk.weights, undisturbed.weights, rtol=1e-5, atol=1e-7)
+    assert not np.array_equal(shrunk.weights, start.weights)
