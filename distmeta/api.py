@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -25,6 +27,9 @@ from distmeta.evaluation import evaluate as run_protocol
 from distmeta.evaluation.keys import EVAL_PREFIX
 from distmeta.models import family_view
 from distmeta.recipe import Recipe
+
+if TYPE_CHECKING:
+    from distmeta.tracking.run import EvaluationRecord
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
                     model = _fit(recipe, run, group, start.checkpoint)
                     group.close()  # the actors' resources are free before the evaluation
                     with interrupts.immediate():
-                        report, figure = _evaluate(recipe, model, run.dir)
+                        report, figure = _evaluate(recipe, model, lambda _: run.dir)
                     model_uri = run.finish(_eval_metrics(report), figure, FIGURE_ARTIFACT_DIR, model)
     return TrainResult(run.run_id, run.uri, run.dir, run.last, run.best, report, figure, model, model_uri)
 
@@ -110,21 +115,30 @@ def evaluate(
     checkpoint: str | os.PathLike,
     overrides: Sequence[str] = (),
     log_to_mlflow: bool = True,
-    on_report: Callable[[EvalReport, Path], None] | None = None,
+    on_report: Callable[[EvalReport, Path, EvaluationRecord | None], None] | None = None,
 ) -> tuple[EvalReport, Path]:
     """Run the meta-test protocol on a checkpoint's meta-parameters (a ``.ckpt`` file or a run's
-    checkpoint folder); ``overrides`` adjust its config (e.g. ``evaluation.num_tasks=1000``).
-    With ``log_to_mlflow`` the checkpoint's run must be in its store (checked first) and gets the
-    results; ``on_report`` sees them before anything is sent there."""
+    checkpoint folder); ``overrides`` adjust its config (e.g. ``evaluation.num_tasks=1000``;
+    ``tracking.uri=...`` names the store to log to instead of the one the checkpoint recorded).
+    Each evaluation is a record of its own: its figure in a new folder under the checkpoint's
+    ``evaluations/``, and with ``log_to_mlflow`` a run nested under the checkpoint's training run
+    (which must be in the store: checked first); the training run's own results stay as logged.
+    ``on_report`` sees the results and where they were logged (None: not logged), also when
+    logging failed."""
     path = checkpoints.find(checkpoint)
     ckpt = checkpoints.read(path)
     meta = ckpt["distmeta"]
     recipe = Recipe.from_config(config.from_yaml_text(meta["config_yaml"], overrides))
+    uri = meta["tracking_uri"]
+    if any(o.startswith("tracking.uri=") for o in overrides):
+        from distmeta.tracking.store import resolve_uri
+
+        uri = resolve_uri(recipe.run.tracking_uri)
     if log_to_mlflow:
         from distmeta.tracking.store import check_reachable, check_run
 
-        check_reachable(meta["tracking_uri"], create=False)  # a store that is gone is not made anew
-        check_run(meta["tracking_uri"], meta["run_id"], f"checkpoint {path}")
+        check_reachable(uri, create=False)  # a store that is gone is not made anew
+        check_run(uri, meta["run_id"], f"checkpoint {path}")
     model = recipe.model()
     try:
         model.load_state_dict(checkpoints.model_state(ckpt))
@@ -133,27 +147,50 @@ def evaluate(
         made = f"the config with overrides {' '.join(overrides)}" if overrides else "its own config"
         raise UserError(f"checkpoint {path} holds another network than {made} builds: {detail}") from None
     with interrupts.handled():
-        report, figure = _evaluate(recipe, model, path.parent)
-    if on_report is not None:
-        on_report(report, figure)
+        report, figure = _evaluate(recipe, model, lambda r: _evaluation_folder(path, r))
+    record = None
     if log_to_mlflow:
         from distmeta.tracking.run import log_evaluation
         from distmeta.tracking.store import check_reachable
 
+        params = {"checkpoint": str(path), "checkpoint.step": str(ckpt.get("global_step", "")),
+                  "evaluation.num_tasks": str(report.num_tasks), "evaluation.shots": _listed(report.shots),
+                  "evaluation.steps": _listed(report.steps), "evaluation.seed": str(recipe.run.evaluation_seed),
+                  "overrides": " ".join(overrides)}  # fmt: skip
         try:
-            check_reachable(meta["tracking_uri"], create=False)  # gone meanwhile: no new store is made
-            log_evaluation(meta["tracking_uri"], meta["run_id"], _eval_metrics(report), figure, FIGURE_ARTIFACT_DIR)
+            check_reachable(uri, create=False)  # gone meanwhile: no new store is made
+            record = log_evaluation(uri, meta["run_id"], figure.parent.parent.name, params, _eval_metrics(report), figure,
+                                    FIGURE_ARTIFACT_DIR)  # fmt: skip
         except Exception as exc:  # the store went away while evaluating: the numbers are still reported
+            if on_report is not None:
+                on_report(report, figure, None)
             raise UserError(
-                f"the evaluation was not logged to MLflow run {meta['run_id']} at {meta['tracking_uri']}: "
-                f"{' '.join(str(exc).split())[:300]}"
+                f"the evaluation was not logged to MLflow run {meta['run_id']} at {uri}: {' '.join(str(exc).split())[:300]}"
             ) from None
+    if on_report is not None:
+        on_report(report, figure, record)
     return report, figure
 
 
-def _evaluate(recipe: Recipe, model: nn.Module, out_dir: Path) -> tuple[EvalReport, Path]:
+def _listed(values: Iterable[int]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _evaluation_folder(checkpoint: Path, report: EvalReport) -> Path:
+    """A new folder for one evaluation, named by its settings and the time it ran:
+    ``evaluations/last-tasks50-k5,10,20-steps0,1,5,10-20261204T233000Z`` beside the checkpoint."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = f"{checkpoint.stem}-tasks{report.num_tasks}-k{_listed(report.shots)}-steps{_listed(report.steps)}-{stamp}"
+    folder, n = checkpoint.parent / "evaluations" / name, 1
+    while folder.exists():  # two in one second
+        n += 1
+        folder = checkpoint.parent / "evaluations" / f"{name}-{n}"
+    return folder
+
+
+def _evaluate(recipe: Recipe, model: nn.Module, folder: Callable[[EvalReport], Path]) -> tuple[EvalReport, Path]:
     """Each family's own protocol (its shots; with per-family heads its own head); a mixture's
-    reports are combined into one table, drawn as the adaptation figure in ``out_dir``."""
+    reports are combined into one table, drawn as the adaptation figure in ``folder(report)``."""
     reports = {}
     for f in recipe.test_families:
         plan = recipe.evaluation_plan(f.name)
@@ -162,7 +199,7 @@ def _evaluate(recipe: Recipe, model: nn.Module, out_dir: Path) -> tuple[EvalRepo
             num_tasks=recipe.run.evaluation_tasks, shots=plan.shots, steps=plan.steps, query=plan.query,
         )  # fmt: skip
     report = combine(reports) if recipe.run.mixture else next(iter(reports.values()))
-    return report, plot_curves(report, out_dir / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
+    return report, plot_curves(report, folder(report) / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
 
 
 def _eval_metrics(report: EvalReport) -> dict[str, float]:

@@ -133,14 +133,21 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from distmeta import api
+    from distmeta import api, checkpoints
 
-    def show(report, figure) -> None:  # before anything is sent to MLflow: the numbers are never lost
+    def show(report, figure, record) -> None:  # also when logging failed: the numbers are never lost
         if args.json:
-            print(json.dumps({**report.values, "num_tasks": report.num_tasks, "figure": str(figure)}, sort_keys=True))
+            where = {"run_id": record.run_id, "evaluation_id": record.evaluation_id} if record else {}
+            print(json.dumps({**report.values, "num_tasks": report.num_tasks, "figure": str(figure),
+                              "checkpoint": str(checkpoints.find(args.checkpoint)), **where}, sort_keys=True))  # fmt: skip
         else:
             print(report.table())
             print(f"adaptation figure: {figure}")
+            if record is not None:
+                print(f"logged to MLflow at {record.uri}: evaluation run {record.evaluation_id}, nested under the "
+                      f"training run {record.run_id} (whose own results are unchanged)")  # fmt: skip
+            elif args.no_mlflow:
+                print("not logged to MLflow (--no-mlflow)")
         sys.stdout.flush()
 
     api.evaluate(args.checkpoint, args.overrides, log_to_mlflow=not args.no_mlflow, on_report=show)

@@ -114,7 +114,7 @@ class TrackedRun:
 
         def publish() -> None:
             nonlocal model_uri
-            tracking_run.log_evaluation(self.uri, self.run_id, values, figure, figure_dir)
+            tracking_run.log_final_evaluation(self.uri, self.run_id, values, figure, figure_dir)
             tracking_run.log_checkpoints(
                 self.client, self.run_id, {"last": self.last, **({"best": self.best} if self.best else {})}
             )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from torch import nn
 
 from distmeta._version import __version__
@@ -60,12 +62,45 @@ def log_checkpoints(client: MlflowClient, run_id: str, paths: dict[str, Path]) -
             client.log_artifact(run_id, str(path), "checkpoints")
 
 
-def log_evaluation(uri: str, run_id: str, values: dict[str, float], figure: Path, artifact_dir: str) -> None:
-    """The evaluation's metrics (``values``: full metric keys) at step 0, and its figure as an artifact."""
+def log_final_evaluation(uri: str, run_id: str, values: dict[str, float], figure: Path, artifact_dir: str) -> None:
+    """The training run's own evaluation of its final weights: ``values`` (full metric keys) at
+    step 0, and its figure as an artifact."""
     client = MlflowClient(uri)
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
     client.log_artifact(run_id, str(figure), artifact_dir)
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """Where ``distmeta eval`` logged: its own run, nested under the training run ``run_id``."""
+
+    uri: str
+    run_id: str
+    evaluation_id: str
+
+
+def log_evaluation(uri: str, run_id: str, name: str, params: dict[str, str], values: dict[str, float], figure: Path,
+                   artifact_dir: str) -> EvaluationRecord:  # fmt: skip
+    """An evaluation of the training run ``run_id`` as a run of its own, nested under it (MLflow's
+    ``mlflow.parentRunId`` tag: the UI lists it under the training run, and runs compare in one
+    table), in the same experiment: its settings as params, ``values`` (full metric keys) at
+    step 0, its figure as an artifact. The training run's own records are not touched."""
+    client = MlflowClient(uri)
+    parent = client.get_run(run_id)
+    tags = {MLFLOW_PARENT_RUN_ID: run_id, MLFLOW_RUN_NAME: name, "distmeta.kind": "evaluation"}
+    child = client.create_run(parent.info.experiment_id, tags=tags, run_name=name)
+    evaluation_id = child.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        client.log_batch(evaluation_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()],
+                         params=[Param(k, str(v)[:500]) for k, v in params.items()])  # fmt: skip
+        client.log_artifact(evaluation_id, str(figure), artifact_dir)
+    except BaseException:
+        client.set_terminated(evaluation_id, "FAILED")
+        raise
+    client.set_terminated(evaluation_id, "FINISHED")
+    return EvaluationRecord(uri, run_id, evaluation_id)
 
 
 def log_model(uri: str, run_id: str, model: nn.Module) -> str:

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 import distmeta
-from distmeta.tracking.run import CONFIG_ARTIFACT, log_checkpoints, log_config, log_evaluation, log_model
+from distmeta.tracking.run import CONFIG_ARTIFACT, log_checkpoints, log_config, log_evaluation, log_final_evaluation, log_model
 from distmeta.tracking.store import artifact_location
 
 from .waits import wait_until
@@ -101,7 +101,7 @@ def test_log_checkpoints_uploads_the_files_that_exist(sqlite_uri, new_logger, tm
         assert open(copy, "rb").read() == path.read_bytes()
 
 
-def test_log_evaluation_writes_eval_metrics_and_the_figure(sqlite_uri, new_logger, tmp_path):
+def test_log_final_evaluation_writes_eval_metrics_and_the_figure(sqlite_uri, new_logger, tmp_path):
     """Each value (keys as the caller prefixes them, ``eval/<key>``) at step 0, and the figure under
     the given artifact folder."""
     logger = new_logger(sqlite_uri, "exp-eval", "eval-run")
@@ -109,13 +109,29 @@ def test_log_evaluation_writes_eval_metrics_and_the_figure(sqlite_uri, new_logge
     figure.write_bytes(b"\x89PNG not really")
     values = {"mse.k10.steps1.mean": 0.25, "mse.k10.steps1.ci95": 0.01, "mse.k5.steps10.mean": 0.125}
     before = int(time.time() * 1000)
-    log_evaluation(sqlite_uri, logger.run_id, {f"eval/{k}": v for k, v in values.items()}, figure, "eval")
+    log_final_evaluation(sqlite_uri, logger.run_id, {f"eval/{k}": v for k, v in values.items()}, figure, "eval")
     client = MlflowClient(sqlite_uri)
     assert client.get_run(logger.run_id).data.metrics == {f"eval/{k}": v for k, v in values.items()}
     for key in values:
         (point,) = client.get_metric_history(logger.run_id, f"eval/{key}")
         assert point.step == 0 and point.timestamp >= before
     assert [a.path for a in client.list_artifacts(logger.run_id, "eval")] == ["eval/adaptation_curve.png"]
+
+
+def test_an_evaluation_is_a_finished_run_of_its_own_nested_under_the_training_run(sqlite_uri, new_logger, tmp_path):
+    logger = new_logger(sqlite_uri, "exp-nested", "train-run")
+    figure = tmp_path / "adaptation_curve.png"
+    figure.write_bytes(b"\x89PNG not really")
+    record = log_evaluation(sqlite_uri, logger.run_id, "eval last tasks50", {"evaluation.num_tasks": "50"},
+                            {"eval/mse.k10.steps1.mean": 0.5}, figure, "eval")  # fmt: skip
+    client = MlflowClient(sqlite_uri)
+    child, parent = client.get_run(record.evaluation_id), client.get_run(logger.run_id)
+    assert record.run_id == logger.run_id != record.evaluation_id
+    assert child.data.tags["mlflow.parentRunId"] == logger.run_id and child.info.run_name == "eval last tasks50"
+    assert child.info.experiment_id == parent.info.experiment_id and child.info.status == "FINISHED"
+    assert child.data.params == {"evaluation.num_tasks": "50"} and child.data.metrics == {"eval/mse.k10.steps1.mean": 0.5}
+    assert [a.path for a in client.list_artifacts(record.evaluation_id, "eval")] == ["eval/adaptation_curve.png"]
+    assert parent.data.metrics == {} and client.list_artifacts(logger.run_id, "eval") == [], "the training run is untouched"
 
 
 @pytest.fixture
