@@ -205,7 +205,8 @@ class AllReduceShardGroup:
             if replies is not None:  # else by tasks: they name the replicas lost, the recovery rewinds
                 return Attempt(replies)
 
-        refs = [self._ask(h, ask, sync, check) for h in members]
+        lost = [k for k, alive in enumerate(self.lifecycle.alive) if not alive]  # usually none
+        refs = [self._ask(h, ask, sync, check, lost) for h in members]
         _, late = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
         if late:
             _, late = ray.wait(late, num_returns=len(late), timeout=self.timeout_s + GRACE_S)
@@ -228,12 +229,12 @@ class AllReduceShardGroup:
                 tried.errors.append(f"replica {k}: {cause_line(exc)}")
         return tried
 
-    def _ask(self, h: int, ask: Ask, sync: bool, check: bool):
-        """Actor ``h``'s call for ``ask``: its own shard, and the shards of actors gone for good
-        that it takes (the next living actor after each, as in learner mode), with their images."""
+    def _ask(self, h: int, ask: Ask, sync: bool, check: bool, lost: list[int]):
+        """Actor ``h``'s call for ``ask``: its own shard, and the shards of the ``lost`` actors (gone
+        for good) that it takes (the next living actor after each, as in learner mode), with their images."""
         a, extra, data = self.lifecycle, [], []
-        for k in range(len(a.handles)):
-            if k != h and not a.alive[k] and a.host(k, 0) == h:
+        for k in lost:
+            if a.host(k, 0) == h:
                 units = a.data_for(k, h)
                 extra.append((k, list(ask.plan[k]), len(units)))
                 data.extend(units)
