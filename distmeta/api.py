@@ -27,6 +27,7 @@ from distmeta.evaluation import evaluate as run_protocol
 from distmeta.evaluation.keys import EVAL_PREFIX
 from distmeta.models import family_view
 from distmeta.recipe import Recipe
+from distmeta.tracking import names
 
 if TYPE_CHECKING:
     from distmeta.tracking.run import EvaluationRecord
@@ -72,7 +73,7 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
                     group.close()  # the actors' resources are free before the evaluation
                     with interrupts.immediate():
                         report, figure = _evaluate(recipe, model, lambda _: run.dir)
-                    model_uri = run.finish(_eval_metrics(report), figure, FIGURE_ARTIFACT_DIR, model)
+                    model_uri = run.finish(_series(report), report.columns(), figure, FIGURE_ARTIFACT_DIR, model)
     return TrainResult(run.run_id, run.uri, run.dir, run.last, run.best, report, figure, model, model_uri)
 
 
@@ -106,6 +107,7 @@ def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | Non
             if not interrupts.requested():  # ours runs inside Lightning's: it has recorded the stop too
                 raise
     trainer.save_checkpoint(run.last, weights_only=False)
+    run.tags.update({names.fault_tag(k): str(int(v)) for k, v in learner.fault_totals().items()})
     if interrupts.requested():
         raise interrupts.Interrupted(interrupts.requested(), step=trainer.global_step, checkpoint=run.last)
     return model
@@ -159,8 +161,8 @@ def evaluate(
                   "overrides": " ".join(overrides)}  # fmt: skip
         try:
             check_reachable(uri, create=False)  # gone meanwhile: no new store is made
-            record = log_evaluation(uri, meta["run_id"], figure.parent.parent.name, params, _eval_metrics(report), figure,
-                                    FIGURE_ARTIFACT_DIR)  # fmt: skip
+            record = log_evaluation(uri, meta["run_id"], figure.parent.parent.name, params, _series(report),
+                                    report.columns(), figure, FIGURE_ARTIFACT_DIR)  # fmt: skip
         except Exception as exc:  # the store went away while evaluating: the numbers are still reported
             if on_report is not None:
                 on_report(report, figure, None)
@@ -202,5 +204,6 @@ def _evaluate(recipe: Recipe, model: nn.Module, folder: Callable[[EvalReport], P
     return report, plot_curves(report, folder(report) / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
 
 
-def _eval_metrics(report: EvalReport) -> dict[str, float]:
-    return {EVAL_PREFIX + k: v for k, v in report.values.items()}
+def _series(report: EvalReport) -> list[tuple[str, int, float]]:
+    """The adaptation curves as MLflow series (``test/mse.k10.mean`` at each number of inner steps)."""
+    return [(EVAL_PREFIX + key, steps, value) for key, steps, value in report.series()]

@@ -94,6 +94,8 @@ class TrackedRun:
         self.metadata = {"run_id": self.run_id, "tracking_uri": start.uri, "config_yaml": recipe.config_yaml,
                          "format": checkpoints.FORMAT}  # fmt: skip
         """Travels in every checkpoint: a resume or an evaluation finds the run from it."""
+        self.tags: dict[str, str] = {}
+        """Set on the run when its results are published (e.g. the fault totals)."""
 
     @property
     def last(self) -> Path:
@@ -104,8 +106,10 @@ class TrackedRun:
         path = self.dir / checkpoints.BEST
         return path if path.is_file() else None
 
-    def finish(self, values: dict[str, float], figure: Path, figure_dir: str, model: nn.Module) -> str:
-        """Log the evaluation, checkpoints and model, and mark the run FINISHED; returns the
+    def finish(self, series: list[tuple[str, int, float]], table: dict[str, list], figure: Path, figure_dir: str,
+               model: nn.Module) -> str:  # fmt: skip
+        """Log the evaluation (its curves' ``series``, ``table`` and figure), checkpoints and
+        model, and mark the run FINISHED; returns the
         model's URI ("" if the store could not be reached: everything is on disk)."""
         from distmeta.tracking import run as tracking_run
 
@@ -114,7 +118,9 @@ class TrackedRun:
 
         def publish() -> None:
             nonlocal model_uri
-            tracking_run.log_final_evaluation(self.uri, self.run_id, values, figure, figure_dir)
+            tracking_run.log_final_evaluation(self.uri, self.run_id, series, table, figure, figure_dir)
+            for key, value in self.tags.items():
+                self.client.set_tag(self.run_id, key, value)
             tracking_run.log_checkpoints(
                 self.client, self.run_id, {"last": self.last, **({"best": self.best} if self.best else {})}
             )

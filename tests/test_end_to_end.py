@@ -41,7 +41,17 @@ def test_train_then_eval_json(workdir, capsys):
 
     from mlflow.tracking import MlflowClient
 
-    logged = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(run_id).data.metrics
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    logged = client.get_run(run_id).data.metrics
+    histories = {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in logged}
+    # one family, no faults, a constant LR: no series copies another, none is a flat zero
+    same = [(a, b) for a in histories for b in histories if a < b and histories[a] == histories[b]]
+    assert not same, f"identical series: {same}"
+    assert not [k for k in logged if k.startswith(("family/", "fault/", "optim/lr", "meta/query_loss"))]
+    assert histories["meta/val_mse"][0][0] == 0 and [s for s, _ in histories["meta/val_mse"]] == [0, 15, 30]
+    assert [s for s, _ in histories["test/mse.k10.mean"]] == [0, 1, 5, 10]  # the adaptation curve: inner steps
+    assert len(histories["time/first_step_ms"]) == 1 and all(k.endswith("_ms") for k in logged if k.startswith("time/"))
+    assert client.get_run(run_id).data.tags["distmeta.fault.actor_restarts"] == "0"
 
     def run_eval(*overrides):  # in this process: the real process was the training's
         capsys.readouterr()
@@ -51,8 +61,9 @@ def test_train_then_eval_json(workdir, capsys):
     training_figure = workdir / "checkpoints" / run_id / "eval" / "adaptation_curve.png"
     drawn = training_figure.read_bytes()
     same = run_eval()  # the checkpoint's own settings: the numbers train logged for the final weights
-    for key in ("mse.k5.steps0.mean", "mse.k10.steps1.mean", "mse.k20.steps10.ci95"):
-        assert abs(same[key] - logged[f"eval/{key}"]) <= 1e-9 * abs(same[key]), key
+    for k, steps, stat in ((5, 0, "mean"), (10, 1, "mean"), (20, 10, "ci95")):
+        key, value = f"mse.k{k}.steps{steps}.{stat}", dict(histories[f"test/mse.k{k}.{stat}"])[steps]
+        assert abs(same[key] - value) <= 1e-9 * abs(same[key]), key
     assert same["run_id"] == run_id and same["checkpoint"] == str(ckpt)
 
     report = run_eval("evaluation.num_tasks=100", "evaluation.shots=[5]")
@@ -60,7 +71,6 @@ def test_train_then_eval_json(workdir, capsys):
     for s in (0, 1, 5, 10):
         assert report[f"mse.k5.steps{s}.mean"] > 0 and report[f"mse.k5.steps{s}.ci95"] > 0
     # each evaluation is a record of its own; the training run's results stay as they were logged
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     assert client.get_run(run_id).data.metrics == logged
     assert training_figure.read_bytes() == drawn
     nested = client.search_runs([client.get_run(run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
@@ -69,7 +79,8 @@ def test_train_then_eval_json(workdir, capsys):
     first, second = by_id[same["evaluation_id"]], by_id[report["evaluation_id"]]
     assert first.data.params["evaluation.num_tasks"] == "50" and first.data.params["evaluation.shots"] == "5,10,20"
     assert second.data.params["evaluation.num_tasks"] == "100" and second.data.params["evaluation.shots"] == "5"
-    assert second.data.metrics["eval/mse.k5.steps1.mean"] == report["mse.k5.steps1.mean"]
+    curve = {m.step: m.value for m in client.get_metric_history(second.info.run_id, "test/mse.k5.mean")}
+    assert curve[1] == report["mse.k5.steps1.mean"] and "test/mse.k10.mean" not in second.data.metrics
     figures = {same["figure"], report["figure"], str(training_figure)}
     assert len(figures) == 3 and all(Path(f).is_file() for f in figures), "no figure drawn over another"
 

@@ -32,6 +32,12 @@ Params = dict[str, torch.Tensor]
 Metrics = dict[str, torch.Tensor]
 
 
+def as_objective(post: Metrics) -> Metrics:
+    """The post-adaptation query metrics with ``query_loss`` named ``loss``: the objective the
+    meta-gradient differentiates is that loss, and it is reported once, under that name."""
+    return {("loss" if k == "query_loss" else k): v for k, v in post.items()}
+
+
 @dataclass(frozen=True)
 class Options:
     """The plain settings every algorithm is built from (:func:`distmeta.algorithms.build`);

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.func import grad, vjp
 
-from distmeta.algorithms.base import Algorithm, Metrics, Mode, Options, Params, forward
+from distmeta.algorithms.base import Algorithm, Metrics, Mode, Options, Params, as_objective, forward
 from distmeta.algorithms.losses import LOSSES
 
 
@@ -105,7 +105,7 @@ class GradientAdaptation(Algorithm):
                 _, pre = self.query_metrics(self.predict(model, fast, slow, buffers, zq).detach(), task.query_y, "preadapt")
         fast = self.adapt(model, fast, slow, buffers, zs, task.support_y, self.inner.steps, self.inner.first_order, mode)
         loss, post = self.query_metrics(self.predict(model, fast, slow, buffers, zq), task.query_y)
-        return loss, {"loss": loss.detach(), **post, **pre}
+        return loss, {**as_objective(post), **pre}
 
     @property
     def explicit_grad(self) -> bool:
@@ -137,7 +137,7 @@ class GradientAdaptation(Algorithm):
             _, pre = self.query_metrics(
                 self.predict(model, fast, slow, buffers, self.embed(model, slow, buffers, qx)), qy, "preadapt"
             )
-        return self.merge(params, g_fast, g_slow), {"loss": post["query_loss"], **post, **pre}
+        return self.merge(params, g_fast, g_slow), {**as_objective(post), **pre}
 
     def scores(self, model, params, buffers, task, steps: tuple[int, ...]) -> torch.Tensor:
         """Query score after each of ``steps`` inner steps (first order: nothing to differentiate).

@@ -28,7 +28,7 @@ class Loss:
 
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     score_name: str
-    """The score's name in metrics (``val/<score_name>``, ``eval/<score_name>.k...``)."""
+    """The score's name in metrics (``meta/val_<score_name>``, ``test/<score_name>.k...``)."""
     score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     higher_is_better: bool
     classification: bool

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from distmeta.algorithms.base import Algorithm, Metrics, Mode, Options, forward
+from distmeta.algorithms.base import Algorithm, Metrics, Mode, Options, as_objective, forward
 
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor, ways: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +60,7 @@ class ProtoNet(Algorithm):
     def task_objective(self, model, params, buffers, task, mode: Mode = Mode()) -> tuple[torch.Tensor, Metrics]:
         logits_ = self.task_logits(model, params, buffers, task.support_x, task.support_y, task.query_x)
         loss, metrics = self.query_metrics(logits_, task.query_y)
-        return loss, {"loss": loss.detach(), **metrics}
+        return loss, as_objective(metrics)
 
     def scores(self, model, params, buffers, task, steps: tuple[int, ...] = (0,)) -> torch.Tensor:
         """No inner loop: the same score whatever the step count."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from distmeta.algorithms.base import Metrics, Mode, Options
+from distmeta.algorithms.base import Metrics, Mode, Options, as_objective
 from distmeta.algorithms.gradient import GradientAdaptation, InnerLoop
 
 
@@ -60,7 +60,7 @@ class Reptile(GradientAdaptation):
         phi = {k: v.detach() for k, v in fast.items()}
         surrogate = sum(0.5 * ((params[k] - phi[k]) ** 2).sum() for k in params)
         _, post = self.query_metrics(self.predict(model, phi, {}, buffers, qx), qy)
-        return surrogate, {"loss": post["query_loss"], **post, **pre}
+        return surrogate, {**as_objective(post), **pre}
 
     @property
     def explicit_grad(self) -> bool:

@@ -9,7 +9,7 @@ need more steps), so this races the modes to the same held-out score instead:
 
 Each mode trains alone on the machine, one after another, from the same initial weights and task
 stream. Every ``eval_every`` meta-steps it scores the same held-out tasks the learner validates
-on (``val/mse`` or ``val/acc`` after the training number of inner steps); the clock stops while
+on (``meta/val_mse`` or ``meta/val_acc`` after the training number of inner steps); the clock stops while
 it does, so the time reported is training time only. A mode stops at the target, or when its
 training time passes ``max_seconds`` (then it did not reach it).
 """

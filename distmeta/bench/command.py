@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     )
     t.add_argument("--time-to-accuracy", action="store_true", help="race the modes to --target")
     t.add_argument("--config", default="configs/sine_maml.yaml", help="the run to race (default configs/sine_maml.yaml)")
-    t.add_argument("--target", type=float, default=0.40, help="the val/mse (or val/acc) to reach (default 0.40)")
+    t.add_argument("--target", type=float, default=0.40, help="the meta/val_mse (or meta/val_acc) to reach (default 0.40)")
     t.add_argument("--eval-every", type=int, default=500, help="meta-steps between scorings (default 500)")
     t.add_argument("--max-seconds", type=float, default=1200.0, help="give up on a mode after this much training (default 1200)")
     t.add_argument("--modes", default="loop,sync,pipelined", help="comma-separated subset of loop,sync,pipelined")

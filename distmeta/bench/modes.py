@@ -51,7 +51,7 @@ class LoopBaseline:
         self.step += 1
 
     def validation_score(self) -> float:
-        """The score distmeta's validation reports (``val/mse`` or ``val/acc``): the same held-out
+        """The score distmeta's validation reports (``meta/val_mse`` or ``meta/val_acc``): the same held-out
         tasks, after the training number of inner steps."""
         settings = self.recipe.learner_settings
         curves = [

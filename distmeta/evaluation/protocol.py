@@ -19,7 +19,7 @@ from torch import nn
 
 from distmeta.algorithms import Algorithm
 from distmeta.evaluation.adaptation import sampled_curve
-from distmeta.evaluation.keys import eval_key
+from distmeta.evaluation.keys import STATS, curve_key, eval_key
 from distmeta.tasks import EVALUATION, TaskFamily
 
 
@@ -61,6 +61,32 @@ class EvalReport:
             )
             lines.append(label.ljust(width) + cells)
         return "\n".join(lines)
+
+    def series(self) -> list[tuple[str, int, float]]:
+        """The curves as ``(key, inner steps, value)``: per row a ``mse.k10.mean`` and a
+        ``.ci95`` series (``linear/mse.k10.mean`` for a mixture) whose step is the number of inner
+        steps, so MLflow draws the adaptation curve and compares it across runs."""
+        return [
+            (prefix + curve_key(self.score, k, stat), s, self.values[prefix + eval_key(self.score, k, s, stat)])
+            for _, prefix, k in self.rows()
+            for stat in STATS
+            for s in self.steps
+        ]
+
+    def columns(self) -> dict[str, list]:
+        """The table as columns (a mixture's family, K, inner steps, mean, 95% CI), one row per
+        point of a curve."""
+        cols: dict[str, list] = {"family": [], "shots": [], "steps": [], "mean": [], "ci95": []}
+        for _, prefix, k in self.rows():
+            for s in self.steps:
+                cols["family"].append(prefix.rstrip("/"))
+                cols["shots"].append(k)
+                cols["steps"].append(s)
+                for stat in STATS:
+                    cols[stat].append(self.values[prefix + eval_key(self.score, k, s, stat)])
+        if not self.families:
+            del cols["family"]
+        return cols
 
 
 def combine(reports: dict[str, EvalReport]) -> EvalReport:

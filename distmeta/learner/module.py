@@ -20,7 +20,7 @@ from distmeta.errors import NonFiniteGradientError
 from distmeta.learner.data import train_loader, val_loader
 from distmeta.learner.settings import LearnerSettings
 from distmeta.learner.validation import validation_scores
-from distmeta.learner.window import Window
+from distmeta.learner.window import Window, fault_totals
 from distmeta.models import update_running
 from distmeta.shard import wire
 from distmeta.shard.aggregate import aggregate
@@ -50,7 +50,9 @@ class MetaLearner(pl.LightningModule):
         self._tasks_seen: dict[str, int] = {}
         self._skipped_steps = 0
         self.metadata = metadata  # travels in every checkpoint (MLflow run id, resolved config)
-        self._window = Window()
+        self._window = Window(mixture=settings.mixture)
+        self._clock: float | None = None  # perf_counter at the start of the first step since fit began
+        self._faulted: set[str] = set()  # the fault series logged (each from its first non-zero window on)
         # pipelined: how the next step is asked (step, weights version, weights), and its call once
         # submitted (not after the last step; a checkpoint keeps the ask, so a resume asks the same)
         self._next_ask: dict[str, Any] | None = None
@@ -81,6 +83,10 @@ class MetaLearner(pl.LightningModule):
         if self.replicated:  # the replicas start from the learner's state: a fresh one or a checkpoint's
             self.group.load_state(self._state())
             self._synced = self.global_step
+        if self.global_step == 0 and self.logger is not None:  # the learning curves start where training does
+            scores = validation_scores(self.settings, self.model, self.val_families, 0, strict=False)
+            self.logger.log_metrics(scores, step=0)
+        self._clock = time.perf_counter()
 
     @property
     def replicated(self) -> bool:
@@ -142,14 +148,7 @@ class MetaLearner(pl.LightningModule):
         self._optimizer_step(opt)
         if agg.norm_stats is not None:  # the norms' estimates move by the statistics of this step's tasks
             update_running(self.model, agg.norm_stats)
-        stepped = time.perf_counter()
-        self._time("sample", max(r.sample_seconds for r in results))
-        self._time("meta_gradient", max(r.seconds - r.sample_seconds for r in results))
-        self._time("shard_wait", collected - started)
-        self._time("aggregation", aggregated - collected)
-        self._time("optimizer", stepped - aggregated)
-        self._record(step, agg, results)
-        self._time("logging", time.perf_counter() - stepped)  # a logged window's cost lands in the next
+        self._close_step(step, agg, results, collected - started, aggregated - collected, time.perf_counter() - aggregated)
 
     def _replicated_step(self, step: int) -> None:
         """All-reduce mode: the replicas compute, reduce and step; the learner counts the step,
@@ -174,15 +173,7 @@ class MetaLearner(pl.LightningModule):
             log.warning("trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", step, self._skipped_steps)
             return
         agg = aggregate(done.results, step=step, version=step, combined=done.combined)
-        results = done.results
-        self._time("sample", max(r.sample_seconds for r in results))
-        self._time("meta_gradient", max(r.seconds - r.sample_seconds for r in results))
-        self._time("shard_wait", collected - started)
-        self._time("aggregation", done.reduce_seconds)
-        self._time("optimizer", done.apply_seconds)
-        logged = time.perf_counter()
-        self._record(step, agg, results)
-        self._time("logging", time.perf_counter() - logged)
+        self._close_step(step, agg, done.results, collected - started, done.reduce_seconds, done.apply_seconds)
 
     def _state(self) -> ReplicaState:
         """The learner's meta-parameters, buffers and optimizer state, as a replica holds them."""
@@ -200,6 +191,17 @@ class MetaLearner(pl.LightningModule):
             raise RuntimeError(f"the replicas' state is after {state.steps} meta-steps, the learner expected {steps}")
         restore(self.model, self.optimizers().optimizer, state)
         self._synced = steps
+
+    def _close_step(self, step, agg, results, waited: float, aggregation: float, optimizer: float) -> None:
+        """Time the step's parts (the shards' on the slowest shard) and record it; the logging's
+        own cost (a logged window's lands in the next) is timed too."""
+        self._time("sample", max(r.sample_seconds for r in results))
+        self._time("meta_gradient", max(r.seconds - r.sample_seconds for r in results))
+        for part, seconds in (("shard_wait", waited), ("aggregation", aggregation), ("optimizer", optimizer)):
+            self._time(part, seconds)
+        recorded = time.perf_counter()
+        self._record(step, agg, results)
+        self._time("logging", time.perf_counter() - recorded)
 
     def _time(self, part: str, seconds: float) -> None:
         self._window.add_time(part, seconds)
@@ -234,26 +236,33 @@ class MetaLearner(pl.LightningModule):
         w.add_step(agg, results)
         for f, n in agg.family_counts.items():
             self._tasks_seen[f] = self._tasks_seen.get(f, 0) + n
-        if not self.settings.logged(step):
+        first_ms = None
+        if self._clock is not None:  # the first step since the start (compiling): timed apart
+            first_ms, self._clock = 1000 * (time.perf_counter() - self._clock), None
+            w.restart_clock()
+        if not self.settings.logged(step) and first_ms is None:
             return
-        traffic = (self.group.traffic.sent, self.group.traffic.received)
-        logged = w.means(traffic)
-        for f, seen in self._tasks_seen.items():
-            logged[names.family_metric(f, "tasks_seen")] = float(seen)
-        faults = self.group.faults
-        logged[names.META_LR] = self.optimizers().param_groups[0]["lr"]
-        logged[names.FAULT_RECOMPUTED_TASKS] = float(faults.recomputed_tasks)
-        logged[names.FAULT_FAILED_ATTEMPTS] = float(faults.failed_attempts)
-        logged[names.FAULT_ACTOR_RESTARTS] = float(faults.actor_restarts)
-        logged[names.FAULT_LOST_ACTORS] = float(faults.lost_actors)
-        if self.replicated:
-            logged[names.FAULT_REPLICA_RESYNCS] = float(faults.replica_resyncs)
-        logged[names.FAULT_SKIPPED_STEPS] = float(self._skipped_steps)
+        logged = {names.FIRST_STEP_MS: first_ms} if first_ms is not None else {}
+        if self.settings.logged(step):
+            traffic = (self.group.traffic.sent, self.group.traffic.received)
+            logged.update(w.means(traffic))
+            if self.settings.mixture:
+                logged.update({names.family_metric(f, "tasks_seen"): float(n) for f, n in self._tasks_seen.items()})
+            if self.settings.lr_schedule != "constant":
+                logged[names.META_LR] = self.optimizers().param_groups[0]["lr"]
+            faults = self.fault_totals()
+            self._faulted.update(k for k, v in faults.items() if v)
+            logged.update({k: faults[k] for k in self._faulted})  # a series from its first fault on
+            self._window = Window(traffic_from=traffic, mixture=self.settings.mixture)
         # Straight to the logger: Lightning's self.log would re-send on_step values at every later step.
         if self.logger is not None:
             self.logger.log_metrics(logged, step=step + 1)
-        self.log("loss", logged[names.META_LOSS], prog_bar=True, logger=False, batch_size=1)
-        self._window = Window(traffic_from=traffic)
+        if names.META_LOSS in logged:
+            self.log("loss", logged[names.META_LOSS], prog_bar=True, logger=False, batch_size=1)
+
+    def fault_totals(self) -> dict[str, float]:
+        """Each of :data:`names.FAULTS` so far (replica resyncs in all-reduce mode only)."""
+        return fault_totals(self.group.faults, self._skipped_steps, self.replicated)
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_start(self) -> None:

@@ -39,6 +39,8 @@ class LearnerSettings:
     """1: pipelined, the shards compute step s+1 at step s's weights while step s is applied."""
     delay_compensation: float = 0.0
     """DC-ASGD's lambda for one-update-old gradients (``trainer.delay_compensation``)."""
+    mixture: bool = False
+    """Several task families: their own ``family/<name>/`` series are logged."""
     sync_every: tuple[int, ...] = ()
     """All-reduce mode: the cadences (validation, checkpoints) at which the learner needs the
     replicas' weights; the last step always syncs."""

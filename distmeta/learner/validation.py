@@ -19,11 +19,13 @@ from distmeta.tracking import names
 log = logging.getLogger(__name__)
 
 
-def validation_scores(settings: LearnerSettings, model: nn.Module, families: Sequence[TaskFamily], step: int) -> dict[str, float]:
+def validation_scores(settings: LearnerSettings, model: nn.Module, families: Sequence[TaskFamily], step: int,
+                      strict: bool = True) -> dict[str, float]:  # fmt: skip
     """The logged validation metrics at meta-step ``step``: the mean over ``families`` of the
-    score after each inner-step count, each family's own score (for a mixture) and the monitored
-    value. A non-finite monitored score raises; a diverging probe past the training inner steps
-    is a warning."""
+    score after each inner-step count (after the training count: the monitored value), and each
+    family's own score (for a mixture). A non-finite monitored score raises (not ``strict``, as
+    for the untrained weights at step 0: a warning); a diverging probe past the training inner
+    steps is a warning."""
     s = settings
     score = s.algorithm.score_name
     monitor, _ = s.val_monitor
@@ -44,11 +46,11 @@ def validation_scores(settings: LearnerSettings, model: nn.Module, families: Seq
             at = s.val_steps.index(s.train_inner_steps)
             logged[names.family_metric(family.name, f"val_{score}")] = means[-1][at].item()
     mean = torch.stack(means).mean(dim=0)
-    logged.update({names.val_score_after(score, k): mean[i].item() for i, k in enumerate(s.val_steps)})
-    logged[monitor] = logged[names.val_score_after(score, s.train_inner_steps)]
-    if not math.isfinite(logged[monitor]):
+    for i, k in enumerate(s.val_steps):  # the training number of steps is the monitored score's, logged once
+        logged[monitor if k == s.train_inner_steps else names.val_score_after(score, k)] = mean[i].item()
+    if strict and not math.isfinite(logged[monitor]):
         raise FloatingPointError(f"non-finite validation {score} at step {step}: {logged}")
     diverged = sorted(k for k, v in logged.items() if not math.isfinite(v))
-    if diverged:  # probes past the training inner steps may diverge; they are reported, not fatal
+    if diverged:  # reported, not fatal: probes past the training inner steps may diverge
         log.warning("validation at step %d: %s not finite (adaptation diverged)", step, ", ".join(diverged))
     return logged

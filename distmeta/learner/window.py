@@ -1,5 +1,6 @@
 """A logging window: sums over the meta-steps since the last log, so each logged point is a
-window mean (metrics measured on fewer steps are divided by the steps that measured them)."""
+window mean (metrics measured on fewer steps are divided by the steps that measured them).
+Per-family series only for a mixture (one family's would copy ``meta/``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from distmeta.tracking import names
 class Window:
     steps: int = 0
     tasks: int = 0
+    timed_steps: int = 0  # the steps since the clock started (all of them, unless restart_clock)
+    timed_tasks: int = 0
     started: float = field(default_factory=time.perf_counter)
     metrics: dict[str, float] = field(default_factory=dict)  # divided by the steps that measured them
     metric_steps: dict[str, int] = field(default_factory=dict)
@@ -25,6 +28,7 @@ class Window:
     shard_seconds: dict[int, float] = field(default_factory=dict)
     parts: dict[str, float] = field(default_factory=dict)  # seconds per names.STEP_PARTS, summed
     traffic_from: tuple[int, int] = (0, 0)  # the group's bytes sent and received when the window opened
+    mixture: bool = False
 
     def add(self, key: str, value: float) -> None:
         self.metrics[key] = self.metrics.get(key, 0.0) + value
@@ -42,10 +46,12 @@ class Window:
         """One meta-step's aggregate and its shards' timings."""
         self.steps += 1
         self.tasks += agg.task_count
+        self.timed_steps += 1
+        self.timed_tasks += agg.task_count
         for key, value in agg.metrics.items():
             self.add(names.meta_metric(key), value)
         self.add(names.META_GRAD_NORM, agg.grad_norm)
-        for f, n in agg.family_counts.items():
+        for f, n in agg.family_counts.items() if self.mixture else ():
             for key, value in agg.family_metrics[f].items():
                 self.add_family(f, key, value, n)
             self.add(names.family_metric(f, "grad_share"), agg.family_shares[f])
@@ -53,20 +59,39 @@ class Window:
             self.shard_seconds[r.shard] = self.shard_seconds.get(r.shard, 0.0) + r.seconds
             self.shard_tasks[r.shard] = self.shard_tasks.get(r.shard, 0) + r.task_count
 
+    def restart_clock(self) -> None:
+        """Time from now: the steps so far (a first step that compiled) count in the window's
+        means of what they measured, not in its timings and throughput."""
+        self.started, self.timed_steps, self.timed_tasks = time.perf_counter(), 0, 0
+        self.parts.clear()
+        self.shard_seconds.clear()
+        self.shard_tasks.clear()
+
     def means(self, traffic: tuple[int, int] = (0, 0)) -> dict[str, float]:
-        """The window's metrics: per-step and per-task means, per-shard rates, step-time parts,
-        throughput since the window started, and the MB per step through the group, whose bytes
-        sent and received so far are ``traffic``."""
+        """The window's metrics: per-step and per-task means, per-shard rates, step-time parts and
+        throughput over the steps timed, and the MB per step through the group, whose bytes sent
+        and received so far are ``traffic``."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         out = {k: v / self.metric_steps[k] for k, v in self.metrics.items()}
         for f, sums in self.per_family.items():
             out.update({names.family_metric(f, k): v / self.family_tasks[f][k] for k, v in sums.items()})
-        for k, seconds in self.shard_seconds.items():
-            out[names.shard_seconds(k)] = seconds / self.steps
-            out[names.shard_tasks_per_s(k)] = self.shard_tasks[k] / max(seconds, 1e-9)
-        out.update({names.step_time_ms(k): 1000 * v / self.steps for k, v in self.parts.items()})
-        out[names.THROUGHPUT_TASKS_PER_S] = self.tasks / elapsed
-        out[names.THROUGHPUT_STEPS_PER_S] = self.steps / elapsed
-        out[names.WIRE_SENT_MB] = (traffic[0] - self.traffic_from[0]) / 1e6 / self.steps
-        out[names.WIRE_RECEIVED_MB] = (traffic[1] - self.traffic_from[1]) / 1e6 / self.steps
+        if self.timed_steps:
+            for k, seconds in self.shard_seconds.items():
+                out[names.shard_compute_ms(k)] = 1000 * seconds / self.timed_steps
+                out[names.shard_tasks_per_s(k)] = self.shard_tasks[k] / max(seconds, 1e-9)
+            out.update({names.step_time_ms(k): 1000 * v / self.timed_steps for k, v in self.parts.items()})
+            out[names.THROUGHPUT_TASKS_PER_S] = self.timed_tasks / elapsed
+        moved = traffic[0] - self.traffic_from[0] + traffic[1] - self.traffic_from[1]
+        out[names.WIRE_MB] = moved / 1e6 / self.steps
         return out
+
+
+def fault_totals(faults, skipped_steps: int, replicated: bool) -> dict[str, float]:
+    """Each of :data:`names.FAULTS` so far, from a shard group's ``faults`` and the learner's
+    skipped steps (replica resyncs in all-reduce mode only)."""
+    totals = {names.FAULT_RECOMPUTED_TASKS: faults.recomputed_tasks, names.FAULT_FAILED_ATTEMPTS: faults.failed_attempts,
+              names.FAULT_ACTOR_RESTARTS: faults.actor_restarts, names.FAULT_LOST_ACTORS: faults.lost_actors,
+              names.FAULT_SKIPPED_STEPS: skipped_steps}  # fmt: skip
+    if replicated:
+        totals[names.FAULT_REPLICA_RESYNCS] = faults.replica_resyncs
+    return {k: float(v) for k, v in totals.items()}

@@ -253,5 +253,5 @@ class Recipe:
             seed=self.cfg.seed, val_tasks=tr.val_tasks, family_weighting=t.family_weighting,
             loss_weights=tuple((f.label or f.name, float(f.loss_weight)) for f in t.families),
             on_nonfinite=tr.on_nonfinite, staleness=tr.staleness, delay_compensation=tr.delay_compensation,
-            sync_every=(tr.val_every_n_steps, self.cfg.checkpoint.every_n_steps),
+            sync_every=(tr.val_every_n_steps, self.cfg.checkpoint.every_n_steps), mixture=self.run.mixture,
         )  # fmt: skip

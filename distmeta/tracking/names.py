@@ -1,24 +1,39 @@
-"""Metric names, defined once. Prefixes: ``meta/`` (training objective), ``val/`` (held-out tasks
-during training), ``eval/`` (the meta-test protocol), ``shard/<k>/``, ``family/<name>/``,
-``throughput/``, ``time/``, ``fault/`` (the evaluation's own keys live in :mod:`distmeta.evaluation.keys`)."""
+"""Metric names, defined once. Prefixes: ``meta/`` (the learning curves: training objective and
+validation score), ``optim/`` (the optimizer's gradient norm and scheduled LR), ``test/`` (the
+meta-test protocol's adaptation curves, :mod:`distmeta.evaluation.keys`), ``shard/<k>/``,
+``family/<name>/`` (mixtures only), ``throughput/``, ``time/``, ``wire/``, ``fault/`` (only once
+a fault happened).
+
+MLflow's chart view groups a run's metrics by prefix and sorts the groups by name, so the names
+are chosen for that order: ``fault/`` (when there is one) and ``family/`` (a mixture's families)
+come before ``meta/``, whose training and validation curves then open the page; one time unit
+(milliseconds) throughout."""
 
 META_LOSS = "meta/loss"
-"""The objective the meta-gradient differentiates, per task (Reptile: its query loss after adaptation)."""
-META_LR = "meta/lr"
-META_GRAD_NORM = "meta/grad_norm"
+"""The objective the meta-gradient differentiates, per task: the query loss after adaptation
+(the algorithms' ``query_loss`` is this, so it is not logged a second time)."""
+META_LR = "optim/lr"
+"""Logged only when the schedule moves it (a constant LR is a param)."""
+META_GRAD_NORM = "optim/grad_norm"
 THROUGHPUT_TASKS_PER_S = "throughput/tasks_per_s"
-THROUGHPUT_STEPS_PER_S = "throughput/steps_per_s"
+FIRST_STEP_MS = "time/first_step_ms"
+"""The first meta-step after a start or resume (tracing and compiling on every actor), once; the
+``time/*`` window means and ``throughput/`` leave it out."""
 FAULT_RECOMPUTED_TASKS = "fault/recomputed_tasks"
 FAULT_FAILED_ATTEMPTS = "fault/failed_attempts"
 FAULT_ACTOR_RESTARTS = "fault/actor_restarts"
 FAULT_LOST_ACTORS = "fault/lost_actors"
 FAULT_REPLICA_RESYNCS = "fault/replica_resyncs"
 FAULT_SKIPPED_STEPS = "fault/skipped_steps"
-WIRE_SENT_MB = "wire/sent_mb_per_step"
-WIRE_RECEIVED_MB = "wire/received_mb_per_step"
-"""The learner's payload through its shard group (weights, gradients, replica states), MB per
-meta-step, window mean: (shards + 1) x the weights in learner mode, nothing on an all-reduce
-mode's ordinary step."""
+FAULTS = (FAULT_RECOMPUTED_TASKS, FAULT_FAILED_ATTEMPTS, FAULT_ACTOR_RESTARTS, FAULT_LOST_ACTORS, FAULT_REPLICA_RESYNCS,
+          FAULT_SKIPPED_STEPS)  # fmt: skip
+"""Each is logged from the first window it is non-zero in (a fault-free run has none of these
+series); the run's totals are tags ``distmeta.fault.<name>``."""
+WIRE_MB = "wire/mb_per_step"
+"""The learner's payload through its shard group (weights out, gradients or replica states
+back), MB per meta-step, window mean: (shards + 1) x the weights in learner mode, nothing on an
+all-reduce mode's ordinary step. One series for both directions: with one family the two are
+equal in learner mode."""
 
 
 def meta_metric(key: str) -> str:
@@ -27,17 +42,21 @@ def meta_metric(key: str) -> str:
 
 
 def val_score(score: str) -> str:
-    """``val/acc`` or ``val/mse``: the validation score after the training number of inner steps;
-    the best checkpoint monitors it (max for accuracy, min for MSE)."""
-    return f"val/{score}"
+    """``meta/val_acc`` or ``meta/val_mse``: the validation score after the training number of
+    inner steps, beside the training loss; the best checkpoint monitors it (max for accuracy, min
+    for MSE); first logged at step 0."""
+    return f"meta/val_{score}"
 
 
 def val_score_after(score: str, steps: int) -> str:
-    return f"val/{score}_step{steps}"
+    """The validation score after another number of inner steps than training's (that one is
+    :func:`val_score`)."""
+    return f"meta/val_{score}_step{steps}"
 
 
-def shard_seconds(k: int) -> str:
-    return f"shard/{k}/seconds"
+def shard_compute_ms(k: int) -> str:
+    """Milliseconds per meta-step shard ``k`` spent sampling and computing, window mean."""
+    return f"shard/{k}/compute_ms"
 
 
 def shard_tasks_per_s(k: int) -> str:
@@ -58,5 +77,11 @@ def step_time_ms(part: str) -> str:
 
 
 def family_metric(family: str, name: str) -> str:
-    """``family/<name>/query_loss``, ``.../tasks_seen``, ``.../grad_share``, ``.../val_mse``."""
+    """``family/<name>/loss``, ``.../tasks_seen``, ``.../grad_share``, ``.../val_mse``: a mixture's
+    families (a single family's would copy ``meta/``)."""
     return f"family/{family}/{name}"
+
+
+def fault_tag(key: str) -> str:
+    """``distmeta.fault.actor_restarts``: the run's total of the fault metric ``key``."""
+    return "distmeta.fault." + key.split("/", 1)[1]

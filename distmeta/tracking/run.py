@@ -20,6 +20,8 @@ from distmeta.tracking.outbox import OutboxLogger
 from distmeta.tracking.store import artifact_location
 
 CONFIG_ARTIFACT = "config/config.yaml"
+TABLE_FILE = "adaptation_curve.json"
+"""The evaluation's table (MLflow's table artifact: the UI shows it, ``mlflow.load_table`` reads it)."""
 
 
 def make_logger(uri: str, experiment: str, run_name: str, run_id: str | None = None) -> OutboxLogger:
@@ -62,13 +64,16 @@ def log_checkpoints(client: MlflowClient, run_id: str, paths: dict[str, Path]) -
             client.log_artifact(run_id, str(path), "checkpoints")
 
 
-def log_final_evaluation(uri: str, run_id: str, values: dict[str, float], figure: Path, artifact_dir: str) -> None:
-    """The training run's own evaluation of its final weights: ``values`` (full metric keys) at
-    step 0, and its figure as an artifact."""
-    client = MlflowClient(uri)
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
-    client.log_artifact(run_id, str(figure), artifact_dir)
+Series = list[tuple[str, int, float]]
+"""``(metric key, step, value)`` points: an evaluation's adaptation curves, whose step is the
+number of inner steps."""
+
+
+def log_final_evaluation(uri: str, run_id: str, series: Series, table: dict[str, list], figure: Path,
+                         artifact_dir: str) -> None:  # fmt: skip
+    """The training run's own evaluation of its final weights: the curves' ``series``, the
+    ``table`` (columns) and the figure under ``artifact_dir``."""
+    _log_results(MlflowClient(uri), run_id, series, table, figure, artifact_dir)
 
 
 @dataclass(frozen=True)
@@ -80,27 +85,35 @@ class EvaluationRecord:
     evaluation_id: str
 
 
-def log_evaluation(uri: str, run_id: str, name: str, params: dict[str, str], values: dict[str, float], figure: Path,
-                   artifact_dir: str) -> EvaluationRecord:  # fmt: skip
+def log_evaluation(uri: str, run_id: str, name: str, params: dict[str, str], series: Series, table: dict[str, list],
+                   figure: Path, artifact_dir: str) -> EvaluationRecord:  # fmt: skip
     """An evaluation of the training run ``run_id`` as a run of its own, nested under it (MLflow's
     ``mlflow.parentRunId`` tag: the UI lists it under the training run, and runs compare in one
-    table), in the same experiment: its settings as params, ``values`` (full metric keys) at
-    step 0, its figure as an artifact. The training run's own records are not touched."""
+    table), in the same experiment: its settings as params, its curves, table and figure as the
+    training run's are. The training run's own records are not touched."""
     client = MlflowClient(uri)
     parent = client.get_run(run_id)
     tags = {MLFLOW_PARENT_RUN_ID: run_id, MLFLOW_RUN_NAME: name, "distmeta.kind": "evaluation"}
     child = client.create_run(parent.info.experiment_id, tags=tags, run_name=name)
     evaluation_id = child.info.run_id
     try:
-        now = int(time.time() * 1000)
-        client.log_batch(evaluation_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()],
-                         params=[Param(k, str(v)[:500]) for k, v in params.items()])  # fmt: skip
-        client.log_artifact(evaluation_id, str(figure), artifact_dir)
+        client.log_batch(evaluation_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+        _log_results(client, evaluation_id, series, table, figure, artifact_dir)
     except BaseException:
         client.set_terminated(evaluation_id, "FAILED")
         raise
     client.set_terminated(evaluation_id, "FINISHED")
     return EvaluationRecord(uri, run_id, evaluation_id)
+
+
+def _log_results(client: MlflowClient, run_id: str, series: Series, table: dict[str, list], figure: Path,
+                 artifact_dir: str) -> None:  # fmt: skip
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, step) for k, step, v in series]
+    for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+    client.log_table(run_id, table, f"{artifact_dir}/{TABLE_FILE}")
+    client.log_artifact(run_id, str(figure), artifact_dir)
 
 
 def log_model(uri: str, run_id: str, model: nn.Module) -> str:

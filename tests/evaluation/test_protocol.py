@@ -69,6 +69,15 @@ def test_protocol_reports_mean_and_ci95(tmp_path):
     per_task = score_curve(algo, model, dict(model.named_parameters()), tasks, (0,))[:, 0].double()
     assert math.isclose(report.values[eval_key("mse", 5, 0, "mean")], per_task.mean().item(), rel_tol=1e-6)
     assert math.isclose(report.values[eval_key("mse", 5, 0, "ci95")], 1.96 * per_task.std().item() / math.sqrt(150), rel_tol=1e-6)
+    # in MLflow: one series per K and statistic, its step the number of inner steps; the table's rows
+    curves = {}
+    for key, steps, value in report.series():
+        curves.setdefault(key, []).append((steps, value))
+    assert curves["mse.k5.ci95"] == [(s, report.values[eval_key("mse", 5, s, "ci95")]) for s in (0, 2)]
+    assert sorted(curves) == ["mse.k10.ci95", "mse.k10.mean", "mse.k5.ci95", "mse.k5.mean"]
+    cols = report.columns()
+    assert list(cols) == ["shots", "steps", "mean", "ci95"] and cols["shots"] == [5, 5, 10, 10]
+    assert cols["mean"][3] == report.values[eval_key("mse", 10, 2, "mean")]
     png = plot_curves(report, tmp_path / "fig.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "K=5" in report.table() and "query MSE over 150" in report.table()

@@ -89,7 +89,7 @@ def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlfl
     run = MlflowClient(mlflow_server).get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["cluster.placement_strategy"] == "SPREAD"
-    assert "val/mse" in run.data.metrics and "eval/mse.k10.steps1.mean" in run.data.metrics
+    assert "meta/val_mse" in run.data.metrics and "test/mse.k10.mean" in run.data.metrics
     nodes = {run.data.tags["shard.0.node"], run.data.tags["shard.1.node"]}
     assert len(nodes) == 2, "SPREAD put the two shard actors on different nodes"
     assert run.data.params["cluster.aggregation"] == "allreduce" and run.data.metrics["fault/replica_resyncs"] == 0

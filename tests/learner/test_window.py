@@ -22,18 +22,34 @@ def _result(shard: int, tasks: int, seconds: float) -> ShardResult:
 
 
 def test_window_means_per_step_per_task_and_per_measuring_step():
-    w = Window(traffic_from=(1_000_000, 0))
+    w = Window(traffic_from=(1_000_000, 0), mixture=True)
     w.add_step(_agg(1.0, {"sine": 2, "line": 6}, {"sine": 1.0, "line": 3.0}), [_result(0, 4, 0.5), _result(1, 4, 1.5)])
     w.add_step(_agg(3.0, {"sine": 6, "line": 2}, {"sine": 2.0, "line": 5.0}, {"preadapt_loss": 7.0}), [_result(0, 4, 0.5)])
     w.add_time("optimizer", 0.004)
     w.add_time("optimizer", 0.002)
     m = w.means((5_000_000, 8_000_000))
-    assert m[names.WIRE_SENT_MB] == 2.0 and m[names.WIRE_RECEIVED_MB] == 4.0  # MB per step of the window
+    assert m[names.WIRE_MB] == 2.0 + 4.0  # MB per step of the window, sent and received
     assert m[names.meta_metric("loss")] == 2.0 and m[names.META_GRAD_NORM] == 5.0
     assert m[names.meta_metric("preadapt_loss")] == 7.0  # measured on one step of the two: its value
     assert m[names.family_metric("sine", "loss")] == (2 * 1.0 + 6 * 2.0) / 8  # task-weighted over the window
     assert m[names.family_metric("line", "loss")] == (6 * 3.0 + 2 * 5.0) / 8
-    assert m[names.shard_seconds(0)] == 0.5 and m[names.shard_seconds(1)] == 0.75  # per step of the window
+    assert m[names.shard_compute_ms(0)] == 500 and m[names.shard_compute_ms(1)] == 750  # per step of the window
     assert m[names.shard_tasks_per_s(0)] == 8 / 1.0 and m[names.shard_tasks_per_s(1)] == 4 / 1.5
     assert abs(m[names.step_time_ms("optimizer")] - 3.0) < 1e-9
     assert m[names.THROUGHPUT_TASKS_PER_S] > 0 and w.steps == 2 and w.tasks == 16
+
+
+def test_a_single_family_has_no_family_series_and_a_restarted_clock_leaves_out_what_came_before():
+    """One family's series would copy ``meta/``; the steps before ``restart_clock`` (a first step
+    that compiled) count in the means of what they measured, not in the timings."""
+    w = Window()
+    w.add_step(_agg(1.0, {"sine": 4}, {"sine": 1.0}), [_result(0, 4, 30.0)])
+    w.add_time("optimizer", 9.0)
+    w.restart_clock()
+    assert names.THROUGHPUT_TASKS_PER_S not in w.means() and names.shard_compute_ms(0) not in w.means()
+    w.add_step(_agg(3.0, {"sine": 4}, {"sine": 3.0}), [_result(0, 4, 0.002)])
+    w.add_time("optimizer", 0.001)
+    m = w.means()
+    assert m[names.META_LOSS] == 2.0 and not any(k.startswith("family/") for k in m)
+    assert abs(m[names.shard_compute_ms(0)] - 2.0) < 1e-9 and abs(m[names.step_time_ms("optimizer")] - 1.0) < 1e-9
+    assert m[names.shard_tasks_per_s(0)] == 4 / 0.002

@@ -10,17 +10,18 @@ CONSTANTS = {k: v for k, v in vars(names).items() if k.isupper() and isinstance(
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        (names.meta_metric("query_loss"), "meta/query_loss"),
+        (names.meta_metric("preadapt_loss"), "meta/preadapt_loss"),
         (names.meta_metric("preadapt_acc"), "meta/preadapt_acc"),
-        (names.val_score("acc"), "val/acc"),
-        (names.val_score("mse"), "val/mse"),
-        (names.val_score_after("mse", 10), "val/mse_step10"),
-        (names.shard_seconds(0), "shard/0/seconds"),
-        (names.shard_seconds(12), "shard/12/seconds"),
+        (names.val_score("acc"), "meta/val_acc"),
+        (names.val_score("mse"), "meta/val_mse"),
+        (names.val_score_after("mse", 10), "meta/val_mse_step10"),
+        (names.shard_compute_ms(0), "shard/0/compute_ms"),
+        (names.shard_compute_ms(12), "shard/12/compute_ms"),
         (names.shard_tasks_per_s(3), "shard/3/tasks_per_s"),
-        (names.family_metric("sine", "query_loss"), "family/sine/query_loss"),
+        (names.family_metric("sine", "loss"), "family/sine/loss"),
         (names.family_metric("glyphs", "grad_share"), "family/glyphs/grad_share"),
         (names.step_time_ms("shard_wait"), "time/shard_wait_ms"),
+        (names.fault_tag(names.FAULT_ACTOR_RESTARTS), "distmeta.fault.actor_restarts"),
     ],
 )
 def test_functions_give_the_documented_keys(key, expected):
@@ -31,11 +32,11 @@ def test_functions_give_the_documented_keys(key, expected):
 def test_constants_have_their_prefixes():
     """The constants are the documented keys; each lives under one of the documented prefixes."""
     assert names.META_LOSS == "meta/loss"
-    assert names.META_LR == "meta/lr"
-    assert names.META_GRAD_NORM == "meta/grad_norm"
+    assert names.META_LR == "optim/lr"
+    assert names.META_GRAD_NORM == "optim/grad_norm"
     assert names.THROUGHPUT_TASKS_PER_S == "throughput/tasks_per_s"
-    assert names.THROUGHPUT_STEPS_PER_S == "throughput/steps_per_s"
-    prefixes = ("meta/", "throughput/", "fault/", "wire/")
+    assert names.FIRST_STEP_MS == "time/first_step_ms"
+    prefixes = ("meta/", "optim/", "throughput/", "time/", "fault/", "wire/")
     metric_constants = {k: v for k, v in CONSTANTS.items() if k != "STEP_PARTS"}
     assert metric_constants, "the module defines metric-name constants"
     for name, key in metric_constants.items():
@@ -47,6 +48,7 @@ def test_no_two_constants_collide():
     """Every constant is its own MLflow key (a copy-paste duplicate would merge two series)."""
     keys = [v for k, v in CONSTANTS.items() if k != "STEP_PARTS"]
     assert len(keys) == len(set(keys))
+    assert set(names.FAULTS) == {v for v in keys if v.startswith("fault/")} and len(names.FAULTS) == len(set(names.FAULTS))
 
 
 def test_every_step_part_makes_a_distinct_time_key():
@@ -63,10 +65,10 @@ def test_keys_from_different_functions_do_not_collide():
     keys = [
         *(v for k, v in CONSTANTS.items() if k != "STEP_PARTS"),
         *(names.step_time_ms(p) for p in names.STEP_PARTS),
-        *(f(k) for k in range(4) for f in (names.shard_seconds, names.shard_tasks_per_s)),
+        *(f(k) for k in range(4) for f in (names.shard_compute_ms, names.shard_tasks_per_s)),
         *(names.val_score(s) for s in ("acc", "mse")),
         *(names.val_score_after(s, k) for s in ("acc", "mse") for k in (1, 5, 10)),
-        *(names.family_metric(f, n) for f in ("sine", "glyphs") for n in ("query_loss", "tasks_seen", "grad_share")),
-        *(names.meta_metric(m) for m in ("query_loss", "preadapt_loss", "acc")),
+        *(names.family_metric(f, n) for f in ("sine", "glyphs") for n in ("loss", "tasks_seen", "grad_share")),
+        *(names.meta_metric(m) for m in ("preadapt_loss", "query_acc", "preadapt_acc")),
     ]
     assert len(keys) == len(set(keys))

@@ -1,7 +1,8 @@
 """What a run records, against a real sqlite store: the run itself, its config as params and YAML,
 checkpoints, evaluation numbers and figure, and a model that loads back."""
 
-import time
+import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -101,36 +102,44 @@ def test_log_checkpoints_uploads_the_files_that_exist(sqlite_uri, new_logger, tm
         assert open(copy, "rb").read() == path.read_bytes()
 
 
-def test_log_final_evaluation_writes_eval_metrics_and_the_figure(sqlite_uri, new_logger, tmp_path):
-    """Each value (keys as the caller prefixes them, ``eval/<key>``) at step 0, and the figure under
-    the given artifact folder."""
-    logger = new_logger(sqlite_uri, "exp-eval", "eval-run")
+SERIES = [("test/mse.k10.mean", 0, 0.5), ("test/mse.k10.mean", 1, 0.25), ("test/mse.k10.ci95", 0, 0.02),
+          ("test/mse.k10.ci95", 1, 0.01)]  # fmt: skip
+TABLE = {"shots": [10, 10], "steps": [0, 1], "mean": [0.5, 0.25], "ci95": [0.02, 0.01]}
+
+
+def _figure(tmp_path):
     figure = tmp_path / "adaptation_curve.png"
     figure.write_bytes(b"\x89PNG not really")
-    values = {"mse.k10.steps1.mean": 0.25, "mse.k10.steps1.ci95": 0.01, "mse.k5.steps10.mean": 0.125}
-    before = int(time.time() * 1000)
-    log_final_evaluation(sqlite_uri, logger.run_id, {f"eval/{k}": v for k, v in values.items()}, figure, "eval")
+    return figure
+
+
+def test_log_final_evaluation_writes_the_curves_as_series_the_table_and_the_figure(sqlite_uri, new_logger, tmp_path):
+    """Each curve is one series whose step is the number of inner steps; the table is MLflow's
+    table artifact (columns and rows); the figure lies under the given artifact folder."""
+    logger = new_logger(sqlite_uri, "exp-eval", "eval-run")
+    log_final_evaluation(sqlite_uri, logger.run_id, SERIES, TABLE, _figure(tmp_path), "eval")
     client = MlflowClient(sqlite_uri)
-    assert client.get_run(logger.run_id).data.metrics == {f"eval/{k}": v for k, v in values.items()}
-    for key in values:
-        (point,) = client.get_metric_history(logger.run_id, f"eval/{key}")
-        assert point.step == 0 and point.timestamp >= before
-    assert [a.path for a in client.list_artifacts(logger.run_id, "eval")] == ["eval/adaptation_curve.png"]
+    history = client.get_metric_history(logger.run_id, "test/mse.k10.mean")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.25)]
+    assert set(client.get_run(logger.run_id).data.metrics) == {"test/mse.k10.mean", "test/mse.k10.ci95"}
+    assert sorted(a.path for a in client.list_artifacts(logger.run_id, "eval")) == [
+        "eval/adaptation_curve.json", "eval/adaptation_curve.png"]  # fmt: skip
+    table = json.loads(Path(client.download_artifacts(logger.run_id, "eval/adaptation_curve.json", str(tmp_path))).read_text())
+    assert table["columns"] == list(TABLE) and table["data"] == [[10, 0, 0.5, 0.02], [10, 1, 0.25, 0.01]]
 
 
 def test_an_evaluation_is_a_finished_run_of_its_own_nested_under_the_training_run(sqlite_uri, new_logger, tmp_path):
     logger = new_logger(sqlite_uri, "exp-nested", "train-run")
-    figure = tmp_path / "adaptation_curve.png"
-    figure.write_bytes(b"\x89PNG not really")
-    record = log_evaluation(sqlite_uri, logger.run_id, "eval last tasks50", {"evaluation.num_tasks": "50"},
-                            {"eval/mse.k10.steps1.mean": 0.5}, figure, "eval")  # fmt: skip
+    record = log_evaluation(sqlite_uri, logger.run_id, "eval last tasks50", {"evaluation.num_tasks": "50"}, SERIES,
+                            TABLE, _figure(tmp_path), "eval")  # fmt: skip
     client = MlflowClient(sqlite_uri)
     child, parent = client.get_run(record.evaluation_id), client.get_run(logger.run_id)
     assert record.run_id == logger.run_id != record.evaluation_id
     assert child.data.tags["mlflow.parentRunId"] == logger.run_id and child.info.run_name == "eval last tasks50"
     assert child.info.experiment_id == parent.info.experiment_id and child.info.status == "FINISHED"
-    assert child.data.params == {"evaluation.num_tasks": "50"} and child.data.metrics == {"eval/mse.k10.steps1.mean": 0.5}
-    assert [a.path for a in client.list_artifacts(record.evaluation_id, "eval")] == ["eval/adaptation_curve.png"]
+    assert child.data.params == {"evaluation.num_tasks": "50"} and child.data.metrics == {"test/mse.k10.mean": 0.25,
+                                                                                           "test/mse.k10.ci95": 0.01}  # fmt: skip
+    assert len(client.list_artifacts(record.evaluation_id, "eval")) == 2
     assert parent.data.metrics == {} and client.list_artifacts(logger.run_id, "eval") == [], "the training run is untouched"
 
 
