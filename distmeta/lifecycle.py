@@ -108,9 +108,9 @@ class TrackedRun:
 
     def finish(self, series: list[tuple[str, int, float]], table: dict[str, list], figure: Path, figure_dir: str,
                model: nn.Module) -> str:  # fmt: skip
-        """Log the evaluation (its curves' ``series``, ``table`` and figure), checkpoints and
-        model, and mark the run FINISHED; returns the
-        model's URI ("" if the store could not be reached: everything is on disk)."""
+        """Log the evaluation (its curves' ``series``, ``table`` and figure), checkpoints, model
+        and :attr:`tags`, and mark the run FINISHED; returns the model's URI ("" if the store
+        could not be reached: everything is on disk)."""
         from distmeta.tracking import run as tracking_run
 
         self._report_unsent(self.logger.close(self.recipe.run.flush_timeout_s, self.dir))
