@@ -83,7 +83,7 @@ class MetaLearner(pl.LightningModule):
         if self.replicated:  # the replicas start from the learner's state: a fresh one or a checkpoint's
             self.group.load_state(self._state())
             self._synced = self.global_step
-        if self.global_step == 0 and self.logger is not None:  # the learning curves start where training does
+        if self.global_step == 0 and self.logger is not None and self.val_families:  # the curves start at step 0
             scores = validation_scores(self.settings, self.model, self.val_families, 0, strict=False)
             self.logger.log_metrics(scores, step=0)
         self._clock = time.perf_counter()
