@@ -28,9 +28,9 @@ under this (docs/reliability.md); past it, the process exits without them."""
 
 
 @contextmanager
-def session(address: str, num_shards: int) -> Iterator[None]:
+def session(address: str, num_shards: int, dashboard: bool = False) -> Iterator[None]:
     """:func:`ray_session` with the learner at one torch thread meanwhile (:func:`learner_threads`)."""
-    with ray_session(address, num_shards), learner_threads(num_shards):
+    with ray_session(address, num_shards, dashboard), learner_threads(num_shards):
         yield
 
 
@@ -44,12 +44,12 @@ def abandoned() -> bool:
 
 
 @contextmanager
-def ray_session(address: str, num_shards: int) -> Iterator[None]:
-    """Where a run's shard actors live: with any, Ray started in-process or joined (and shut down
-    after, if started here)."""
+def ray_session(address: str, num_shards: int, dashboard: bool = False) -> Iterator[None]:
+    """Where a run's shard actors live: with any, Ray started in-process (with its ``dashboard``
+    if asked) or joined, and shut down after if started here."""
     global _abandoned
     _abandoned = False
-    started = start_ray(address) if num_shards > 0 else False
+    started = start_ray(address, dashboard=dashboard) if num_shards > 0 else False
     session_dir = _session_dir() if started else None
     failed = True
     try:
@@ -160,10 +160,11 @@ def _bounded(action, timeout_s: float, what: str) -> None:
         logging.getLogger(__name__).warning("%s did not end within %.0f s; going on without it", what, timeout_s)
 
 
-def start_ray(address: str, timeout_s: float = 5.0) -> bool:
+def start_ray(address: str, timeout_s: float = 5.0, dashboard: bool = False) -> bool:
     """Join ``address`` (empty: ``RAY_ADDRESS`` when set, as in a Ray job) or start Ray in this
-    process. Returns whether Ray was initialised here (the caller shuts it down then); an already
-    initialised Ray is reused as it is."""
+    process, with its ``dashboard`` (on 127.0.0.1, its address printed) if asked. Returns whether
+    Ray was initialised here (the caller shuts it down then); an already initialised Ray is reused
+    as it is."""
     import ray
 
     shown = address
@@ -187,9 +188,9 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
     local = {} if address else {"dashboard_host": "127.0.0.1"}
     umask = os.umask(0o077) if not address else None
     try:
-        ray.init(
+        context = ray.init(
             address=address or "local",  # "local": never a cluster found by chance on this machine
-            include_dashboard=False if not address else None,
+            include_dashboard=dashboard if not address else None,
             logging_level=logging.WARNING,
             log_to_driver=True,
             **local,
@@ -199,7 +200,17 @@ def start_ray(address: str, timeout_s: float = 5.0) -> bool:
     finally:
         if umask is not None:
             os.umask(umask)
+    if dashboard and not address:
+        print(f"Ray dashboard: http://{context.dashboard_url}{_sign_in()}", flush=True)
     return True
+
+
+def _sign_in() -> str:
+    """How a browser gets into the dashboard: with Ray's token authentication on (in-process Ray's
+    default since 2.52 where no mode is set), it asks for the token."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled  # Ray-internal
+
+    return " (it asks for the token `ray get-auth-token` prints)" if is_token_auth_enabled() else ""
 
 
 def _auto_address() -> str:

@@ -44,14 +44,22 @@ def test_train_then_eval_json(workdir, capsys):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     logged = client.get_run(run_id).data.metrics
     histories = {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in logged}
-    # one family, no faults, a constant LR: no series copies another, none is a flat zero
-    same = [(a, b) for a in histories for b in histories if a < b and histories[a] == histories[b]]
+    # one family, no faults, a constant LR: no series copies another, none is a flat zero (the
+    # machine's own system metrics aside: on loopback alone, bytes received are the bytes sent)
+    training = {k: h for k, h in histories.items() if not k.startswith("system/")}
+    same = [(a, b) for a in training for b in training if a < b and training[a] == training[b]]
     assert not same, f"identical series: {same}"
     assert not [k for k in logged if k.startswith(("family/", "fault/", "optim/lr", "meta/query_loss"))]
     assert histories["meta/val_mse"][0][0] == 0 and [s for s, _ in histories["meta/val_mse"]] == [0, 15, 30]
     assert [s for s, _ in histories["test/mse.k10.mean"]] == [0, 1, 5, 10]  # the adaptation curve: inner steps
     assert len(histories["time/first_step_ms"]) == 1 and all(k.endswith("_ms") for k in logged if k.startswith("time/"))
     assert client.get_run(run_id).data.tags["distmeta.fault.actor_restarts"] == "0"
+    # system metrics (MLflow's System metrics tab): the learner's machine, and each shard actor's process
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(logged)
+    for k in (0, 1):
+        assert histories[f"system/shard_{k}/rss_megabytes"][0][1] > 50  # a process with torch loaded
+        assert histories[f"system/shard_{k}/cpu_utilization_percentage"][0][1] > 0
+    assert not [k for k in logged if k.startswith("system/shard_2")]
 
     def run_eval(*overrides):  # in this process: the real process was the training's
         capsys.readouterr()

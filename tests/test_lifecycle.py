@@ -200,24 +200,36 @@ def test_three_runs_started_at_once_on_a_new_store_all_finish(workdir):
 
 
 EMBEDDED = """
-import json, os, sys
-import ray
+import json, pathlib, subprocess, sys, urllib.request
+import psutil, ray
 from distmeta import runtime
-with runtime.ray_session("", 1):
+with runtime.ray_session("", 1, dashboard=True):
     session = str(runtime._session_dir())
-print(json.dumps({"session": session}))
+    url = "http://" + ray._private.worker.get_dashboard_url()
+    token = subprocess.run([str(pathlib.Path(sys.executable).with_name("ray")), "get-auth-token"], capture_output=True, text=True, check=True).stdout.strip()
+    request = urllib.request.Request(url + "/api/version", headers={"Authorization": "Bearer " + token})
+    version = json.loads(urllib.request.urlopen(request, timeout=30).read())["ray_version"]
+    port = int(url.rsplit(":", 1)[1])
+    bound = sorted({c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port})
+print(json.dumps({"session": session, "url": url, "version": version, "bound": bound}))
 """
 
 
 @pytest.mark.ray
-def test_an_in_process_ray_leaves_no_session_folder_and_a_private_token(tmp_path):
-    """A new ``~/.ray/auth_token`` is this user's only (0600), and Ray's session folder goes with
-    a run that ends well."""
+def test_an_in_process_ray_leaves_no_session_folder_a_private_token_and_its_dashboard_on_localhost(tmp_path):
+    """A new ``~/.ray/auth_token`` is this user's only (0600), Ray's session folder goes with a
+    run that ends well, and ``cluster.dashboard``'s dashboard answers on 127.0.0.1 alone, at the
+    address printed."""
     env = {**os.environ, "HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", EMBEDDED], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith('{"session"'))
-    session = Path(json.loads(line)["session"])
+    report = json.loads(line)
+    import ray
+
+    assert report["version"] == ray.__version__ and report["bound"] == ["127.0.0.1"], report
+    assert f"Ray dashboard: {report['url']} (it asks for the token `ray get-auth-token` prints)" in proc.stdout.splitlines()
+    session = Path(report["session"])
     assert session.name.startswith("session_") and not session.exists(), sorted(session.rglob("*"))[:20]
     token = tmp_path / ".ray" / "auth_token"
     assert token.is_file() and token.stat().st_mode & 0o777 == 0o600

@@ -1,8 +1,5 @@
-"""The one schema every config is validated against.
-
-Each field carries a comment saying what it controls; YAML files in ``configs/`` and ``key=value``
-overrides are merged onto these defaults by :func:`distmeta.config.load`.
-"""
+"""The one schema every config is validated against. Each field says what it controls; YAML files
+in ``configs/`` and ``key=value`` overrides are merged onto these defaults by :func:`distmeta.config.load`."""
 
 from __future__ import annotations
 
@@ -244,6 +241,8 @@ class ClusterConfig:
     learner_device: str = "cpu"
     """Where the learner (optimizer, validation, evaluation) runs: ``cpu`` or ``cuda`` (a GPU of
     the driver's node, outside the shards' bundles)."""
+    dashboard: bool = False
+    """In-process Ray (no ``address``): also start Ray's dashboard on 127.0.0.1 and print its address."""
 
 
 @dataclass
@@ -258,6 +257,9 @@ class TrackingConfig:
     """At the end of training, how long to wait for metrics kept during a tracking-server outage
     to be delivered; what is still undelivered is written to ``unsent_metrics.jsonl`` beside the
     checkpoints."""
+    system_metrics_s: float = 10.0
+    """Seconds between system metrics (0: none), MLflow's System metrics tab: the learner's machine
+    (MLflow's own monitors) and each shard's process (``system/shard_<k>/``: CPU, RSS, GPU)."""
 
 
 @dataclass

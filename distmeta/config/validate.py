@@ -151,6 +151,9 @@ def _choices(cfg: DistMetaConfig) -> None:
     if c.collective == "nccl" and (c.aggregation != "allreduce" or c.gpus_per_shard < 1):
         _fail("cluster.collective", "nccl joins the replicas' GPUs: it needs cluster.aggregation=allreduce and "
               "cluster.gpus_per_shard of 1 or more (one GPU per shard actor)")  # fmt: skip
+    if c.dashboard and (c.num_shards < 1 or c.address):
+        _fail("cluster.dashboard", "starts the dashboard of an in-process Ray: it needs cluster.num_shards of 1 or more and "
+              "no cluster.address (a cluster's dashboard is the cluster's own: `ray start --head` runs it)")  # fmt: skip
     if c.aggregation == "allreduce" and c.num_shards < 1:
         _fail("cluster.aggregation", "allreduce runs among shard actors: set cluster.num_shards to 1 or more")
     if c.aggregation == "allreduce" and tr.staleness:
@@ -184,6 +187,7 @@ def _signs(cfg: DistMetaConfig) -> None:
         "cluster.gpus_per_shard": c.gpus_per_shard, "cluster.max_actor_restarts": c.max_actor_restarts,
         "trainer.grad_clip": tr.grad_clip, "algorithm.chunk_size": a.chunk_size,
         "algorithm.reptile.inner_batch": a.reptile.inner_batch, "tasks.image_size": t.image_size, "evaluation.query": e.query,
+        "tracking.system_metrics_s": cfg.tracking.system_metrics_s,
     }  # fmt: skip
     for key, value in non_negative.items():
         if value < 0:

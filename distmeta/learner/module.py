@@ -28,6 +28,7 @@ from distmeta.shard.group import InFlight, ShardGroup
 from distmeta.shard.replica import ReplicaState, capture, restore
 from distmeta.tasks import TaskFamily
 from distmeta.tracking import names
+from distmeta.tracking.system import SystemMetrics
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class MetaLearner(pl.LightningModule):
         self._skipped_steps = 0
         self.metadata = metadata  # travels in every checkpoint (MLflow run id, resolved config)
         self._window = Window(mixture=settings.mixture)
+        self._system = SystemMetrics(settings.system_metrics_s)
         self._clock: float | None = None  # perf_counter at the start of the first step since fit began
         self._faulted: set[str] = set()  # the fault series logged (each from its first non-zero window on)
         # pipelined: how the next step is asked (step, weights version, weights), and its call once
@@ -63,9 +65,8 @@ class MetaLearner(pl.LightningModule):
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
         s = self.settings
-        # fused: one kernel for the whole update, faster than foreach on CPU (docs/performance.md).
-        # With Ray shards the driver runs 1 torch thread (distmeta.runtime.session), so its OpenMP
-        # team does not fight the actors for the cores.
+        # fused: one kernel for the whole update, faster than foreach on CPU (docs/performance.md); with Ray
+        # shards the driver runs 1 torch thread (distmeta.runtime.session): its OpenMP team leaves the actors the cores.
         opt = torch.optim.Adam(self.model.parameters(), lr=s.meta_lr, fused=True)
         if s.lr_schedule == "constant":
             return opt
@@ -253,6 +254,7 @@ class MetaLearner(pl.LightningModule):
             faults = self.fault_totals()
             self._faulted.update(k for k, v in faults.items() if v)
             logged.update({k: faults[k] for k in self._faulted})  # a series from its first fault on
+            logged.update(self._system.sample(w.shard_system) if self._system.due() else {})
             self._window = Window(traffic_from=traffic, mixture=self.settings.mixture)
         # Straight to the logger: Lightning's self.log would re-send on_step values at every later step.
         if self.logger is not None:

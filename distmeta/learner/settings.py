@@ -41,6 +41,8 @@ class LearnerSettings:
     """DC-ASGD's lambda for one-update-old gradients (``trainer.delay_compensation``)."""
     mixture: bool = False
     """Several task families: their own ``family/<name>/`` series are logged."""
+    system_metrics_s: float = 10.0
+    """Log the learner's machine and each shard's process (``system/``) at most this often; 0: never."""
     sync_every: tuple[int, ...] = ()
     """All-reduce mode: the cadences (validation, checkpoints) at which the learner needs the
     replicas' weights; the last step always syncs."""

@@ -27,6 +27,7 @@ class Window:
     shard_tasks: dict[int, int] = field(default_factory=dict)
     shard_seconds: dict[int, float] = field(default_factory=dict)
     parts: dict[str, float] = field(default_factory=dict)  # seconds per names.STEP_PARTS, summed
+    shard_system: dict[int, dict[str, float]] = field(default_factory=dict)  # each shard's last report
     traffic_from: tuple[int, int] = (0, 0)  # the group's bytes sent and received when the window opened
     mixture: bool = False
 
@@ -58,6 +59,8 @@ class Window:
         for r in results:
             self.shard_seconds[r.shard] = self.shard_seconds.get(r.shard, 0.0) + r.seconds
             self.shard_tasks[r.shard] = self.shard_tasks.get(r.shard, 0) + r.task_count
+            if r.system is not None:
+                self.shard_system[r.shard] = r.system
 
     def restart_clock(self) -> None:
         """Time from now: the steps so far (a first step that compiled) count in the window's

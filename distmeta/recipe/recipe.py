@@ -152,11 +152,11 @@ class Recipe:
 
     def runtime(self):
         """The context the run's shards live in, the learner at one thread (:func:`distmeta.runtime.session`)."""
-        return session(self.run.address, self.run.num_shards)
+        return session(self.run.address, self.run.num_shards, self.run.dashboard)
 
     def ray_session(self):
         """Ray for the run's shards, if it has any (:func:`distmeta.runtime.ray_session`)."""
-        return ray_session(self.run.address, self.run.num_shards)
+        return ray_session(self.run.address, self.run.num_shards, self.run.dashboard)
 
     def trainer(self, logger, run_dir, callbacks=()):
         """The Lightning ``Trainer`` (checkpoints into ``run_dir``, the best by the validation score)."""
@@ -254,4 +254,5 @@ class Recipe:
             loss_weights=tuple((f.label or f.name, float(f.loss_weight)) for f in t.families),
             on_nonfinite=tr.on_nonfinite, staleness=tr.staleness, delay_compensation=tr.delay_compensation,
             sync_every=(tr.val_every_n_steps, self.cfg.checkpoint.every_n_steps), mixture=self.run.mixture,
+            system_metrics_s=self.cfg.tracking.system_metrics_s,
         )  # fmt: skip

@@ -27,12 +27,14 @@ class RunSettings:
     evaluation_tasks: int
     mixture: bool
     """Several families: evaluation reports are combined into one table."""
+    dashboard: bool = False
 
     @classmethod
     def of(cls, cfg: DistMetaConfig) -> RunSettings:
         t, c = cfg.tracking, cfg.cluster
         return cls(t.uri, t.experiment, t.run_name, t.flush_timeout_s, Path(cfg.checkpoint.dir), c.learner_device, c.address,
-                   c.num_shards, c.cpus_per_shard, cfg.evaluation.seed, cfg.evaluation.num_tasks, bool(cfg.tasks.families))  # fmt: skip
+                   c.num_shards, c.cpus_per_shard, cfg.evaluation.seed, cfg.evaluation.num_tasks, bool(cfg.tasks.families),
+                   c.dashboard)  # fmt: skip
 
 
 RESUME_KEYS = ("seed", "model", "tasks", "algorithm.name", "algorithm.meta_batch_size")

@@ -36,6 +36,9 @@ class ShardResult:
     norm_stats: np.ndarray | None = None
     """For networks with running-statistics norms: the sum over the shard's tasks of each task's
     batch statistics (:func:`distmeta.models.batch_statistics`); the learner averages them."""
+    system: dict[str, float] | None = None
+    """On the steps that end a logging window, the computing process's use of CPU, memory and GPU
+    (:class:`distmeta.shard.system.ProcessProbe`), for the worker's own slot only."""
 
     def __reduce__(self):
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "family_grads"}

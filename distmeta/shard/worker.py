@@ -24,6 +24,7 @@ from distmeta.shard import wire
 from distmeta.shard.allocator import retain_freed_memory
 from distmeta.shard.channel import ChannelServer
 from distmeta.shard.result import ShardResult
+from distmeta.shard.system import ProcessProbe
 from distmeta.tasks import TRAIN, ClassImages, TaskData, TaskFamily
 from distmeta.tasks.mixture import Mixture
 
@@ -88,11 +89,8 @@ def _device(name: str, shard: int) -> torch.device:
     ``cuda:0`` here). Ray can also advertise GPUs that CUDA cannot see (``ray start --num-gpus``
     on a host without them): then the shard computes on the CPU, and says so."""
     if name == "cuda" and not torch.cuda.is_available():
-        log.warning(
-            "shard %d: Ray assigned GPUs %s but CUDA is not available in this process; computing on the CPU",
-            shard,
-            os.environ.get("CUDA_VISIBLE_DEVICES", "(none)"),
-        )
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "(none)")
+        log.warning("shard %d: Ray assigned GPUs %s but CUDA is not available in this process; computing on the CPU", shard, gpus)
         return torch.device("cpu")
     return torch.device(name)
 
@@ -110,6 +108,7 @@ class ShardWorker:
         if spec.retain_freed_memory:
             retain_freed_memory()
         self.device = _device(spec.device, shard)
+        self.probe = ProcessProbe(self.device)
         self.units = self._attach(data)
         self.model = spec.algorithm.meta_model(spec.model.build()).to(self.device)
         self.template = {k: p.detach() for k, p in self.model.named_parameters()}
@@ -297,4 +296,5 @@ class ShardWorker:
             seconds=time.perf_counter() - start,
             sample_seconds=sampled - start,
             norm_stats=norm,
+            system=self.probe.sample() if diagnostics and slot == self.shard else None,
         )

@@ -2,7 +2,8 @@
 validation score), ``optim/`` (the optimizer's gradient norm and scheduled LR), ``test/`` (the
 meta-test protocol's adaptation curves, :mod:`distmeta.evaluation.keys`), ``shard/<k>/``,
 ``family/<name>/`` (mixtures only), ``throughput/``, ``time/``, ``wire/``, ``fault/`` (only once
-a fault happened).
+a fault happened), ``system/`` (MLflow's System metrics tab: the learner's machine, and
+``system/shard_<k>/`` each shard's process).
 
 MLflow's chart view groups a run's metrics by prefix and sorts the groups by name, so the names
 are chosen for that order: ``fault/`` (when there is one) and ``family/`` (a mixture's families)
@@ -69,6 +70,17 @@ tasks (``sample``) and their meta-gradient; in the driver, blocked on the shards
 with synchronous shards the round trip plus their compute, pipelined only what the overlap did
 not hide), ``aggregation``, ``optimizer`` (Adam, clipping, schedule) and ``logging`` (the window
 bookkeeping; MLflow itself is sent from a background thread)."""
+
+
+SYSTEM = "system/"
+"""MLflow's prefix for system metrics (its UI shows them in their own tab): the learner's machine
+as MLflow's monitors name it (``system/cpu_utilization_percentage``, ...)."""
+
+
+def shard_system(k: int, key: str) -> str:
+    """``system/shard_<k>/rss_megabytes``, ...: shard ``k``'s process, as it reported it (MLflow's
+    own per-node form, ``system/<node>/<metric>``, with the shard as the node)."""
+    return f"{SYSTEM}shard_{k}/{key}"
 
 
 def step_time_ms(part: str) -> str:

@@ -106,6 +106,9 @@ def test_yaml_round_trip_and_flat_params():
         (["tasks.family=glyphs", "model.name=wrn28_10", "model.dropblock_size=2"], "'model.dropblock_size': sets the DropBlock"),
         (["tasks.family=glyphs", "model.name=resnet12", "model.dropblock=1.0"], "in [0, 1), got 1.0"),
         (["tasks.family=glyphs", "model.name=resnet12", "model.dropblock_size=-1"], "a square's side (0: auto), got -1"),
+        (["tracking.system_metrics_s=-1"], "'tracking.system_metrics_s': must be zero or positive"),
+        (["cluster.dashboard=true", "cluster.num_shards=0"], "'cluster.dashboard': starts the dashboard of an in-process Ray"),
+        (["cluster.dashboard=true", "cluster.address=auto"], "a cluster's dashboard is the cluster's own"),
     ],
 )
 def test_bad_values_name_the_key(overrides, expected):

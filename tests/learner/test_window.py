@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from distmeta.learner.window import Window
@@ -53,3 +55,16 @@ def test_a_single_family_has_no_family_series_and_a_restarted_clock_leaves_out_w
     assert m[names.META_LOSS] == 2.0 and not any(k.startswith("family/") for k in m)
     assert abs(m[names.shard_compute_ms(0)] - 2.0) < 1e-9 and abs(m[names.step_time_ms("optimizer")] - 1.0) < 1e-9
     assert m[names.shard_tasks_per_s(0)] == 4 / 0.002
+
+
+def test_a_window_keeps_each_shards_last_system_report():
+    """Shards report their process on the steps that end a window; a step without a report (or a
+    recomputed slot, which carries none) keeps the last one."""
+    w = Window()
+    with_report = [dataclasses.replace(_result(k, 4, 0.1), system={"rss_megabytes": 100.0 + k}) for k in (0, 1)]
+    w.add_step(_agg(1.0, {"sine": 8}, {}), with_report)
+    w.add_step(
+        _agg(1.0, {"sine": 8}, {}), [_result(0, 4, 0.1), dataclasses.replace(_result(1, 4, 0.1), system={"rss_megabytes": 7.0})]
+    )
+    assert w.shard_system == {0: {"rss_megabytes": 100.0}, 1: {"rss_megabytes": 7.0}}
+    assert not [k for k in w.means() if k.startswith(names.SYSTEM)]  # logged apart, at their own interval

@@ -21,6 +21,7 @@ CONSTANTS = {k: v for k, v in vars(names).items() if k.isupper() and isinstance(
         (names.family_metric("sine", "loss"), "family/sine/loss"),
         (names.family_metric("glyphs", "grad_share"), "family/glyphs/grad_share"),
         (names.step_time_ms("shard_wait"), "time/shard_wait_ms"),
+        (names.shard_system(1, "rss_megabytes"), "system/shard_1/rss_megabytes"),
         (names.fault_tag(names.FAULT_ACTOR_RESTARTS), "distmeta.fault.actor_restarts"),
     ],
 )
@@ -36,7 +37,8 @@ def test_constants_have_their_prefixes():
     assert names.META_GRAD_NORM == "optim/grad_norm"
     assert names.THROUGHPUT_TASKS_PER_S == "throughput/tasks_per_s"
     assert names.FIRST_STEP_MS == "time/first_step_ms"
-    prefixes = ("meta/", "optim/", "throughput/", "time/", "fault/", "wire/")
+    assert names.SYSTEM == "system/"  # MLflow's: its UI shows these in the System metrics tab
+    prefixes = ("meta/", "optim/", "throughput/", "time/", "fault/", "wire/", names.SYSTEM)
     metric_constants = {k: v for k, v in CONSTANTS.items() if k != "STEP_PARTS"}
     assert metric_constants, "the module defines metric-name constants"
     for name, key in metric_constants.items():
