@@ -166,12 +166,15 @@ def tracked(recipe: Recipe, start: Start) -> Iterator[TrackedRun]:
     """The run from its creation on: an exception out of here ends it FAILED, a signal KILLED,
     and removes its checkpoint folder if that holds nothing."""
     from distmeta.tracking import run as tracking_run
+    from distmeta.tracking.records import log_records
 
     with interrupts.deferred():  # the run is not left half-created
         run = TrackedRun(recipe, start)
         print(announce(run.run_id, run.logger.experiment_id, run.uri), flush=True)  # distmeta submit reads it
         try:
             tracking_run.log_config(run.client, run.run_id, recipe.params(), recipe.config_yaml, start.step)
+            if start.step is None:  # a new run (a resumed one keeps the records it started with)
+                log_records(run.client, run.run_id, recipe.records())
             run.dir.mkdir(parents=True, exist_ok=True)
         except BaseException:
             run.end("FAILED")

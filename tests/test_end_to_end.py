@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from distmeta.cli import main
+from distmeta.tracking.records import git_tags
 from tests.conftest import SINE_CONFIG
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.new_store]  # a newcomer's first run makes the store
@@ -54,6 +55,13 @@ def test_train_then_eval_json(workdir, capsys):
     assert [s for s, _ in histories["test/mse.k10.mean"]] == [0, 1, 5, 10]  # the adaptation curve: inner steps
     assert len(histories["time/first_step_ms"]) == 1 and all(k.endswith("_ms") for k in logged if k.startswith("time/"))
     assert client.get_run(run_id).data.tags["distmeta.fault.actor_restarts"] == "0"
+    # reproducible records: the config's checkout, its description, the family as a dataset, a name
+    run = client.get_run(run_id)
+    assert run.data.tags.get("mlflow.source.git.commit") == git_tags(SINE_CONFIG.parent).get("mlflow.source.git.commit")
+    assert run.info.run_name == "sine_maml" and run.data.tags["mlflow.note.content"].startswith(
+        "distmeta train configs/sine_maml"
+    )
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["sine"] and "tasks.ways" not in run.data.params
     # system metrics (MLflow's System metrics tab): the learner's machine, and each shard actor's process
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(logged)
     for k in (0, 1):

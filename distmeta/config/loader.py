@@ -17,26 +17,31 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from distmeta.config.origin import attach
 from distmeta.config.schema import DistMetaConfig
 from distmeta.config.validate import validate
 from distmeta.errors import ConfigError
 
 
 def load(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> DistMetaConfig:
-    """Merge schema defaults, the YAML file at ``path`` and dot-list ``overrides``; validate.
+    """Merge schema defaults, the YAML file at ``path`` and dot-list ``overrides``; validate. The
+    config carries where it came from (:func:`distmeta.config.origin.origin`).
 
     Raises :class:`ConfigError` naming the file, key or value at fault.
     """
     base = OmegaConf.structured(DistMetaConfig)
-    layers = []
+    layers, text = [], ""
     if path is not None:
-        layers.append(_read_yaml(Path(path)))
+        text = _read_text(Path(path))
+        layers.append(_parse_yaml(text, str(path)))
     layers.append(_parse_overrides(list(overrides)))
     merged = base
     for layer in layers:
         merged = _merge(merged, layer)
     cfg = OmegaConf.to_object(merged)
     validate(cfg)
+    if path is not None:
+        attach(cfg, Path(path), text)
     return cfg
 
 
@@ -67,7 +72,7 @@ def to_flat_dict(cfg: DistMetaConfig) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path):
+def _read_text(path: Path) -> str:
     hint = "give the path to a YAML file, e.g. configs/sine_maml.yaml"
     if path.is_dir():
         raise ConfigError(f"{path} is a folder, not a config file ({hint})")
@@ -77,7 +82,7 @@ def _read_yaml(path: Path):
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"cannot read {path} as a YAML text file: {exc}") from None
-    return _parse_yaml(text, str(path))
+    return text
 
 
 class _DuplicateKey(yaml.YAMLError):

@@ -252,7 +252,7 @@ class TrackingConfig:
     experiment: str = "distmeta"
     """MLflow experiment name."""
     run_name: str = ""
-    """MLflow run name; empty lets MLflow choose one."""
+    """MLflow run name; empty: the config file's name, plus the algorithm if it does not say it."""
     flush_timeout_s: float = 60.0
     """At the end of training, how long to wait for metrics kept during a tracking-server outage
     to be delivered; what is still undelivered is written to ``unsent_metrics.jsonl`` beside the

@@ -16,11 +16,13 @@ from torch import nn
 
 from distmeta import algorithms
 from distmeta.algorithms import Algorithm
-from distmeta.config import DistMetaConfig, from_yaml_text, to_flat_dict, to_yaml
+from distmeta.config import DistMetaConfig, from_yaml_text, to_yaml
 from distmeta.errors import UserError
 from distmeta.learner.settings import LearnerSettings
 from distmeta.models import ModelSpec, model_kind
 from distmeta.recipe import families as fam
+from distmeta.recipe.params import applicable
+from distmeta.recipe.records import run_records
 from distmeta.recipe.run import RunSettings, check_resumable
 from distmeta.recipe.trainer import lightning_trainer
 from distmeta.runtime import ray_session, session
@@ -32,6 +34,7 @@ from distmeta.shard.worker import ReplicaSpec, WorkerSpec
 from distmeta.tasks import FamilyRequest, TaskFamily, family_kind
 from distmeta.tasks.mixture import Mixture, unit_owners
 from distmeta.tasks.sharding import Planner
+from distmeta.tracking.records import RunRecords
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,12 @@ class Recipe:
         return to_yaml(self.cfg)
 
     def params(self) -> dict:
-        """The flattened config, as MLflow params."""
-        return to_flat_dict(self.cfg)
+        """The flattened config as MLflow params, the keys that apply to this run only."""
+        return applicable(self.cfg, tuple(family_kind(r.kind) for r in self.requests), self.algorithm.adapts)
+
+    def records(self) -> RunRecords:
+        """The config's description and checkout, the families as datasets (:mod:`distmeta.recipe.records`)."""
+        return run_records(self.cfg, self.requests)
 
     def check_resumable(self, saved_config_yaml: str, path) -> None:
         """Refuse to continue a checkpoint written with another model or task stream."""

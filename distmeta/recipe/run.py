@@ -9,6 +9,7 @@ from pathlib import Path
 
 from distmeta.config import DistMetaConfig
 from distmeta.errors import UserError
+from distmeta.recipe.records import run_name
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class RunSettings:
     @classmethod
     def of(cls, cfg: DistMetaConfig) -> RunSettings:
         t, c = cfg.tracking, cfg.cluster
-        return cls(t.uri, t.experiment, t.run_name, t.flush_timeout_s, Path(cfg.checkpoint.dir), c.learner_device, c.address,
+        return cls(t.uri, t.experiment, run_name(cfg), t.flush_timeout_s, Path(cfg.checkpoint.dir), c.learner_device, c.address,
                    c.num_shards, c.cpus_per_shard, cfg.evaluation.seed, cfg.evaluation.num_tasks, bool(cfg.tasks.families),
                    c.dashboard)  # fmt: skip
 
