@@ -48,6 +48,10 @@ class TrainResult:
     figure: Path
     model: nn.Module
     model_uri: str
+    """The meta-parameters (``mlflow.pytorch.load_model``: the ``nn.Module``)."""
+    adaptive_model_uri: str = ""
+    """The model that adapts (``mlflow.pyfunc.load_model``: support sets and queries in, adapted
+    query predictions out); empty for an algorithm or head layout it cannot serve."""
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> DistMetaConfig:
@@ -73,8 +77,8 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
                     group.close()  # the actors' resources are free before the evaluation
                     with interrupts.immediate():
                         report, figure = _evaluate(recipe, model, lambda _: run.dir)
-                    model_uri = run.finish(_series(report), report.columns(), figure, FIGURE_ARTIFACT_DIR, model)
-    return TrainResult(run.run_id, run.uri, run.dir, run.last, run.best, report, figure, model, model_uri)
+                    uris = run.finish(_series(report), report.columns(), figure, FIGURE_ARTIFACT_DIR, model, recipe.served())
+    return TrainResult(run.run_id, run.uri, run.dir, run.last, run.best, report, figure, model, *uris)
 
 
 def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | None) -> nn.Module:

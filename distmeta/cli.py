@@ -125,7 +125,9 @@ def _train(args) -> int:
     print(f"\nMLflow run id:     {result.run_id}")
     print(f"tracking URI:      {result.tracking_uri}")
     print(f"checkpoint folder: {result.checkpoint_dir}")
-    print(f"final model:       {result.model_uri}")
+    print(f"final model:       {result.model_uri} (meta-parameters: mlflow.pytorch.load_model)")
+    if result.adaptive_model_uri:
+        print(f"adaptive model:    {result.adaptive_model_uri} (mlflow.pyfunc.load_model: adapts to support sets)")
     print("\nevaluation:")
     print(result.evaluation.table())
     print(f"adaptation figure: {result.figure}")

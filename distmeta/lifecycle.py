@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -25,6 +26,9 @@ from distmeta import checkpoints, interrupts
 from distmeta.errors import UserError
 from distmeta.recipe import Recipe
 from distmeta.tracking.announce import announce
+
+if TYPE_CHECKING:
+    from distmeta.tracking.adaptive import Served
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +111,18 @@ class TrackedRun:
         return path if path.is_file() else None
 
     def finish(self, series: list[tuple[str, int, float]], table: dict[str, list], figure: Path, figure_dir: str,
-               model: nn.Module) -> str:  # fmt: skip
-        """Log the evaluation (its curves' ``series``, ``table`` and figure), checkpoints, model
-        and :attr:`tags`, and mark the run FINISHED; returns the model's URI ("" if the store
-        could not be reached: everything is on disk)."""
+               model: nn.Module, served: Served | None = None) -> tuple[str, str]:  # fmt: skip
+        """Log the evaluation (its curves' ``series``, ``table`` and figure), checkpoints, the
+        meta-parameters' model, the adaptive model made of ``served`` and :attr:`tags`, and mark
+        the run FINISHED; returns the two models' URIs ("" if the store could not be reached:
+        everything is on disk)."""
         from distmeta.tracking import run as tracking_run
 
         self._report_unsent(self.logger.close(self.recipe.run.flush_timeout_s, self.dir))
-        model_uri = ""
+        model_uri = adaptive_uri = ""
 
         def publish() -> None:
-            nonlocal model_uri
+            nonlocal model_uri, adaptive_uri
             tracking_run.log_final_evaluation(self.uri, self.run_id, series, table, figure, figure_dir)
             for key, value in self.tags.items():
                 self.client.set_tag(self.run_id, key, value)
@@ -125,11 +130,13 @@ class TrackedRun:
                 self.client, self.run_id, {"last": self.last, **({"best": self.best} if self.best else {})}
             )
             model_uri = tracking_run.log_model(self.uri, self.run_id, model)
+            if served is not None:
+                adaptive_uri = tracking_run.log_adaptive_model(self.uri, self.run_id, model, served)
             self.client.set_terminated(self.run_id, "FINISHED")
 
         with interrupts.deferred():
-            self._publish(publish, f"the evaluation, checkpoints and model (the checkpoints are in {self.dir})")
-        return model_uri
+            self._publish(publish, f"the evaluation, checkpoints and models (the checkpoints are in {self.dir})")
+        return model_uri, adaptive_uri
 
     def end(self, status: str) -> None:
         """A run that did not finish: its queue gets a short while to drain (the rest is saved

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from distmeta.cli import main
+from distmeta.config import load
+from distmeta.recipe import Recipe
+from distmeta.tasks import EVALUATION
 from distmeta.tracking.records import git_tags
 from tests.conftest import SINE_CONFIG
 
@@ -28,6 +31,7 @@ def test_train_then_eval_json(workdir, capsys):
             "trainer.log_every_n_steps=10",
             "evaluation.num_tasks=50",
             "trainer.progress_bar=false",
+            "tracking.register_model=sine-adaptive",
         ],
         capture_output=True,
         text=True,
@@ -68,6 +72,26 @@ def test_train_then_eval_json(workdir, capsys):
         assert histories[f"system/shard_{k}/rss_megabytes"][0][1] > 50  # a process with torch loaded
         assert histories[f"system/shard_{k}/cpu_utilization_percentage"][0][1] > 0
     assert not [k for k in logged if k.startswith("system/shard_2")]
+
+    # the served model adapts: on the evaluation's own held-out tasks it gives eval's K=10 figures
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    adaptive_uri = out.split("adaptive model:")[1].split()[0]
+    served = mlflow.pyfunc.load_model(adaptive_uri)
+    assert served.metadata.saved_input_example_info is not None and served.metadata.signature.params.to_dict()[0]["default"] == 1
+    recipe = Recipe(load(SINE_CONFIG, ["evaluation.num_tasks=50"]))
+    (family,) = recipe.test_families
+    tasks = family.sample(
+        recipe.run.evaluation_seed, EVALUATION, 0, range(50), shots=10, query=recipe.evaluation_plan("sine").query
+    )
+    inputs = {"support_x": tasks.support_x.numpy(), "support_y": tasks.support_y.numpy(), "query_x": tasks.query_x.numpy()}
+    curve = dict(histories["test/mse.k10.mean"])
+    for steps, params in ((1, None), (0, {"steps": 0})):
+        mse = float(((served.predict(inputs, params=params) - tasks.query_y.numpy()) ** 2).mean())
+        assert abs(mse - curve[steps]) <= 0.05 * curve[steps], (steps, mse, curve[steps])
+    (version,) = client.search_model_versions("name = 'sine-adaptive'")
+    assert version.run_id == run_id and version.source.endswith(adaptive_uri.split("/")[-1])
 
     def run_eval(*overrides):  # in this process: the real process was the training's
         capsys.readouterr()

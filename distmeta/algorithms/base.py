@@ -142,6 +142,13 @@ class Algorithm:
         """``[len(steps)]``: the query score after each of ``steps`` inner steps (first order)."""
         raise NotImplementedError
 
+    def query_outputs(self, model: nn.Module, params: Params, buffers: Params, support_x: torch.Tensor,
+                      support_y: torch.Tensor, query_x: torch.Tensor, steps: int) -> torch.Tensor:  # fmt: skip
+        """One task's query outputs (regression values, or class logits) after ``steps`` inner steps
+        on its support set, first order: what the served model returns. An algorithm without it
+        logs no adaptive model."""
+        raise NotImplementedError
+
     def norm_batches(self, task) -> tuple[torch.Tensor, ...]:
         """The input batches the network normalises, each in a forward pass of its own, when it
         trains on ``task`` (one task): running-statistics norms estimate from these. Supervised

@@ -139,6 +139,12 @@ class GradientAdaptation(Algorithm):
             )
         return self.merge(params, g_fast, g_slow), {**as_objective(post), **pre}
 
+    def query_outputs(self, model, params, buffers, support_x, support_y, query_x, steps: int) -> torch.Tensor:
+        fast, slow = self.split({k: v.detach() for k, v in params.items()})
+        zs, zq = self.embed(model, slow, buffers, support_x), self.embed(model, slow, buffers, query_x)
+        fast = self.adapt(model, fast, slow, buffers, zs, support_y, steps, first_order=True)
+        return self.predict(model, fast, slow, buffers, zq)
+
     def scores(self, model, params, buffers, task, steps: tuple[int, ...]) -> torch.Tensor:
         """Query score after each of ``steps`` inner steps (first order: nothing to differentiate).
         The query set is scored only at those counts: it is most of the images of an episode."""

@@ -62,6 +62,10 @@ class ProtoNet(Algorithm):
         loss, metrics = self.query_metrics(logits_, task.query_y)
         return loss, as_objective(metrics)
 
+    def query_outputs(self, model, params, buffers, support_x, support_y, query_x, steps: int = 0) -> torch.Tensor:
+        """The query logits against the support set's prototypes (no inner loop: ``steps`` does nothing)."""
+        return self.task_logits(model, {k: v.detach() for k, v in params.items()}, buffers, support_x, support_y, query_x)
+
     def scores(self, model, params, buffers, task, steps: tuple[int, ...] = (0,)) -> torch.Tensor:
         """No inner loop: the same score whatever the step count."""
         params = {k: v.detach() for k, v in params.items()}

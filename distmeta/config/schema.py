@@ -253,6 +253,8 @@ class TrackingConfig:
     """MLflow experiment name."""
     run_name: str = ""
     """MLflow run name; empty: the config file's name, plus the algorithm if it does not say it."""
+    register_model: str = ""
+    """Register the run's adaptive model (the served one) in MLflow's model registry under this name."""
     flush_timeout_s: float = 60.0
     """At the end of training, how long to wait for metrics kept during a tracking-server outage
     to be delivered; what is still undelivered is written to ``unsent_metrics.jsonl`` beside the

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.func import vmap
 
 from distmeta.algorithms import Algorithm
+from distmeta.algorithms.adapted import per_task
 from distmeta.tasks import TaskData, TaskFamily
 
 
@@ -20,22 +20,8 @@ def score_curve(
     adaptation. Evaluation needs no meta-gradient, so each step is first order."""
     buffers = dict(model.named_buffers())
     params = {k: p.detach() for k, p in params.items()}
-    steps = tuple(steps)
-    # On CPU, vmapping many tasks' convolutions (each task has its own adapted weights) runs as one
-    # large grouped convolution, slower than one task at a time (docs/performance.md); small dense nets (regression)
-    # and GPUs do better batched. Image inputs are [T, N, C, H, W].
-    first = tasks.tensors()[0]
-    chunk = 1 if first.device.type == "cpu" and first.dim() == 5 else None
-    rebuild = tasks.from_tensors
-    training = model.training
-    model.eval()  # running-statistics norms use their estimates; batch-statistics ones do not care
-    try:
-        with torch.enable_grad():
-            return vmap(lambda *t: algo.scores(model, params, buffers, rebuild(t), steps), chunk_size=chunk)(
-                *tasks.tensors()
-            ).detach()
-    finally:
-        model.train(training)
+    steps, rebuild = tuple(steps), tasks.from_tensors
+    return per_task(model, lambda *t: algo.scores(model, params, buffers, rebuild(t), steps), tasks.tensors())
 
 
 def sampled_curve(

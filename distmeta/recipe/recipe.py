@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -31,10 +32,13 @@ from distmeta.shard.allreduce_group import AllReduceShardGroup
 from distmeta.shard.group import LocalShardGroup, ShardGroup
 from distmeta.shard.ray_group import RayShardGroup
 from distmeta.shard.worker import ReplicaSpec, WorkerSpec
-from distmeta.tasks import FamilyRequest, TaskFamily, family_kind
+from distmeta.tasks import EVALUATION, FamilyRequest, TaskFamily, family_kind
 from distmeta.tasks.mixture import Mixture, unit_owners
 from distmeta.tasks.sharding import Planner
 from distmeta.tracking.records import RunRecords
+
+if TYPE_CHECKING:
+    from distmeta.tracking.adaptive import Served
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,21 @@ class Recipe:
     def records(self) -> RunRecords:
         """The config's description and checkout, the families as datasets (:mod:`distmeta.recipe.records`)."""
         return run_records(self.cfg, self.requests)
+
+    def served(self) -> Served | None:
+        """The adaptive model's parts (:mod:`distmeta.tracking.adaptive`), its input example one task
+        of the first family's test split at its smallest K; None where it cannot be built: an
+        algorithm without ``query_outputs``, or per-family heads (which head would serve?)."""
+        from distmeta.tracking.adaptive import Served
+
+        if type(self.algorithm).query_outputs is Algorithm.query_outputs or self.cfg.model.heads == "per_family":
+            return None
+        family = self.test_families[0]
+        plan = self.evaluation_plan(family.name)
+        task = family.sample(self.run.evaluation_seed, EVALUATION, 0, range(1), shots=min(plan.shots), query=min(plan.query, 5))
+        example = {"support_x": task.support_x, "support_y": task.support_y, "query_x": task.query_x}
+        steps = self.cfg.algorithm.inner_steps if self.algorithm.adapts else 0
+        return Served(self.algorithm, steps, {k: v.numpy() for k, v in example.items()}, self.cfg.tracking.register_model)
 
     def check_resumable(self, saved_config_yaml: str, path) -> None:
         """Refuse to continue a checkpoint written with another model or task stream."""

@@ -7,7 +7,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.entities import Metric, Param
@@ -16,6 +16,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from torch import nn
 
 from distmeta._version import __version__
+
+if TYPE_CHECKING:
+    from distmeta.tracking.adaptive import Served
 from distmeta.tracking.outbox import OutboxLogger
 from distmeta.tracking.store import artifact_location
 
@@ -133,6 +136,21 @@ def log_model(uri: str, run_id: str, model: nn.Module) -> str:
             serialization_format="pickle",  # loads back as the nn.Module itself
         )
     return info.model_uri
+
+
+def log_adaptive_model(uri: str, run_id: str, model: nn.Module, served: Served) -> str:
+    """Log the model that adapts (:mod:`distmeta.tracking.adaptive`: ``mlflow.pyfunc.load_model``
+    of it takes support sets and queries), registered under ``served.register_as`` if set."""
+    import cloudpickle
+    import numpy
+
+    from distmeta.tracking.adaptive import log_adaptive
+
+    package_dir = str(Path(__file__).resolve().parents[1])
+    requirements = [f"torch=={_torch_version()}", f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}"]
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        return log_adaptive(model.cpu(), served, [package_dir], requirements).model_uri
 
 
 def _torch_version() -> str:
