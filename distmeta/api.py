@@ -52,6 +52,9 @@ class TrainResult:
     adaptive_model_uri: str = ""
     """The model that adapts (``mlflow.pyfunc.load_model``: support sets and queries in, adapted
     query predictions out); empty for an algorithm or head layout it cannot serve."""
+    train_seconds: float = 0.0
+    """The training loop's wall time (this start's: a resumed run's own part)."""
+    experiment_id: str = ""
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> DistMetaConfig:
@@ -73,12 +76,15 @@ def train(cfg: DistMetaConfig, resume: str | None = None) -> TrainResult:
             with runtime.releasing(group):
                 interrupts.check()
                 with lifecycle.tracked(recipe, start) as run:
+                    started = time.perf_counter()
                     model = _fit(recipe, run, group, start.checkpoint)
+                    seconds = time.perf_counter() - started
                     group.close()  # the actors' resources are free before the evaluation
                     with interrupts.immediate():
                         report, figure = _evaluate(recipe, model, lambda _: run.dir)
                     uris = run.finish(_series(report), report.columns(), figure, FIGURE_ARTIFACT_DIR, model, recipe.served())
-    return TrainResult(run.run_id, run.uri, run.dir, run.last, run.best, report, figure, model, *uris)
+    return TrainResult(run.run_id, run.uri, run.dir, run.last, run.best, report, figure, model, *uris, seconds,
+                       run.logger.experiment_id)  # fmt: skip
 
 
 def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | None) -> nn.Module:
@@ -87,6 +93,7 @@ def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | Non
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     from distmeta.learner.module import MetaLearner
+    from distmeta.recipe.progress import quiet_lightning
 
     client, run_id = run.client, run.run_id
     client.set_tag(run_id, "distmeta.batching", recipe.batching)  # what `auto` chose
@@ -99,8 +106,8 @@ def _fit(recipe: Recipe, run: lifecycle.TrackedRun, group, ckpt_path: Path | Non
                 client.set_tag(run_id, f"shard.{k}.{key}", info[key])
     model = recipe.model()
     learner = MetaLearner(model, group, recipe.learner_settings, recipe.validation_families, run.metadata)
-    trainer = recipe.trainer(run.logger, run.dir)
-    with runtime.learner_threads(recipe.run.num_shards):
+    with runtime.learner_threads(recipe.run.num_shards), quiet_lightning():
+        trainer = recipe.trainer(run.logger, run.dir)
         try:
             trainer.fit(learner, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         except NonFiniteGradientError as exc:  # stopped before the update: say what is left to go back to

@@ -118,17 +118,21 @@ def _stopped(args, exc: Interrupted) -> str:
 
 
 def _train(args) -> int:
-    from distmeta import api
+    from distmeta import api, jobs
 
     cfg = api.load_config(args.config, args.overrides)
     result = api.train(cfg, resume=args.resume)
-    print(f"\nMLflow run id:     {result.run_id}")
+    minutes, seconds = divmod(round(result.train_seconds), 60)
+    print(f"\ntraining time:     {minutes} min {seconds} s" + (" (this start)" if args.resume else ""))
+    print(f"MLflow run id:     {result.run_id}")
     print(f"tracking URI:      {result.tracking_uri}")
+    for label, text in jobs.ui_lines(result.run_id, result.experiment_id, result.tracking_uri):
+        print(f"{label + ':':<19}{text}")
     print(f"checkpoint folder: {result.checkpoint_dir}")
     print(f"final model:       {result.model_uri} (meta-parameters: mlflow.pytorch.load_model)")
     if result.adaptive_model_uri:
         print(f"adaptive model:    {result.adaptive_model_uri} (mlflow.pyfunc.load_model: adapts to support sets)")
-    print("\nevaluation:")
+    print(f"\nevaluation of the final weights ({result.last_checkpoint}):")
     print(result.evaluation.table())
     print(f"adaptation figure: {result.figure}")
     return 0

@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import shlex
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -168,7 +169,21 @@ def wait(job_client, job_id: str, poll_s: float = 0.5) -> str:
 
 
 def run_url(run_id: str, experiment_id: str, tracking_uri: str) -> str:
-    """Where to look at the run: its MLflow UI page for a tracking server, else the store itself."""
+    """Where to look at the run: its MLflow UI page for a tracking server (in the UI's Model
+    training view: MLflow 3's opens on its GenAI one), else the store itself."""
     if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
     return tracking_uri
+
+
+UI_PORT = 5000
+
+
+def ui_lines(run_id: str, experiment_id: str, tracking_uri: str) -> list[tuple[str, str]]:
+    """How to open the run's page (the training view: its overview and model metrics): on a
+    tracking server its address; for a local store the command that serves the UI, and the page."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return [("MLflow run page", run_url(run_id, experiment_id, tracking_uri))]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    command = f"MLFLOW_DISABLE_TELEMETRY=true {mlflow} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port {UI_PORT}"
+    return [("MLflow UI", command), ("then the run at", run_url(run_id, experiment_id, f"http://127.0.0.1:{UI_PORT}"))]

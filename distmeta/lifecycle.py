@@ -24,6 +24,7 @@ from torch import nn
 
 from distmeta import checkpoints, interrupts
 from distmeta.errors import UserError
+from distmeta.logs import quieter
 from distmeta.recipe import Recipe
 from distmeta.tracking.announce import announce
 
@@ -93,7 +94,8 @@ class TrackedRun:
 
         self.recipe, self.uri = recipe, start.uri
         self.logger = tracking_run.make_logger(start.uri, recipe.run.experiment, recipe.run.run_name, start.run_id)
-        self.run_id, self.client = self.logger.run_id, self.logger.experiment
+        with quieter("pytorch_lightning.loggers.mlflow"):  # "Experiment ... not found. Creating it": as asked
+            self.run_id, self.client = self.logger.run_id, self.logger.experiment
         self.dir = recipe.run.checkpoint_dir.resolve() / self.run_id
         self.metadata = {"run_id": self.run_id, "tracking_uri": start.uri, "config_yaml": recipe.config_yaml,
                          "format": checkpoints.FORMAT}  # fmt: skip

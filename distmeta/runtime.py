@@ -8,12 +8,13 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlparse
 
 from distmeta import interrupts
 from distmeta.errors import UserError
+from distmeta.logs import quieter
 
 # Closed networks and privacy: Ray must never try to report usage.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -188,13 +189,16 @@ def start_ray(address: str, timeout_s: float = 5.0, dashboard: bool = False) -> 
     local = {} if address else {"dashboard_host": "127.0.0.1"}
     umask = os.umask(0o077) if not address else None
     try:
-        context = ray.init(
-            address=address or "local",  # "local": never a cluster found by chance on this machine
-            include_dashboard=dashboard if not address else None,
-            logging_level=logging.WARNING,
-            log_to_driver=True,
-            **local,
-        )
+        # In-process Ray keeps its token authentication on (docs/reliability.md); it warns so on every start.
+        quiet = quieter("ray._private.authentication.authentication_token_setup") if not address else nullcontext()
+        with quiet:
+            context = ray.init(
+                address=address or "local",  # "local": never a cluster found by chance on this machine
+                include_dashboard=dashboard if not address else None,
+                logging_level=logging.WARNING,
+                log_to_driver=True,
+                **local,
+            )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot connect to the Ray cluster at cluster.address={address}: {exc}") from None
     finally:

@@ -30,7 +30,6 @@ def test_train_then_eval_json(workdir, capsys):
             "trainer.val_every_n_steps=15",
             "trainer.log_every_n_steps=10",
             "evaluation.num_tasks=50",
-            "trainer.progress_bar=false",
             "tracking.register_model=sine-adaptive",
         ],
         capture_output=True,
@@ -42,6 +41,17 @@ def test_train_then_eval_json(workdir, capsys):
     assert "MLflow run id:" in out and "checkpoint folder:" in out and "K=10" in out
     run_id = out.split("MLflow run id:")[1].split()[0]
     ckpt = workdir / "checkpoints" / run_id / "last.ckpt"
+    # a quiet console off a terminal: progress lines, not a bar's carriage returns; no warning nobody can act on
+    lines = (out + train.stderr).splitlines()
+    progress = [line for line in lines if line.startswith("step ")]
+    assert [line.split()[1] for line in progress] == ["10/30", "20/30", "30/30"] and "tasks/s  ETA" in progress[0]
+    assert "\r" not in out + train.stderr and max(len(line) for line in lines) <= 300
+    assert not [line for line in lines if "warn" in line.lower() or "Tip:" in line or "available:" in line], train.stderr
+    assert f"evaluation of the final weights ({ckpt}):" in out and "training time:" in out
+    assert (
+        f"http://127.0.0.1:5000/#/experiments/1/runs/{run_id}?workflowType=machine_learning" in out
+        and "mlflow ui --backend-store-uri sqlite:///" in out
+    )
     assert ckpt.is_file() and (workdir / "mlflow.db").is_file()
 
     from mlflow.tracking import MlflowClient

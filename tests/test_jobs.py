@@ -61,6 +61,6 @@ def test_submit_without_an_address_names_the_variables(monkeypatch, capsys):
 
 
 def test_run_urls_point_at_the_mlflow_ui_page():
-    assert jobs.run_url("r1", "7", "http://h:5000/") == "http://h:5000/#/experiments/7/runs/r1"
+    assert jobs.run_url("r1", "7", "http://h:5000/") == "http://h:5000/#/experiments/7/runs/r1?workflowType=machine_learning"
     assert jobs.run_url("r1", "7", "sqlite:////x/mlflow.db") == "sqlite:////x/mlflow.db"
     assert jobs._RUN_LINE.search("INFO " + announce("r1", "7", "http://h:5000")).groups() == ("r1", "7", "http://h:5000")

@@ -186,7 +186,8 @@ class Recipe:
 
     def trainer(self, logger, run_dir, callbacks=()):
         """The Lightning ``Trainer`` (checkpoints into ``run_dir``, the best by the validation score)."""
-        return lightning_trainer(self.cfg, logger, run_dir, self.learner_settings.val_monitor, callbacks)
+        settings = self.learner_settings
+        return lightning_trainer(self.cfg, logger, run_dir, settings.val_monitor, settings.algorithm.score_name, callbacks)
 
     # -- data ------------------------------------------------------------------------------------
     def families(self, split: str = "train") -> tuple[TaskFamily, ...]:

@@ -14,11 +14,15 @@ warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual opt
 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
 
 
-def lightning_trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple[str, str], extra_callbacks: Sequence = ()):
+def lightning_trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple[str, str], score: str,
+                      extra_callbacks: Sequence = ()):  # fmt: skip
     """Checkpoints into ``run_dir`` (the best one by ``monitor``, the last every
-    ``checkpoint.every_n_steps``); ``distmeta bench`` adds its clock as ``extra_callbacks``."""
+    ``checkpoint.every_n_steps``); progress by :mod:`distmeta.recipe.progress` (``score``: the
+    validation score's name); ``distmeta bench`` adds its clock as ``extra_callbacks``."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from distmeta.recipe.progress import TerminalBar, progress_callback
 
     tr = cfg.trainer
     callbacks = [
@@ -29,7 +33,7 @@ def lightning_trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple
         *extra_callbacks,
     ]  # fmt: skip
     if tr.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(100, tr.log_every_n_steps))))
+        callbacks.append(progress_callback(tr.max_steps, tr.log_every_n_steps, cfg.algorithm.meta_batch_size, score))
     return pl.Trainer(
         accelerator="gpu" if cfg.cluster.learner_device == "cuda" else "cpu",
         devices=1,
@@ -41,7 +45,7 @@ def lightning_trainer(cfg: DistMetaConfig, logger, run_dir: Path, monitor: tuple
         num_sanity_val_steps=0,
         limit_val_batches=1,
         log_every_n_steps=1,
-        enable_progress_bar=tr.progress_bar,
+        enable_progress_bar=any(isinstance(c, TerminalBar) for c in callbacks),
         enable_model_summary=False,
         inference_mode=False,  # validation adapts to tasks: it needs gradients
         default_root_dir=str(run_dir),

@@ -4,12 +4,9 @@ algorithm's inner loop on each support set, with the run's inner-loop settings i
 
 from __future__ import annotations
 
-import logging
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
+import mlflow.pyfunc
 import numpy as np
 import torch
 from mlflow.models import ModelSignature
@@ -18,6 +15,7 @@ from torch import nn
 
 from distmeta.algorithms import Algorithm
 from distmeta.algorithms.adapted import adapted_outputs
+from distmeta.logs import quiet_model_logging
 
 INPUTS = ("support_x", "support_y", "query_x")
 
@@ -34,37 +32,22 @@ class Served:
     register_as: str = ""
 
 
-@contextmanager
-def _quiet_pyfunc() -> Iterator[None]:
-    """MLflow's notes on what this module does by design: the input schema is given explicitly
-    (tensors, :func:`signature`), so it warns at each class without predict type hints (its own
-    included, defined while it logs); and the model is cloudpickled, as PyTorch models are."""
-    logger = logging.getLogger("mlflow.pyfunc")
-    level = logger.level
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
-        logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            logger.setLevel(level)
+class AdaptiveModel(mlflow.pyfunc.PythonModel):
+    """``predict({"support_x": [T, S, ...], "support_y": [T, S, ...], "query_x": [T, Q, ...]},
+    params={"steps": n})``: ``[T, Q, ...]`` query outputs (regression values, or class logits)
+    after ``n`` inner steps on each task's support set (default: the run's training steps)."""
 
+    # MLflow's own switch (its ChatModel's) for no type-hint validation: the input schema is the
+    # explicit tensor signature (:func:`signature`); without it, MLflow warns at this class.
+    _skip_type_hint_validation = True
 
-with _quiet_pyfunc():
-    import mlflow.pyfunc
+    def __init__(self, algorithm: Algorithm, model: nn.Module, steps: int):
+        self.algorithm, self.model, self.steps = algorithm, model, steps
 
-    class AdaptiveModel(mlflow.pyfunc.PythonModel):
-        """``predict({"support_x": [T, S, ...], "support_y": [T, S, ...], "query_x": [T, Q, ...]},
-        params={"steps": n})``: ``[T, Q, ...]`` query outputs (regression values, or class logits)
-        after ``n`` inner steps on each task's support set (default: the run's training steps)."""
-
-        def __init__(self, algorithm: Algorithm, model: nn.Module, steps: int):
-            self.algorithm, self.model, self.steps = algorithm, model, steps
-
-        def predict(self, context, model_input, params=None):
-            steps = int((params or {}).get("steps", self.steps))
-            sx, sy, qx = (torch.as_tensor(np.asarray(model_input[k])) for k in INPUTS)
-            return adapted_outputs(self.algorithm, self.model, sx, sy, qx, steps).numpy()
+    def predict(self, context, model_input, params=None):
+        steps = int((params or {}).get("steps", self.steps))
+        sx, sy, qx = (torch.as_tensor(np.asarray(model_input[k])) for k in INPUTS)
+        return adapted_outputs(self.algorithm, self.model, sx, sy, qx, steps).numpy()
 
 
 def signature(served: Served, outputs: np.ndarray) -> ModelSignature:
@@ -81,7 +64,7 @@ def log_adaptive(model: nn.Module, served: Served, code_paths: list[str], requir
     """Log the adaptive model of the active run as ``adaptive_model`` (registered if asked)."""
     python_model = AdaptiveModel(served.algorithm, model, served.steps)
     outputs = python_model.predict(None, served.example)
-    with _quiet_pyfunc():
+    with quiet_model_logging():
         return mlflow.pyfunc.log_model(
             name="adaptive_model",
             python_model=python_model,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from torch import nn
 
 from distmeta._version import __version__
+from distmeta.logs import quiet_model_logging
 
 if TYPE_CHECKING:
     from distmeta.tracking.adaptive import Served
@@ -124,10 +124,7 @@ def log_model(uri: str, run_id: str, model: nn.Module) -> str:
     ``nn.Module``). The distmeta package travels with it so it loads where distmeta is not installed."""
     package_dir = str(Path(__file__).resolve().parents[1])  # the distmeta package folder
     mlflow.set_tracking_uri(uri)
-    # Pickle format is the point (load_model must return the nn.Module); MLflow warns about it
-    # on every save, which reads like a problem in the run's output.
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-    with mlflow.start_run(run_id=run_id):
+    with quiet_model_logging(), mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             model.cpu(),
             name="model",
