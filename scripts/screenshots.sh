@@ -21,7 +21,7 @@ mkdir -p "$out"
 shoot() {  # a fresh profile each time: no state from another shot
   profile=$(mktemp -d)
   "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$profile" \
-    --window-size=1600,1100 --virtual-time-budget=20000 --screenshot="$2" "$1" 2> /dev/null
+    --window-size=1600,1100 --virtual-time-budget=60000 --run-all-compositor-stages-before-draw --screenshot="$2" "$1" 2> /dev/null
   rm -rf "$profile"
 }
 shoot "$base?workflowType=machine_learning" "$out/mlflow_run_overview.png"
