@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 import uuid
@@ -184,6 +185,8 @@ def ui_lines(run_id: str, experiment_id: str, tracking_uri: str) -> list[tuple[s
     tracking server its address; for a local store the command that serves the UI, and the page."""
     if tracking_uri.startswith(("http://", "https://")):
         return [("MLflow run page", run_url(run_id, experiment_id, tracking_uri))]
-    mlflow = Path(sys.executable).with_name("mlflow")
-    command = f"MLFLOW_DISABLE_TELEMETRY=true {mlflow} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port {UI_PORT}"
+    beside = Path(sys.executable).with_name("mlflow")  # this environment's, as a venv installs it
+    mlflow = str(beside) if beside.is_file() else shutil.which("mlflow") or "mlflow"
+    command = (f"MLFLOW_DISABLE_TELEMETRY=true {shlex.quote(mlflow)} ui --backend-store-uri {shlex.quote(tracking_uri)} "
+               f"--host 127.0.0.1 --port {UI_PORT}")  # fmt: skip
     return [("MLflow UI", command), ("then the run at", run_url(run_id, experiment_id, f"http://127.0.0.1:{UI_PORT}"))]

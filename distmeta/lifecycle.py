@@ -133,12 +133,24 @@ class TrackedRun:
             )
             model_uri = tracking_run.log_model(self.uri, self.run_id, model)
             if served is not None:
-                adaptive_uri = tracking_run.log_adaptive_model(self.uri, self.run_id, model, served)
+                adaptive_uri = self._adaptive(model, served)
             self.client.set_terminated(self.run_id, "FINISHED")
 
         with interrupts.deferred():
             self._publish(publish, f"the evaluation, checkpoints and models (the checkpoints are in {self.dir})")
         return model_uri, adaptive_uri
+
+    def _adaptive(self, model: nn.Module, served: Served) -> str:
+        """The adaptive model's URI, or "" with a warning if it could not be logged (or registered):
+        the run's results and its meta-parameters' model are logged already, and it still finishes."""
+        from distmeta.tracking import run as tracking_run
+
+        try:
+            return tracking_run.log_adaptive_model(self.uri, self.run_id, model, served)
+        except Exception as exc:
+            log.warning("the adaptive model was not logged (%s: %s); the run's other results were",
+                        type(exc).__name__, " ".join(str(exc).split())[:300])  # fmt: skip
+            return ""
 
     def end(self, status: str) -> None:
         """A run that did not finish: its queue gets a short while to drain (the rest is saved

@@ -204,7 +204,7 @@ def start_ray(address: str, timeout_s: float = 5.0, dashboard: bool = False) -> 
     finally:
         if umask is not None:
             os.umask(umask)
-    if dashboard and not address:
+    if dashboard and not address and context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url}{_sign_in()}", flush=True)
     return True
 
@@ -212,8 +212,10 @@ def start_ray(address: str, timeout_s: float = 5.0, dashboard: bool = False) -> 
 def _sign_in() -> str:
     """How a browser gets into the dashboard: with Ray's token authentication on (in-process Ray's
     default since 2.52 where no mode is set), it asks for the token."""
-    from ray._private.authentication.authentication_utils import is_token_auth_enabled  # Ray-internal
-
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled  # Ray-internal
+    except ImportError:  # a Ray before 2.52: no token authentication
+        return ""
     return " (it asks for the token `ray get-auth-token` prints)" if is_token_auth_enabled() else ""
 
 

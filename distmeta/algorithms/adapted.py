@@ -12,6 +12,11 @@ from torch.func import vmap
 from distmeta.algorithms.base import Algorithm
 
 
+def serves(kind: type[Algorithm]) -> bool:
+    """Whether algorithms of ``kind`` say how to adapt for a served model (:meth:`Algorithm.query_outputs`)."""
+    return kind.query_outputs is not Algorithm.query_outputs
+
+
 def adapted_outputs(algo: Algorithm, model: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor,
                     query_x: torch.Tensor, steps: int) -> torch.Tensor:  # fmt: skip
     """``[T, Q, ...]``: each task's query outputs after ``steps`` steps of the algorithm's own

@@ -20,7 +20,7 @@ class TrainerConfig:
     grad_clip: float = 0.0
     """Clip the aggregated meta-gradient to this global L2 norm; 0 disables clipping."""
     progress_bar: bool = True
-    """Show Lightning's progress bar."""
+    """Show progress: Lightning's bar on a terminal, else a line about every 5% of the run."""
     on_nonfinite: str = "stop"
     """A NaN/inf meta-gradient: ``stop`` ends the run naming the step, shard and family (the last
     good checkpoint is kept); ``skip`` makes no update at that step and counts it

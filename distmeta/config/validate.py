@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Iterator
 
 from distmeta.algorithms import ALGORITHMS, PATHS, algorithm_kind
+from distmeta.algorithms.adapted import serves
 from distmeta.config.schema import DistMetaConfig
 from distmeta.errors import ConfigError
 from distmeta.learner.settings import LEARNER_DEVICES, LR_SCHEDULES, ON_NONFINITE, STALENESS
@@ -152,8 +153,9 @@ def _choices(cfg: DistMetaConfig) -> None:
         _fail("cluster.collective", "nccl joins the replicas' GPUs: it needs cluster.aggregation=allreduce and "
               "cluster.gpus_per_shard of 1 or more (one GPU per shard actor)")  # fmt: skip
     if c.dashboard and (c.num_shards < 1 or c.address):
-        _fail("cluster.dashboard", "starts the dashboard of an in-process Ray: it needs cluster.num_shards of 1 or more and "
-              "no cluster.address (a cluster's dashboard is the cluster's own: `ray start --head` runs it)")  # fmt: skip
+        _fail("cluster.dashboard", "starts the dashboard of an in-process Ray: it needs cluster.num_shards of 1 or more and no cluster.address (a cluster's dashboard is the cluster's own: `ray start --head` runs it)")  # fmt: skip
+    if cfg.tracking.register_model and (cfg.model.heads == "per_family" or not serves(algorithm_kind(a.name).cls)):
+        _fail("tracking.register_model", f"registers the adaptive model, which no run with per-family heads or with {a.name} (no query_outputs) logs")  # fmt: skip
     if c.aggregation == "allreduce" and c.num_shards < 1:
         _fail("cluster.aggregation", "allreduce runs among shard actors: set cluster.num_shards to 1 or more")
     if c.aggregation == "allreduce" and tr.staleness:

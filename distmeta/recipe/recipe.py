@@ -17,6 +17,7 @@ from torch import nn
 
 from distmeta import algorithms
 from distmeta.algorithms import Algorithm
+from distmeta.algorithms.adapted import serves
 from distmeta.config import DistMetaConfig, from_yaml_text, to_yaml
 from distmeta.errors import UserError
 from distmeta.learner.settings import LearnerSettings
@@ -94,11 +95,12 @@ class Recipe:
         algorithm without ``query_outputs``, or per-family heads (which head would serve?)."""
         from distmeta.tracking.adaptive import Served
 
-        if type(self.algorithm).query_outputs is Algorithm.query_outputs or self.cfg.model.heads == "per_family":
+        if not serves(type(self.algorithm)) or self.cfg.model.heads == "per_family":
             return None
         family = self.test_families[0]
         plan = self.evaluation_plan(family.name)
-        task = family.sample(self.run.evaluation_seed, EVALUATION, 0, range(1), shots=min(plan.shots), query=min(plan.query, 5))
+        query = 1 if self.images else min(plan.query, 5)  # MLflow stores the example as JSON
+        task = family.sample(self.run.evaluation_seed, EVALUATION, 0, range(1), shots=min(plan.shots), query=query)
         example = {"support_x": task.support_x, "support_y": task.support_y, "query_x": task.query_x}
         steps = self.cfg.algorithm.inner_steps if self.algorithm.adapts else 0
         return Served(self.algorithm, steps, {k: v.numpy() for k, v in example.items()}, self.cfg.tracking.register_model)

@@ -44,7 +44,6 @@ def _dataset(r: FamilyRequest) -> DatasetRecord:
     if kind.sources is None:
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
         return DatasetRecord(r.label, digest[:DIGEST_CHARS], spec)
-    root = Path(r.root).expanduser().absolute()
-    files = {p for split in SPLITS for p in kind.sources(r, split)}
-    digest = manifest(r.kind, "all", {}, root, files)["sources"]
-    return DatasetRecord(r.label, digest[:DIGEST_CHARS], spec, str(root))
+    files = {p for split in SPLITS for p in kind.sources(r, split)}  # under the root as given (maybe relative)
+    digest = manifest(r.kind, "all", {}, Path(r.root), files)["sources"]
+    return DatasetRecord(r.label, digest[:DIGEST_CHARS], spec, str(Path(r.root).expanduser().absolute()))

@@ -7,6 +7,7 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
@@ -53,14 +54,24 @@ def git_tags(folder: Path) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         return {}
     for tag, args in (
-        (MLFLOW_GIT_BRANCH, ("rev-parse", "--abbrev-ref", "HEAD")),
+        (MLFLOW_GIT_BRANCH, ("symbolic-ref", "--short", "-q", "HEAD")),
         (MLFLOW_GIT_REPO_URL, ("remote", "get-url", "origin")),
     ):
         try:
             tags[tag] = git(*args)
         except subprocess.SubprocessError:  # a detached head's branch, or no remote: left out
             pass
+    if MLFLOW_GIT_REPO_URL in tags:
+        tags[MLFLOW_GIT_REPO_URL] = _without_credentials(tags[MLFLOW_GIT_REPO_URL])
     return tags
+
+
+def _without_credentials(url: str) -> str:
+    """``https://user:token@host/repo`` -> ``https://host/repo``: a remote's URL may carry a token."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
 
 
 def log_records(client: MlflowClient, run_id: str, records: RunRecords) -> None:

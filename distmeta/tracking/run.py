@@ -16,11 +16,11 @@ from torch import nn
 
 from distmeta._version import __version__
 from distmeta.logs import quiet_model_logging
+from distmeta.tracking.outbox import OutboxLogger
+from distmeta.tracking.store import artifact_location
 
 if TYPE_CHECKING:
     from distmeta.tracking.adaptive import Served
-from distmeta.tracking.outbox import OutboxLogger
-from distmeta.tracking.store import artifact_location
 
 CONFIG_ARTIFACT = "config/config.yaml"
 TABLE_FILE = "adaptation_curve.json"

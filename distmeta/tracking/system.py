@@ -4,11 +4,14 @@ they report them, logged with the training metrics (so through the outbox: an ou
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Mapping
 
 from distmeta.tracking import names
+
+log = logging.getLogger(__name__)
 
 
 class SystemMetrics:
@@ -41,11 +44,18 @@ class SystemMetrics:
         return out
 
     def _learner(self) -> dict[str, float]:
+        """Each monitor's figures; one that fails (a host without what it reads) is dropped with a
+        warning: system metrics never fail a step."""
         out = {}
-        for monitor in self._monitors:
-            monitor.collect_metrics()
-            out.update({names.SYSTEM + k: float(v) for k, v in monitor.aggregate_metrics().items()})
-            monitor.clear_metrics()
+        for monitor in list(self._monitors):
+            try:
+                monitor.collect_metrics()
+                out.update({names.SYSTEM + k: float(v) for k, v in monitor.aggregate_metrics().items()})
+                monitor.clear_metrics()
+            except Exception as exc:
+                log.warning("system metrics: MLflow's %s failed (%s: %s); not sampled again",
+                            type(monitor).__name__, type(exc).__name__, exc)  # fmt: skip
+                self._monitors.remove(monitor)
         return out
 
 
@@ -58,7 +68,12 @@ def _mlflow_monitors() -> list:
     from mlflow.system_metrics.metrics.network_monitor import NetworkMonitor
     from mlflow.system_metrics.metrics.rocm_monitor import ROCMMonitor
 
-    monitors = [CPUMonitor(), DiskMonitor(), NetworkMonitor()]
+    monitors = []
+    for kind in (CPUMonitor, DiskMonitor, NetworkMonitor):
+        try:
+            monitors.append(kind())
+        except Exception as exc:  # e.g. a host without network interfaces: the others still run
+            log.warning("system metrics: MLflow's %s cannot start here (%s: %s)", kind.__name__, type(exc).__name__, exc)
     for gpu in (GPUMonitor, ROCMMonitor):
         with contextlib.suppress(Exception):  # no NVML / ROCm library, or no device
             monitors.append(gpu())

@@ -109,6 +109,10 @@ def test_yaml_round_trip_and_flat_params():
         (["tracking.system_metrics_s=-1"], "'tracking.system_metrics_s': must be zero or positive"),
         (["cluster.dashboard=true", "cluster.num_shards=0"], "'cluster.dashboard': starts the dashboard of an in-process Ray"),
         (["cluster.dashboard=true", "cluster.address=auto"], "a cluster's dashboard is the cluster's own"),
+        (
+            ["tracking.register_model=m", "tasks.families=[{name: sine}, {name: linear}]", "model.heads=per_family"],
+            "'tracking.register_model': registers the adaptive model, which no run with per-family heads",
+        ),
     ],
 )
 def test_bad_values_name_the_key(overrides, expected):

@@ -37,6 +37,10 @@ def test_git_tags_name_the_config_checkouts_commit_and_whether_it_has_changes(tm
     config.write_text(config.read_text() + "trainer:\n  max_steps: 5\n")
     assert git_tags(repo)[DIRTY_TAG] == "true"
     assert git_tags(tmp_path) == {}  # in no checkout: nothing recorded
+    _git(repo, "remote", "add", "origin", "https://someone:s3cret@git.example/project.git")
+    assert git_tags(repo)["mlflow.source.git.repoURL"] == "https://git.example/project.git"  # no credentials
+    _git(repo, "checkout", "-q", "--detach")
+    assert "mlflow.source.git.branch" not in git_tags(repo)  # a detached head is on no branch
 
     recipe = Recipe(load(config))
     records = recipe.records()
@@ -53,7 +57,7 @@ def test_git_tags_name_the_config_checkouts_commit_and_whether_it_has_changes(tm
     assert [(t.key, t.value) for t in dataset.tags] == [("mlflow.data.context", "training")]
 
 
-def test_a_dataset_on_disk_is_its_folder_and_a_digest_of_its_files(tmp_path):
+def test_a_dataset_on_disk_is_its_folder_and_a_digest_of_its_files(tmp_path, monkeypatch):
     root = miniimagenet_tree(tmp_path / "mini")
     overrides = ["tasks.family=miniimagenet", f"tasks.root={root}", "model.name=conv4", "tasks.shots=1"]
     (first,) = Recipe(load(None, overrides)).records().datasets
@@ -62,6 +66,10 @@ def test_a_dataset_on_disk_is_its_folder_and_a_digest_of_its_files(tmp_path):
     image = next((root / "images").iterdir())
     os.utime(image, ns=(1, 1))
     assert Recipe(load(None, overrides)).records().datasets[0].digest != first.digest
+    monkeypatch.chdir(tmp_path)  # a root relative to the working directory: the same folder and files
+    relative = [o.replace(f"tasks.root={root}", "tasks.root=mini") for o in overrides]
+    (same,) = Recipe(load(None, relative)).records().datasets
+    assert same.source == str(root) and same.digest == Recipe(load(None, overrides)).records().datasets[0].digest
 
 
 def test_params_are_the_keys_that_apply_to_the_run():
