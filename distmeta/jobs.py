@@ -9,6 +9,7 @@ pinned lock file as its pip requirements. The learner prints its MLflow run id e
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shlex
@@ -85,12 +86,16 @@ def prepare(
             "temporary working directory on the cluster and lost with it (and --resume could not find them); "
             "set checkpoint.dir to an absolute path on storage the head node keeps"
         )
+    from distmeta.tracking.records import GIT_ENV, git_tags
+
     entrypoint = shlex.join(["python", "-m", "distmeta", "train", str(path.relative_to(workdir)), *overrides])
     env: dict = {
         "working_dir": str(workdir),
-        "excludes": EXCLUDES,
+        "excludes": EXCLUDES,  # .git among them: the run is told the checkout's git state instead
         "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"},
     }
+    if tags := git_tags(path.parent):
+        env["env_vars"][GIT_ENV] = json.dumps(tags)
     if pip:
         lock = workdir / LOCK
         if not lock.is_file():

@@ -1,11 +1,14 @@
 """``distmeta submit``'s job, prepared and checked before anything reaches a cluster."""
 
+import json
+
 import pytest
 
 from distmeta import jobs
 from distmeta.cli import main
 from distmeta.errors import ConfigError, UserError
 from distmeta.tracking.announce import announce
+from distmeta.tracking.records import git_tags
 from tests.conftest import REPO
 
 SERVER = ["tracking.uri=http://127.0.0.1:5000", "checkpoint.dir=/srv/distmeta/checkpoints"]
@@ -22,6 +25,8 @@ def test_the_job_runs_train_in_the_uploaded_folder_with_the_pinned_requirements(
     assert not any(p.startswith("ray==") for p in pins), "the cluster keeps its own Ray"
     assert any(p.startswith("torch==") for p in pins) and not any(p.startswith("#") for p in pins)
     assert job.submission_id == "abc"
+    sent = json.loads(job.runtime_env["env_vars"].get("DISTMETA_GIT_TAGS", "{}"))  # the job's copy has no .git
+    assert sent == git_tags(REPO / "configs")
     bare = jobs.prepare("configs/sine_maml.yaml", SERVER, REPO, pip=False)
     assert "pip" not in bare.runtime_env and bare.submission_id.startswith("distmeta-")
 

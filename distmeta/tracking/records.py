@@ -4,6 +4,7 @@ families as MLflow dataset inputs, and a description (MLflow's run note)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_BRANCH, MLFLOW_GIT_COMMIT, MLFLO
 NOTE_TAG = "mlflow.note.content"
 """MLflow's run description (the UI's Description on the run page)."""
 DIRTY_TAG = "distmeta.git.dirty"
+GIT_ENV = "DISTMETA_GIT_TAGS"
+"""The submitting checkout's :func:`git_tags` as JSON, set by ``distmeta submit`` for its job:
+the job's working directory is a copy without ``.git``."""
 CONTEXT_TAG = "mlflow.data.context"
 
 
@@ -75,7 +79,9 @@ def _without_credentials(url: str) -> str:
 
 
 def log_records(client: MlflowClient, run_id: str, records: RunRecords) -> None:
-    tags = git_tags(records.checkout)
+    """The git tags of the config's checkout (else those its submitter sent, :data:`GIT_ENV`), the
+    description and the datasets."""
+    tags = git_tags(records.checkout) or json.loads(os.environ.get(GIT_ENV) or "{}")
     if records.description:
         tags[NOTE_TAG] = records.description
     for key, value in tags.items():

@@ -10,6 +10,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
+from distmeta.tracking.records import git_tags
 from tests.cluster import LocalCluster
 from tests.conftest import REPO
 
@@ -93,6 +94,8 @@ def test_submit_runs_spread_shards_on_two_nodes_and_tracks_the_run(cluster, mlfl
     nodes = {run.data.tags["shard.0.node"], run.data.tags["shard.1.node"]}
     assert len(nodes) == 2, "SPREAD put the two shard actors on different nodes"
     assert run.data.params["cluster.aggregation"] == "allreduce" and run.data.tags["distmeta.fault.replica_resyncs"] == "0"
+    # the job's copy of the checkout has no .git: the commit is the submitting checkout's
+    assert run.data.tags.get("mlflow.source.git.commit") == git_tags(REPO).get("mlflow.source.git.commit")
 
     reference = train(load_config(REPO / "configs" / "sine_maml.yaml", [
         *training, "cluster.num_shards=0", f"tracking.uri=sqlite:///{tmp_path / 'ref.db'}", f"checkpoint.dir={tmp_path / 'ref'}",

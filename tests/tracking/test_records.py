@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from distmeta.config import load
 from distmeta.recipe import Recipe
-from distmeta.tracking.records import DIRTY_TAG, NOTE_TAG, git_tags, log_records
+from distmeta.tracking.records import DIRTY_TAG, GIT_ENV, NOTE_TAG, RunRecords, git_tags, log_records
 from tests.conftest import SINE_CONFIG
 from tests.trees import miniimagenet_tree
 
@@ -55,6 +55,17 @@ def test_git_tags_name_the_config_checkouts_commit_and_whether_it_has_changes(tm
     assert dataset.dataset.name == "sine" and dataset.dataset.source_type == "code"
     assert json.loads(dataset.dataset.profile)["ranges"] == [["amplitude", [0.1, 5.0]], ["phase", [0.0, 3.141592653589793]]]
     assert [(t.key, t.value) for t in dataset.tags] == [("mlflow.data.context", "training")]
+
+
+def test_a_submitted_run_takes_the_git_tags_its_submitter_sent(tmp_path, monkeypatch):
+    """A job's working directory is a copy without .git: ``distmeta submit`` sends the tags."""
+    sent = {"mlflow.source.git.commit": "0" * 40, DIRTY_TAG: "false"}
+    monkeypatch.setenv(GIT_ENV, json.dumps(sent))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    log_records(client, run_id, RunRecords("", tmp_path))  # tmp_path: in no checkout
+    tags = client.get_run(run_id).data.tags
+    assert {k: tags[k] for k in sent} == sent
 
 
 def test_a_dataset_on_disk_is_its_folder_and_a_digest_of_its_files(tmp_path, monkeypatch):
