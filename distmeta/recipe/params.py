@@ -8,8 +8,8 @@ import dataclasses
 from distmeta.config import DistMetaConfig, to_flat_dict
 from distmeta.tasks import FamilyKind
 
-IMAGE_KEYS = ("tasks.ways", "tasks.image_size", "tasks.rotations", "tasks.class_split", "tasks.root", "tasks.cache",
-              "tasks.cache_dir")  # fmt: skip
+IMAGE_KEYS = ("tasks.ways", "tasks.image_size", "tasks.rotations")
+"""Image families' own keys; the dataset ones (root, cache, class split) follow what each kind reads."""
 MODEL_KEYS = {
     "mlp": ("model.hidden",),
     "conv4": ("model.filters", "model.norm"),
