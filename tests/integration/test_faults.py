@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 class KillWhileComputing(threading.Thread):
     """Sends ``sig`` (SIGKILL: dead; SIGSTOP: hung) to a shard actor's process while it executes
     ``ShardWorker.compute`` (``ReplicaWorker.replicated_step`` in all-reduce mode): Ray titles a
-    worker process ``ray::<Class>.<method>`` while it runs a Ray call; a call over the local
-    channel runs in a thread of its own, seen as a busy process."""
+    worker process ``ray::<Class>.<method>`` while it runs a Ray call (``.__init__`` while it
+    starts); a call over the local channel runs in a thread of its own, seen as a busy process."""
 
     def __init__(self, settle_s: float = 1.0, sig: int = signal.SIGKILL, call: str = "ShardWorker.compute"):
         super().__init__(daemon=True)
@@ -45,7 +45,11 @@ class KillWhileComputing(threading.Thread):
         while self.killed is None and time.time() < deadline and not self.done.is_set():
             for proc in actors:
                 try:
-                    if self.call in " ".join(proc.cmdline()) or proc.cpu_percent(interval=0.02) > 50:
+                    title = " ".join(proc.cmdline())
+                    # an actor still in __init__ (importing torch: busy) is starting, not computing
+                    if ".__init__" in title:
+                        continue
+                    if self.call in title or proc.cpu_percent(interval=0.02) > 50:
                         os.kill(proc.pid, self.sig)
                         self.killed = proc.pid
                         break
