@@ -11,6 +11,7 @@ from distmeta.algorithms.metasgd import MetaSGD, MetaSGDModel
 from distmeta.algorithms.protonet import ProtoNet
 from distmeta.algorithms.registry import ALGORITHMS, AlgorithmKind, algorithm_kind, build, register
 from distmeta.algorithms.reptile import Reptile
+from distmeta.algorithms.rl import PolicyMAML
 
 register("maml", MAML)
 register("fomaml", MAML, first_order=True)
@@ -18,9 +19,11 @@ register("reptile", Reptile)
 register("anil", ANIL)
 register("metasgd", MetaSGD)
 register("protonet", ProtoNet)
+register("maml_rl", PolicyMAML)
+register("fomaml_rl", PolicyMAML, first_order=True)
 
 __all__ = [
     "ALGORITHMS", "ANIL", "Algorithm", "AlgorithmKind", "GradientAdaptation", "InnerLoop", "LOSSES", "Loss", "MAML",
-    "MetaGradient", "MetaSGD", "MetaSGDModel", "Mode", "Options", "PATHS", "Params", "ProtoNet", "Reptile", "accuracy",
+    "MetaGradient", "MetaSGD", "MetaSGDModel", "Mode", "Options", "PATHS", "Params", "PolicyMAML", "ProtoNet", "Reptile", "accuracy",
     "algorithm_kind", "build", "cross_entropy", "forward", "meta_grad", "meta_grad_loop", "mse", "register",
 ]  # fmt: skip

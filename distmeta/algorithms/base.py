@@ -96,6 +96,9 @@ class Algorithm:
     """False for metric methods: the network is an embedding (no classification head, any N)."""
     classification_only: ClassVar[bool] = False
     """True when the algorithm only makes sense for classification families (ProtoNets)."""
+    collects: ClassVar[bool] = False
+    """True for meta-RL algorithms: their tasks are environments, and :meth:`prepare` collects the
+    trajectories the meta-gradient is computed from (they train on environment families only)."""
     loss: str = "mse"
 
     def __post_init__(self):
@@ -123,6 +126,11 @@ class Algorithm:
     def meta_model(self, model: nn.Module) -> nn.Module:
         """The module whose parameters are the meta-parameters (MetaSGD adds learned step sizes)."""
         return model
+
+    def prepare(self, model: nn.Module, params: Params, buffers: Params, tasks):
+        """The task data the meta-gradient is computed from, for a shard's sampled ``tasks`` at
+        ``params``: the tasks themselves, or (:attr:`collects`) trajectories collected in them."""
+        return tasks
 
     def task_objective(self, model: nn.Module, params: Params, buffers: Params, task, mode: Mode = Mode()):
         """``(objective, metrics)`` of one task."""

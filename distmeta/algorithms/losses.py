@@ -35,8 +35,14 @@ class Loss:
     """Integer class labels: the accuracy is reported with the loss."""
 
 
+def _no_targets(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    raise TypeError("an environment family's tasks have no targets: its algorithms optimise returns")
+
+
 LOSSES: dict[str, Loss] = {
     "mse": Loss(mse, "mse", mse, higher_is_better=False, classification=False),
     "cross_entropy": Loss(cross_entropy, "acc", accuracy, higher_is_better=True, classification=True),
+    "return": Loss(_no_targets, "return", _no_targets, higher_is_better=True, classification=False),
 }
-"""The losses by name; a task family names the one its tasks train with."""
+"""The losses by name; a task family names the one its tasks train with (``return``: meta-RL
+families, trained by policy gradients and scored by the average undiscounted return)."""

@@ -6,6 +6,7 @@ from distmeta.models.conv4 import Conv4
 from distmeta.models.heads import MultiHead, family_view, view_names
 from distmeta.models.mlp import MLP
 from distmeta.models.norms import NORMS, BatchStatNorm2d, RunningBatchNorm2d, batch_statistics, running_layers, update_running
+from distmeta.models.policy import LOG_STD, GaussianMLP, gaussian_entropy, gaussian_kl, gaussian_log_prob
 from distmeta.models.registry import HEADS, MODELS, ModelKind, ModelSpec, flatten, model_kind, register, unflatten
 from distmeta.models.resnet import RESNET12_WIDTHS, WRN_WIDTHS, ResNet12, WideResNet
 
@@ -39,7 +40,12 @@ def _wrn28_10(spec: ModelSpec, outputs: int) -> WideResNet:
     return WideResNet(channels, outputs, spec.widths or WRN_WIDTHS, depth=28, norm=NORMS[spec.norm])
 
 
+def _gaussian_mlp(spec: ModelSpec, outputs: int) -> GaussianMLP:
+    return GaussianMLP(spec.features, spec.hidden, outputs)
+
+
 register(ModelKind("mlp", _mlp))
+register(ModelKind("gaussian_mlp", _gaussian_mlp, policy=True))
 register(ModelKind("conv4", _conv4, images_only=True, normalised=True))
 register(ModelKind("resnet12", _resnet12, images_only=True, widths=RESNET12_WIDTHS, normalised=True, drops=True))
 register(ModelKind("wrn28_10", _wrn28_10, images_only=True, widths=WRN_WIDTHS, normalised=True))
@@ -47,5 +53,6 @@ register(ModelKind("wrn28_10", _wrn28_10, images_only=True, widths=WRN_WIDTHS, n
 __all__ = [
     "HEADS", "MODELS", "BatchStatNorm2d", "Conv4", "MLP", "ModelKind", "ModelSpec", "MultiHead", "family_view", "flatten",
     "model_kind", "register", "unflatten", "view_names", "ResNet12", "WideResNet", "NORMS", "RunningBatchNorm2d",
-    "batch_statistics", "running_layers", "update_running",
+    "batch_statistics", "running_layers", "update_running", "LOG_STD", "GaussianMLP", "gaussian_entropy", "gaussian_kl",
+    "gaussian_log_prob",
 ]  # fmt: skip

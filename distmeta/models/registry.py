@@ -33,6 +33,8 @@ class ModelKind:
     """Built with a normalisation layer that ``model.norm`` chooses (convolutional backbones)."""
     drops: bool = False
     """Takes ``model.dropblock`` (DropBlock in its last blocks: resnet12)."""
+    policy: bool = False
+    """A stochastic policy over observations (meta-RL families); the others map inputs to outputs."""
 
 
 MODELS: Registry[ModelKind] = Registry("model")
