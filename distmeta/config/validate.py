@@ -279,7 +279,7 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
             images = ", ".join(n for n, k in FAMILIES.items() if k.images)
             _fail("algorithm.name", f"{a.name} classifies; use an image family (tasks.family={images})")
         if model_kind(m.name).images_only:
-            vector = ", ".join(n for n, k in MODELS.items() if not k.images_only)
+            vector = ", ".join(n for n, k in MODELS.items() if not (k.images_only or k.policy))
             _fail("model.name", f"regression inputs are scalars: use model.name={vector}, not {m.name}")
         return
     if not t.families and kinds[0].needs_root and not t.root:

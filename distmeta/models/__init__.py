@@ -45,10 +45,10 @@ def _gaussian_mlp(spec: ModelSpec, outputs: int) -> GaussianMLP:
 
 
 register(ModelKind("mlp", _mlp))
-register(ModelKind("gaussian_mlp", _gaussian_mlp, policy=True))
 register(ModelKind("conv4", _conv4, images_only=True, normalised=True))
 register(ModelKind("resnet12", _resnet12, images_only=True, widths=RESNET12_WIDTHS, normalised=True, drops=True))
 register(ModelKind("wrn28_10", _wrn28_10, images_only=True, widths=WRN_WIDTHS, normalised=True))
+register(ModelKind("gaussian_mlp", _gaussian_mlp, policy=True))
 
 __all__ = [
     "HEADS", "MODELS", "BatchStatNorm2d", "Conv4", "MLP", "ModelKind", "ModelSpec", "MultiHead", "family_view", "flatten",
