@@ -25,6 +25,7 @@ from distmeta.errors import NonFiniteGradientError, UserError
 from distmeta.evaluation import EvalReport, combine, plot_curves
 from distmeta.evaluation import evaluate as run_protocol
 from distmeta.evaluation.keys import EVAL_PREFIX
+from distmeta.evaluation.paths import plot_paths
 from distmeta.models import family_view
 from distmeta.recipe import Recipe
 from distmeta.tracking import names
@@ -212,7 +213,13 @@ def _evaluate(recipe: Recipe, model: nn.Module, folder: Callable[[EvalReport], P
             num_tasks=recipe.run.evaluation_tasks, shots=plan.shots, steps=plan.steps, query=plan.query,
         )  # fmt: skip
     report = combine(reports) if recipe.run.mixture else next(iter(reports.values()))
-    return report, plot_curves(report, folder(report) / FIGURE_ARTIFACT_DIR / "adaptation_curve.png")
+    figures = folder(report) / FIGURE_ARTIFACT_DIR
+    if recipe.algorithm.collects:  # meta-RL: where the agent goes, as well as what it earns
+        for f in recipe.test_families:
+            plan = recipe.evaluation_plan(f.name)
+            plot_paths(recipe.algorithm, family_view(model, f.name), f, seed=recipe.run.evaluation_seed, steps=plan.steps,
+                       path=figures / f"paths_{f.name}.png")  # fmt: skip
+    return report, plot_curves(report, figures / "adaptation_curve.png")
 
 
 def _series(report: EvalReport) -> list[tuple[str, int, float]]:

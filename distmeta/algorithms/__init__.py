@@ -19,8 +19,9 @@ register("reptile", Reptile)
 register("anil", ANIL)
 register("metasgd", MetaSGD)
 register("protonet", ProtoNet)
-register("maml_rl", PolicyMAML)
-register("fomaml_rl", PolicyMAML, first_order=True)
+register("maml_rl", PolicyMAML, section="rl")
+register("fomaml_rl", PolicyMAML, section="rl", first_order=True)
+register("pretrain_rl", PolicyMAML, section="rl", steps=0)  # the MAML paper's baseline: joint training, fine-tuned at test
 
 __all__ = [
     "ALGORITHMS", "ANIL", "Algorithm", "AlgorithmKind", "GradientAdaptation", "InnerLoop", "LOSSES", "Loss", "MAML",

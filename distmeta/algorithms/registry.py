@@ -21,14 +21,22 @@ class AlgorithmKind:
     cls: type[Algorithm]
     forced: dict[str, Any] = field(default_factory=dict)
     """Options this name fixes (``fomaml``: MAML with ``first_order`` forced)."""
+    section: str = ""
+    """The config section (``algorithm.<section>.*``) of its own settings: by default its name;
+    variants of one algorithm share one (``maml_rl`` and ``fomaml_rl``: ``rl``)."""
+
+    @property
+    def settings(self) -> str:
+        return self.section or self.name
 
 
 ALGORITHMS: Registry[AlgorithmKind] = Registry("algorithm")
 
 
-def register(name: str, cls: type[Algorithm], **forced: Any) -> AlgorithmKind:
-    """Make ``cls`` available as ``algorithm.name: <name>``; ``forced`` fixes some of its options."""
-    return ALGORITHMS.add(name, AlgorithmKind(name, cls, dict(forced)))
+def register(name: str, cls: type[Algorithm], section: str = "", **forced: Any) -> AlgorithmKind:
+    """Make ``cls`` available as ``algorithm.name: <name>``; ``forced`` fixes some of its options,
+    ``section`` names its settings' section when not ``name``."""
+    return ALGORITHMS.add(name, AlgorithmKind(name, cls, dict(forced), section))
 
 
 def algorithm_kind(name: str) -> AlgorithmKind:

@@ -7,6 +7,8 @@ import torch
 from torch.func import functional_call
 
 from distmeta.algorithms.base import LOSSES
+from distmeta.algorithms.rl.surrogate import dice_objective
+from distmeta.models.policy import LOG_STD
 from distmeta.tasks import TaskBatch
 
 
@@ -47,3 +49,45 @@ def protonet_loop_step(model: torch.nn.Module, opt: torch.optim.Optimizer, tasks
     meta_loss.backward()
     opt.step()
     return meta_loss.item()
+
+
+def rl_loop_step(model: torch.nn.Module, opt: torch.optim.Optimizer, tasks, algo) -> float:
+    """One meta-RL step the way learn2learn's meta-RL examples run (``maml_trpo.py``, with Adam for
+    TRPO): one task after another, each collection a Python loop over time steps and environments
+    (a policy forward per environment and step), the inner policy-gradient step by
+    ``torch.autograd.grad(create_graph=True)``. The policy, the DiCE surrogates and every sample
+    (resets, action noise) are distmeta's, so the gradient is the same; returns the mean outer loss."""
+    inner = algo.inner
+    names = [n for n, _ in model.named_parameters()]
+    opt.zero_grad(set_to_none=True)
+    total = torch.zeros(())
+    for i in range(len(tasks)):
+        task = tasks.slice(i, i + 1)
+        fast = dict(zip(names, model.parameters()))
+        for phase in range(inner.steps):
+            episodes = _episodes(model, fast, task, task.count(post=False), phase)
+            loss = -dice_objective(model, fast, {}, *episodes, algo.discount, algo.normalize)
+            grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not inner.first_order)
+            fast = {k: w - inner.lr * g for (k, w), g in zip(fast.items(), grads)}
+        episodes = _episodes(model, fast, task, task.count(post=True), inner.steps)
+        total = total - dice_objective(model, fast, {}, *episodes, algo.discount)
+    meta_loss = total / len(tasks)
+    meta_loss.backward()
+    opt.step()
+    return meta_loss.item()
+
+
+@torch.no_grad()
+def _episodes(model: torch.nn.Module, params: dict, task, n: int, phase: int) -> tuple[torch.Tensor, ...]:
+    """One task's ``n`` episodes of collection ``phase``: ``(obs, actions, rewards)`` ``[n, H, ...]``."""
+    envs = task.environments(n, phase)
+    obs, noise = envs.reset(), task.noise(n, phase)
+    std = torch.exp(params[LOG_STD])
+    seen, acts, rewards = [], [], []
+    for t in range(task.horizon):
+        action = torch.stack([functional_call(model, params, (obs[0, e],)) + std * noise[0, e, t] for e in range(n)])[None]
+        seen.append(obs[0])
+        acts.append(action[0])
+        obs, reward = envs.step(action)
+        rewards.append(reward[0])
+    return torch.stack(seen, 1), torch.stack(acts, 1), torch.stack(rewards, 1)

@@ -22,7 +22,9 @@ def add_parser(sub) -> None:
         "the loop, block by block (docs/performance.md).",
     )
     b.add_argument("overrides", nargs="*", help="dot-list overrides of the workload's config, e.g. algorithm.meta_batch_size=50")
-    b.add_argument("--workload", default="sine", help="sine (default), conv4-5w1s or resnet12-cfs-5w1s")
+    b.add_argument(
+        "--workload", default="sine", help="sine (default), conv4-5w1s, resnet12-cfs-5w1s, navigation2d or halfcheetah-dir"
+    )
     b.add_argument("--blocks", type=int, default=5, help="measured blocks after one warm-up block (default 5)")
     b.add_argument("--steps", type=int, default=10, help="meta-steps per block and mode (default 10)")
     b.add_argument("--shards", type=int, default=2, help="N for the ray-N mode (0: no Ray modes; default 2)")

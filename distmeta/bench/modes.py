@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from distmeta.bench.baseline import loop_step
+from distmeta.bench.baseline import loop_step, rl_loop_step
 from distmeta.evaluation.adaptation import sampled_curve
 from distmeta.recipe import Recipe
 from distmeta.tasks import TRAIN, VALIDATION
@@ -44,7 +44,10 @@ class LoopBaseline:
         t0 = time.perf_counter()
         tasks = self.family.sample(self.recipe.seed, TRAIN, self.step, range(batch))
         t1 = time.perf_counter()
-        loop_step(self.model, self.opt, tasks, algo.loss, algo.inner.lr, algo.inner.steps, algo.inner.first_order)
+        if algo.collects:
+            rl_loop_step(self.model, self.opt, tasks, algo)
+        else:
+            loop_step(self.model, self.opt, tasks, algo.loss, algo.inner.lr, algo.inner.steps, algo.inner.first_order)
         t2 = time.perf_counter()
         self.parts["sample"] = self.parts.get("sample", 0.0) + t1 - t0
         self.parts["meta_gradient_and_optimizer"] = self.parts.get("meta_gradient_and_optimizer", 0.0) + t2 - t1

@@ -85,8 +85,36 @@ WORKLOADS: dict[str, list[str]] = {
         "tasks.query=15",
         "cluster.cpus_per_shard=1",
     ],
+    # meta-RL (Finn et al. 5.3): 2D navigation, 20 tasks, 20 episodes of 100 steps before and after one
+    # second-order policy-gradient step, Gaussian MLP 100-100; 4,000 environment steps per task
+    "navigation2d": [
+        "tasks.family=navigation2d",
+        "model.name=gaussian_mlp",
+        "model.hidden=[100,100]",
+        "algorithm.name=maml_rl",
+        "algorithm.inner_steps=1",
+        "algorithm.inner_lr=0.1",
+        "algorithm.meta_batch_size=20",
+        "tasks.shots=20",
+        "tasks.query=20",
+        "cluster.cpus_per_shard=1",
+    ],
+    # the same on HalfCheetah-v5 (MuJoCo), forward/backward, shrunk to 4 tasks of 10 + 10 episodes
+    # (200 steps): 4,000 environment steps per task
+    "halfcheetah-dir": [
+        "tasks.family=halfcheetah_dir",
+        "model.name=gaussian_mlp",
+        "model.hidden=[100,100]",
+        "algorithm.name=maml_rl",
+        "algorithm.inner_steps=1",
+        "algorithm.inner_lr=0.1",
+        "algorithm.meta_batch_size=4",
+        "tasks.shots=10",
+        "tasks.query=10",
+        "cluster.cpus_per_shard=1",
+    ],
 }
-THREADS = {"sine": 1, "conv4-5w1s": 2, "resnet12-cfs-5w1s": 2}
+THREADS = {"sine": 1, "conv4-5w1s": 2, "resnet12-cfs-5w1s": 2, "navigation2d": 1, "halfcheetah-dir": 1}
 """Torch threads of the single-process modes (the baseline and in-process distmeta)."""
 DATA: dict[str, Callable[[Path], Path]] = {
     "resnet12-cfs-5w1s": lambda root: synthetic.write_cifar100(root, lambda fine: (16, 4)),

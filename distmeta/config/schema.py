@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from distmeta.config.sections import ReptileConfig, RLConfig
+
 
 @dataclass
 class TrainerConfig:
@@ -40,18 +42,12 @@ class TrainerConfig:
 
 
 @dataclass
-class ReptileConfig:
-    inner_batch: int = 0
-    """Examples per Reptile inner step, cycling through a fixed shuffle of the episode; 0 uses all."""
-    use_query: bool = True
-    """Train Reptile's inner loop on the whole episode (support and query sets), as in the paper."""
-
-
-@dataclass
 class AlgorithmConfig:
     name: str = "maml"
     """``maml`` (second order), ``fomaml`` (first order), ``reptile``, ``anil`` (inner loop on the
-    head only), ``metasgd`` (learned per-weight inner LRs) or ``protonet`` (no inner loop)."""
+    head only), ``metasgd`` (learned per-weight inner LRs) or ``protonet`` (no inner loop); for
+    environment families ``maml_rl`` (DiCE policy-gradient inner step, second order), ``fomaml_rl``
+    or ``pretrain_rl`` (one policy trained on every task, fine-tuned with the inner step at test)."""
     inner_steps: int = 1
     """Gradient steps of inner-loop adaptation on each task's support set."""
     inner_lr: float = 0.01
@@ -72,6 +68,8 @@ class AlgorithmConfig:
     chunks bound peak memory to one chunk's activations; the summed gradient is the same."""
     reptile: ReptileConfig = field(default_factory=ReptileConfig)
     """Reptile-only settings."""
+    rl: RLConfig = field(default_factory=RLConfig)
+    """Settings of the meta-RL algorithms (``maml_rl``, ``fomaml_rl``)."""
     meta_lr: float = 0.001
     """Meta-optimizer (Adam) learning rate."""
     meta_batch_size: int = 25

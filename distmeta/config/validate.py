@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from distmeta.algorithms import ALGORITHMS, PATHS, algorithm_kind
 from distmeta.algorithms.adapted import serves
+from distmeta.config.environments import image_settings, refuse_set, validate_environments
 from distmeta.config.schema import DistMetaConfig
 from distmeta.errors import ConfigError
 from distmeta.learner.settings import LEARNER_DEVICES, LR_SCHEDULES, ON_NONFINITE, STALENESS
@@ -237,8 +238,8 @@ def _validate_family(cfg: DistMetaConfig, i: int, f) -> None:
     if kind.loss != first.loss:
         _fail(
             f"{key}.name",
-            f"'{f.name}': a mixture is all regression ({_kinds_with_loss('mse')}) "
-            f"or all image families ({_kinds_with_loss('cross_entropy')}), not both",
+            f"'{f.name}': a mixture is all regression ({_kinds_with_loss('mse')}), all image "
+            f"({_kinds_with_loss('cross_entropy')}) or all environment families ({_kinds_with_loss('return')})",
         )
     if not f.weight > 0 or not f.loss_weight > 0:
         _fail(f"{key}", f"weight and loss_weight must be positive, got {f.weight} and {f.loss_weight}")
@@ -262,17 +263,12 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
     t, a, m = cfg.tasks, cfg.algorithm, cfg.model
     _choice("tasks.shard_by", t.shard_by, SHARD_BY)
     _validate_mixture(cfg)
+    if validate_environments(cfg):
+        return
     kinds = [family_kind(f.name) for f in t.families] or [family_kind(t.family)]
     if not kinds[0].images:
         what = "a mixture of regression families" if t.families else f"tasks.family={t.family}"
-        for key, value, default in [
-            ("tasks.root", t.root, ""),
-            ("tasks.rotations", t.rotations, None),
-            ("tasks.class_split", t.class_split, []),
-            ("tasks.cache_dir", t.cache_dir, ""),
-        ]:
-            if value != default:
-                _fail(key, f"applies to image families only, not to {what} (got {value})")
+        refuse_set(image_settings(t), f"{what}: it applies to image families only")
         if t.shard_by == "classes":
             _fail("tasks.shard_by", f"'classes' partitions image classes; {what} has none")
         if algorithm_kind(a.name).cls.classification_only:

@@ -1,5 +1,5 @@
-"""Adaptation scores: each task's query score (MSE, or accuracy) after given numbers of inner
-steps, vmapped over tasks."""
+"""Adaptation scores: each task's query score (MSE, accuracy, or an environment's return) after
+given numbers of inner steps, vmapped over tasks."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def score_curve(
     adaptation. Evaluation needs no meta-gradient, so each step is first order."""
     buffers = dict(model.named_buffers())
     params = {k: p.detach() for k, p in params.items()}
+    if algo.collects:  # environments: every task's rollouts stepped together, not vmapped
+        return algo.adaptation_scores(model, params, buffers, tasks, tuple(steps))
     steps, rebuild = tuple(steps), tasks.from_tensors
     return per_task(model, lambda *t: algo.scores(model, params, buffers, rebuild(t), steps), tasks.tensors())
 

@@ -49,7 +49,7 @@ class EvalReport:
 
     def table(self) -> str:
         """Plain-text table: one row per (family,) K, one column per step count, ``mean ± ci95``."""
-        what = "query accuracy" if self.score == "acc" else "query MSE"
+        what = SCORES[self.score][0]
         width = max(10, *(len(label) + 2 for label, _, _ in self.rows()))
         head = "K \\ steps".ljust(width) + "".join(f"{s:>18}" for s in self.steps)
         lines = [f"{what} over {self.num_tasks} held-out tasks{' per family' if self.families else ''}, mean ± 95% CI", head]
@@ -135,6 +135,14 @@ def evaluate(
     return report
 
 
+SCORES = {
+    "mse": ("query MSE", "mean squared error (query)"),
+    "acc": ("query accuracy", "accuracy (query)"),
+    "return": ("average return (K: environments per adaptation step)", "average undiscounted return"),
+}
+"""Per score, its name in the table and on the figure's axis."""
+
+
 def plot_curves(report: EvalReport, path: Path, title: str = "") -> Path:
     """The MAML paper's adaptation figure: query score vs. gradient steps, one line per K, 95% CI band."""
     import matplotlib
@@ -149,11 +157,9 @@ def plot_curves(report: EvalReport, path: Path, title: str = "") -> Path:
         ax.plot(xs, mean, marker="o", ms=3, label=label)
         ax.fill_between(xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], alpha=0.2)
     ax.set_xlabel("number of gradient steps")
+    ax.set_ylabel(SCORES[report.score][1])
     if report.score == "mse":
-        ax.set_ylabel("mean squared error (query)")
         ax.set_yscale("log")
-    else:
-        ax.set_ylabel("accuracy (query)")
     ax.set_title(title or f"adaptation, {report.num_tasks} held-out tasks")
     ax.grid(alpha=0.3)
     ax.legend()

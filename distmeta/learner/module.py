@@ -51,7 +51,7 @@ class MetaLearner(pl.LightningModule):
         self._tasks_seen: dict[str, int] = {}
         self._skipped_steps = 0
         self.metadata = metadata  # travels in every checkpoint (MLflow run id, resolved config)
-        self._window = Window(mixture=settings.mixture)
+        self._window = Window(mixture=settings.mixture, env_steps=settings.env_steps_per_task)
         self._system = SystemMetrics(settings.system_metrics_s)
         self._clock: float | None = None  # perf_counter at the start of the first step since fit began
         self._faulted: set[str] = set()  # the fault series logged (each from its first non-zero window on)
@@ -255,7 +255,7 @@ class MetaLearner(pl.LightningModule):
             self._faulted.update(k for k, v in faults.items() if v)
             logged.update({k: faults[k] for k in self._faulted})  # a series from its first fault on
             logged.update(self._system.sample(w.shard_system) if self._system.due() else {})
-            self._window = Window(traffic_from=traffic, mixture=self.settings.mixture)
+            self._window = Window(traffic_from=traffic, mixture=self.settings.mixture, env_steps=self.settings.env_steps_per_task)
         # Straight to the logger: Lightning's self.log would re-send on_step values at every later step.
         if self.logger is not None:
             self.logger.log_metrics(logged, step=step + 1)

@@ -43,6 +43,9 @@ class LearnerSettings:
     """Several task families: their own ``family/<name>/`` series are logged."""
     system_metrics_s: float = 10.0
     """Log the learner's machine and each shard's process (``system/``) at most this often; 0: never."""
+    env_steps_per_task: int = 0
+    """Meta-RL: the environment steps one training task takes (its collections x horizon); the
+    throughput is then logged in environment steps per second. 0: supervised tasks."""
     sync_every: tuple[int, ...] = ()
     """All-reduce mode: the cadences (validation, checkpoints) at which the learner needs the
     replicas' weights; the last step always syncs."""

@@ -30,6 +30,7 @@ class Window:
     shard_system: dict[int, dict[str, float]] = field(default_factory=dict)  # each shard's last report
     traffic_from: tuple[int, int] = (0, 0)  # the group's bytes sent and received when the window opened
     mixture: bool = False
+    env_steps: int = 0  # meta-RL: environment steps per task; the rates then count those, not tasks
 
     def add(self, key: str, value: float) -> None:
         self.metrics[key] = self.metrics.get(key, 0.0) + value
@@ -81,12 +82,18 @@ class Window:
         if self.timed_steps:
             for k, seconds in self.shard_seconds.items():
                 out[names.shard_compute_ms(k)] = 1000 * seconds / self.timed_steps
-                out[names.shard_tasks_per_s(k)] = self.shard_tasks[k] / max(seconds, 1e-9)
+                out[self._rate_name(k)] = self.shard_tasks[k] * max(self.env_steps, 1) / max(seconds, 1e-9)
             out.update({names.step_time_ms(k): 1000 * v / self.timed_steps for k, v in self.parts.items()})
-            out[names.THROUGHPUT_TASKS_PER_S] = self.timed_tasks / elapsed
+            out[self._rate_name()] = self.timed_tasks * max(self.env_steps, 1) / elapsed
         moved = traffic[0] - self.traffic_from[0] + traffic[1] - self.traffic_from[1]
         out[names.WIRE_MB] = moved / 1e6 / self.steps
         return out
+
+    def _rate_name(self, shard: int | None = None) -> str:
+        """The throughput series (``shard``'s, or the run's): in tasks, or in environment steps."""
+        if shard is None:
+            return names.THROUGHPUT_ENV_STEPS_PER_S if self.env_steps else names.THROUGHPUT_TASKS_PER_S
+        return names.shard_env_steps_per_s(shard) if self.env_steps else names.shard_tasks_per_s(shard)
 
 
 def fault_totals(faults, skipped_steps: int, replicated: bool) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from distmeta.algorithms import algorithm_kind
 from distmeta.config import DistMetaConfig, to_flat_dict
 from distmeta.tasks import FamilyKind
 
@@ -12,6 +13,7 @@ IMAGE_KEYS = ("tasks.ways", "tasks.image_size", "tasks.rotations")
 """Image families' own keys; the dataset ones (root, cache, class split) follow what each kind reads."""
 MODEL_KEYS = {
     "mlp": ("model.hidden",),
+    "gaussian_mlp": ("model.hidden",),
     "conv4": ("model.filters", "model.norm"),
     "resnet12": ("model.widths", "model.norm", "model.dropblock", "model.dropblock_size"),
     "wrn28_10": ("model.widths", "model.norm"),
@@ -28,10 +30,11 @@ def applicable(cfg: DistMetaConfig, kinds: tuple[FamilyKind, ...], adapts: bool)
     images, mixture = kinds[0].images, bool(t.families)
     known = cfg.model.name in MODEL_KEYS  # a registered network of a user's may read any of model.*
     own = set(MODEL_KEYS.get(cfg.model.name, ()))
-    sections = [f.name for f in dataclasses.fields(a) if dataclasses.is_dataclass(getattr(a, f.name)) and f.name != a.name]
+    own_section = algorithm_kind(a.name).settings
+    sections = [f.name for f in dataclasses.fields(a) if dataclasses.is_dataclass(getattr(a, f.name)) and f.name != own_section]
     rules = {
         tuple(k for keys in MODEL_KEYS.values() for k in keys if k not in own): known,
-        ("tasks.x_range",): images,
+        ("tasks.x_range",): images or kinds[0].environments,
         ("tasks.amplitude", "tasks.phase"): mixture or t.family != "sine",
         IMAGE_KEYS: not images,
         ("tasks.root",): not any(k.needs_root for k in kinds),

@@ -114,7 +114,7 @@ class Recipe:
 
     def _algorithm(self) -> Algorithm:
         a = self.cfg.algorithm
-        own = getattr(a, a.name, None)  # an algorithm's own section (algorithm.reptile.*)
+        own = getattr(a, algorithms.algorithm_kind(a.name).settings, None)  # its own section (algorithm.reptile.*)
         extra = dataclasses.asdict(own) if dataclasses.is_dataclass(own) else {}
         ways = max(r.ways for r in self.requests)  # ProtoNets: prototypes for the largest N, absent classes masked
         return algorithms.build(
@@ -139,9 +139,12 @@ class Recipe:
 
     def _model_spec(self) -> ModelSpec:
         m, rs = self.cfg.model, self.requests
+        kind = family_kind(rs[0].kind)
         if self.images:
             shape: tuple[int, ...] = (rs[0].channels, rs[0].image_size, rs[0].image_size)
             outputs = [r.ways if self.algorithm.uses_head else 0 for r in rs]  # metric methods embed
+        elif kind.environments:  # a policy: observations in, actions out
+            shape, outputs = (kind.observations,), [kind.actions] * len(rs)
         else:
             shape, outputs = (1,), [1] * len(rs)
         heads = tuple((r.label, n) for r, n in zip(rs, outputs)) if m.heads == "per_family" else ()
@@ -271,6 +274,8 @@ class Recipe:
     @cached_property
     def learner_settings(self) -> LearnerSettings:
         a, tr, t, algo = self.cfg.algorithm, self.cfg.trainer, self.cfg.tasks, self.algorithm
+        env = family_kind(self.requests[0].kind).environments
+        probe = () if env else (10,)  # a meta-RL adaptation step collects fresh rollouts: no 10-step probe
         planner = Planner(
             a.meta_batch_size, self.cfg.cluster.num_shards, t.shard_by, self.mixture, self.cfg.seed, self.partitions
         )
@@ -278,10 +283,11 @@ class Recipe:
             planner=planner, meta_lr=a.meta_lr, lr_schedule=a.lr_schedule, min_lr_ratio=a.min_lr_ratio,
             max_steps=tr.max_steps, grad_clip=tr.grad_clip, log_every_n_steps=tr.log_every_n_steps, algorithm=algo,
             train_inner_steps=a.inner_steps if algo.adapts else 0,
-            val_steps=tuple(sorted({0, 1, a.inner_steps, 10})) if algo.adapts else (0,),
+            val_steps=tuple(sorted({0, 1, a.inner_steps, *probe})) if algo.adapts else (0,),
             seed=self.cfg.seed, val_tasks=tr.val_tasks, family_weighting=t.family_weighting,
             loss_weights=tuple((f.label or f.name, float(f.loss_weight)) for f in t.families),
             on_nonfinite=tr.on_nonfinite, staleness=tr.staleness, delay_compensation=tr.delay_compensation,
             sync_every=(tr.val_every_n_steps, self.cfg.checkpoint.every_n_steps), mixture=self.run.mixture,
             system_metrics_s=self.cfg.tracking.system_metrics_s,
+            env_steps_per_task=self.families()[0].env_steps(algo.inner.steps) if env else 0,
         )  # fmt: skip

@@ -209,7 +209,7 @@ class ShardWorker:
         """The meta-gradient of ``label``'s tasks over the full parameters. With per-family heads it
         is computed on the family's view and is zero for the other heads."""
         net, names = self._net(label, params)
-        g, m = self._run(net, tasks, diagnostics)
+        g, m = self._run(net, self.spec.algorithm.prepare(*net, tasks), diagnostics)  # meta-RL: rollouts here
         if names is None:
             return g, m
         got = {names[v]: t for v, t in g.items()}

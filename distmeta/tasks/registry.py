@@ -18,6 +18,7 @@ from distmeta.tasks.functions import FunctionFamily
 from distmeta.tasks.glyphs import GlyphSource
 from distmeta.tasks.images import ClassImages, EpisodeFamily
 from distmeta.tasks.protocol import TaskFamily
+from distmeta.tasks.rl import ENVIRONMENTS
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class FamilyKind:
     """Takes ``tasks.class_split`` (counts of classes per split)."""
     params: tuple[str, ...] = ()
     """Regression parameters whose ranges a config may set."""
+    observations: int = 0
+    """An environment family's observation size (its policy's input); 0: not an environment family."""
+    actions: int = 0
+    """An environment family's action size (its policy's output)."""
     sources: Callable[[FamilyRequest, str], list[Path]] | None = None
     """``(request, split)`` -> the files a split is decoded from: a dataset with sources is
     cached once decoded (``tasks.cache``), and a change to any of them decodes it again."""
@@ -71,6 +76,11 @@ class FamilyKind:
     @property
     def images(self) -> bool:
         return self.load is not None
+
+    @property
+    def environments(self) -> bool:
+        """Its tasks are environments (meta-RL): trained by policy gradients, scored by returns."""
+        return self.observations > 0
 
 
 FAMILIES: Registry[FamilyKind] = Registry("task family")
@@ -131,6 +141,13 @@ register(
         sources=lambda r, split: datasets.omniglot_sources(r.root),
     )
 )
+for _name, _env in ENVIRONMENTS.items():
+    register(
+        FamilyKind(
+            _name, "return", lambda r, split, make=_env.make: make(r.label, r.shots, r.query), observations=_env.tasks.observations,
+            actions=_env.tasks.actions,
+        )
+    )  # fmt: skip
 register(_photos("miniimagenet", datasets.load_miniimagenet, datasets.miniimagenet_sources, 84, by_split=True))
 register(_photos("tieredimagenet", datasets.load_tiered, datasets.tiered_sources, 84, by_split=True))
 register(_photos("cifar_fs", datasets.load_cifar_fs, datasets.cifar_sources, 32))

@@ -17,6 +17,8 @@ META_LR = "optim/lr"
 """Logged only when the schedule moves it (a constant LR is a param)."""
 META_GRAD_NORM = "optim/grad_norm"
 THROUGHPUT_TASKS_PER_S = "throughput/tasks_per_s"
+THROUGHPUT_ENV_STEPS_PER_S = "throughput/env_steps_per_s"
+"""Meta-RL runs count in environment steps (every task takes the same number) in place of tasks."""
 FIRST_STEP_MS = "time/first_step_ms"
 """The first meta-step after a start or resume (tracing and compiling on every actor), once; the
 ``time/*`` window means and ``throughput/`` leave it out."""
@@ -62,6 +64,10 @@ def shard_compute_ms(k: int) -> str:
 
 def shard_tasks_per_s(k: int) -> str:
     return f"shard/{k}/tasks_per_s"
+
+
+def shard_env_steps_per_s(k: int) -> str:
+    return f"shard/{k}/env_steps_per_s"
 
 
 STEP_PARTS = ("sample", "meta_gradient", "shard_wait", "aggregation", "optimizer", "logging")

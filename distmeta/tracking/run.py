@@ -75,7 +75,7 @@ number of inner steps."""
 def log_final_evaluation(uri: str, run_id: str, series: Series, table: dict[str, list], figure: Path,
                          artifact_dir: str) -> None:  # fmt: skip
     """The training run's own evaluation of its final weights: the curves' ``series``, the
-    ``table`` (columns) and the figure under ``artifact_dir``."""
+    ``table`` (columns) and the figures of ``figure``'s folder under ``artifact_dir``."""
     _log_results(MlflowClient(uri), run_id, series, table, figure, artifact_dir)
 
 
@@ -116,7 +116,7 @@ def _log_results(client: MlflowClient, run_id: str, series: Series, table: dict[
     for i in range(0, len(metrics), 1000):  # MLflow's batch limit
         client.log_batch(run_id, metrics=metrics[i : i + 1000])
     client.log_table(run_id, table, f"{artifact_dir}/{TABLE_FILE}")
-    client.log_artifact(run_id, str(figure), artifact_dir)
+    client.log_artifacts(run_id, str(figure.parent), artifact_dir)  # the adaptation figure and any beside it
 
 
 def log_model(uri: str, run_id: str, model: nn.Module) -> str:

@@ -71,6 +71,22 @@ def test_the_meta_gradient_estimate_converges_to_the_closed_form(bandit, first_o
     assert (within_ci(est, other) > 10).any()
 
 
+def test_joint_pretraining_estimates_the_policy_gradient_at_the_meta_parameters(bandit):
+    """``pretrain_rl`` (no inner loop): the estimate converges to grad J(theta) itself, not to
+    either MAML meta-gradient."""
+    model, params, tasks = bandit
+    algo = build("pretrain_rl", loss="return", steps=1, lr=ALPHA, normalize_advantages=False)
+    assert algo.inner.steps == 0  # the name forces it; the config's inner_steps are for fine-tuning at test
+    traj = algo.prepare(model, params, {}, tasks)
+    assert traj.inner_obs.shape[1] == 0
+    est = torch.stack([torch.cat([-g.reshape(-1) for g in meta_grad(algo, model, params, {}, traj.slice(i, i + 1)).grads.values()])
+                       for i in range(TASKS)])  # fmt: skip
+    p = {k: v.clone().requires_grad_() for k, v in params.items()}
+    truth = torch.cat([d.reshape(-1) for d in torch.autograd.grad(expected_return(model, p), list(p.values()))])
+    assert (within_ci(est, truth) < 1).all(), (est.mean(0), truth)
+    assert (within_ci(est, analytic(model, params, first_order=True)) > 10).any()
+
+
 def test_the_plain_log_likelihood_surrogate_misses_the_second_order_term(bandit):
     """The check can fail: autograd through sum log pi * advantage (MAML-RL's surrogate) lacks
     the score-function part of the Hessian, and lands far outside the CI on the same episodes."""

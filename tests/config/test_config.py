@@ -107,6 +107,25 @@ def test_yaml_round_trip_and_flat_params():
         (["tasks.family=glyphs", "model.name=resnet12", "model.dropblock=1.0"], "in [0, 1), got 1.0"),
         (["tasks.family=glyphs", "model.name=resnet12", "model.dropblock_size=-1"], "a square's side (0: auto), got -1"),
         (["tracking.system_metrics_s=-1"], "'tracking.system_metrics_s': must be zero or positive"),
+        (
+            ["algorithm.name=maml_rl"],
+            "'algorithm.name': maml_rl learns from rollouts: use an environment family (tasks.family=navigation2d",
+        ),
+        (["model.name=gaussian_mlp"], "'model.name': gaussian_mlp is a policy, for environment families only"),
+        (["tasks.family=navigation2d"], "navigation2d's tasks are environments: use maml_rl, fomaml_rl, pretrain_rl, not maml"),
+        (["tasks.family=navigation2d", "algorithm.name=maml_rl"], "needs a policy network: use model.name=gaussian_mlp, not mlp"),
+        (
+            ["tasks.families=[{name: navigation2d}, {name: sine}]", "algorithm.name=maml_rl", "model.name=gaussian_mlp"],
+            "'sine': a mixture is all regression (sine, linear, quadratic, harmonic), all image",
+        ),
+        (
+            ["tasks.family=navigation2d", "algorithm.name=maml_rl", "model.name=gaussian_mlp", "tasks.x_range=[0,1]"],
+            "'tasks.x_range'",
+        ),
+        (
+            ["tasks.family=navigation2d", "algorithm.name=maml_rl", "model.name=gaussian_mlp", "algorithm.rl.discount=0"],
+            "'algorithm.rl.discount': must be in (0, 1], got 0",
+        ),
         (["cluster.dashboard=true", "cluster.num_shards=0"], "'cluster.dashboard': starts the dashboard of an in-process Ray"),
         (["cluster.dashboard=true", "cluster.address=auto"], "a cluster's dashboard is the cluster's own"),
         (

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
+import psutil
 import torch
 
 import distmeta
@@ -29,3 +35,36 @@ def params_of(result: distmeta.TrainResult) -> torch.Tensor:
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
+
+
+class KillWhileComputing(threading.Thread):
+    """Sends ``sig`` (SIGKILL: dead; SIGSTOP: hung) to a shard actor's process while it executes
+    ``ShardWorker.compute`` (``ReplicaWorker.replicated_step`` in all-reduce mode): Ray titles a
+    worker process ``ray::<Class>.<method>`` while it runs a Ray call (``.__init__`` while it
+    starts); a call over the local channel runs in a thread of its own, seen as a busy process."""
+
+    def __init__(self, settle_s: float = 1.0, sig: int = signal.SIGKILL, call: str = "ShardWorker.compute"):
+        super().__init__(daemon=True)
+        self.settle_s, self.sig, self.killed, self.done = settle_s, sig, None, threading.Event()
+        self.actor, self.call = "ray::" + call.split(".")[0], "ray::" + call
+
+    def run(self):
+        deadline = time.time() + 120
+        actors = []
+        while not actors and time.time() < deadline and not self.done.is_set():
+            actors = [p for p in psutil.process_iter(["cmdline"]) if self.actor in " ".join(p.info["cmdline"] or [])]
+            time.sleep(0.05)
+        time.sleep(self.settle_s)
+        while self.killed is None and time.time() < deadline and not self.done.is_set():
+            for proc in actors:
+                try:
+                    title = " ".join(proc.cmdline())
+                    # an actor still in __init__ (importing torch: busy) is starting, not computing
+                    if ".__init__" in title:
+                        continue
+                    if self.call in title or proc.cpu_percent(interval=0.02) > 50:
+                        os.kill(proc.pid, self.sig)
+                        self.killed = proc.pid
+                        break
+                except psutil.NoSuchProcess:
+                    continue

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,42 +18,9 @@ from mlflow.tracking import MlflowClient
 from distmeta.cli import main
 from distmeta.tracking import names
 from tests.conftest import SINE_CONFIG
-from tests.integration.helpers import SMALL, params_of, rel_diff, small_run
+from tests.integration.helpers import SMALL, KillWhileComputing, params_of, rel_diff, small_run
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-class KillWhileComputing(threading.Thread):
-    """Sends ``sig`` (SIGKILL: dead; SIGSTOP: hung) to a shard actor's process while it executes
-    ``ShardWorker.compute`` (``ReplicaWorker.replicated_step`` in all-reduce mode): Ray titles a
-    worker process ``ray::<Class>.<method>`` while it runs a Ray call (``.__init__`` while it
-    starts); a call over the local channel runs in a thread of its own, seen as a busy process."""
-
-    def __init__(self, settle_s: float = 1.0, sig: int = signal.SIGKILL, call: str = "ShardWorker.compute"):
-        super().__init__(daemon=True)
-        self.settle_s, self.sig, self.killed, self.done = settle_s, sig, None, threading.Event()
-        self.actor, self.call = "ray::" + call.split(".")[0], "ray::" + call
-
-    def run(self):
-        deadline = time.time() + 120
-        actors = []
-        while not actors and time.time() < deadline and not self.done.is_set():
-            actors = [p for p in psutil.process_iter(["cmdline"]) if self.actor in " ".join(p.info["cmdline"] or [])]
-            time.sleep(0.05)
-        time.sleep(self.settle_s)
-        while self.killed is None and time.time() < deadline and not self.done.is_set():
-            for proc in actors:
-                try:
-                    title = " ".join(proc.cmdline())
-                    # an actor still in __init__ (importing torch: busy) is starting, not computing
-                    if ".__init__" in title:
-                        continue
-                    if self.call in title or proc.cpu_percent(interval=0.02) > 50:
-                        os.kill(proc.pid, self.sig)
-                        self.killed = proc.pid
-                        break
-                except psutil.NoSuchProcess:
-                    continue
 
 
 # long enough (a few seconds of 2-actor compute) for a process to be caught mid-step

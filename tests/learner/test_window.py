@@ -68,3 +68,14 @@ def test_a_window_keeps_each_shards_last_system_report():
     )
     assert w.shard_system == {0: {"rss_megabytes": 100.0}, 1: {"rss_megabytes": 7.0}}
     assert not [k for k in w.means() if k.startswith(names.SYSTEM)]  # logged apart, at their own interval
+
+
+def test_a_meta_rl_window_counts_environment_steps_in_place_of_tasks():
+    """Every task of a meta-RL run takes the same environment steps: the rates are in those, and
+    a tasks-per-second series (the same curve scaled) is not logged beside them."""
+    w = Window(env_steps=3000)
+    w.add_step(_agg(1.0, {"nav": 8}, {"nav": 1.0}), [_result(0, 4, 0.5), _result(1, 4, 2.0)])
+    m = w.means()
+    assert m[names.shard_env_steps_per_s(0)] == 4 * 3000 / 0.5 and m[names.shard_env_steps_per_s(1)] == 4 * 3000 / 2.0
+    assert m[names.THROUGHPUT_ENV_STEPS_PER_S] > 0
+    assert not any(k.endswith("tasks_per_s") for k in m)

@@ -8,23 +8,26 @@ function of (policy parameters, trajectories), per task, batched (``vmap``) or i
 every other algorithm: the inner steps recomputed on the same trajectories, differentiated
 through (second order) or not (``first_order``), and the outer DiCE objective on the
 post-adaptation trajectories. ``first_order`` gives the first-order MAML gradient, the
-post-adaptation policy gradient applied to the meta-parameters.
+post-adaptation policy gradient applied to the meta-parameters. With no inner steps
+(``pretrain_rl``) the objective is the plain policy gradient at the meta-parameters over every
+task: the jointly pre-trained policy the MAML paper compares against, fine-tuned at evaluation
+with the same inner step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
-from torch.func import grad, vmap
+from torch.func import grad
 
 from distmeta.algorithms.base import Algorithm, Metrics, Mode, Options, Params, forward
 from distmeta.algorithms.gradient import InnerLoop
 from distmeta.algorithms.rl.baseline import linear_baseline, returns_to_go
-from distmeta.algorithms.rl.rollouts import Rollout, Trajectories, collect, per_task
+from distmeta.algorithms.rl.rollouts import Rollout, Trajectories, collect, per_task, task_slice
 from distmeta.algorithms.rl.surrogate import dice_objective
 from distmeta.models.policy import LOG_STD, gaussian_entropy, gaussian_kl
 from distmeta.tasks.rl import EnvTasks
@@ -68,9 +71,14 @@ class PolicyMAML(Algorithm):
         return {k: w - self.inner.lr * g[k] for k, w in p.items()}
 
     def _adapt_all(self, model: nn.Module, p: Params, buffers: Params, r: Rollout) -> Params:
-        """Every task's inner step at once (collection only: first order, detached)."""
-        step = vmap(lambda q, o, a, w: self.inner_step(model, q, buffers, o, a, w, first_order=True))
-        return {k: v.detach() for k, v in step(p, r.obs, r.actions, r.rewards).items()}
+        """Every task's inner step (collection only: first order, detached), one task at a time
+        so that a task's adapted weights do not depend on the tasks beside it (see
+        :mod:`~distmeta.algorithms.rl.rollouts`)."""
+        rows = [
+            self.inner_step(model, task_slice(p, i), buffers, *(x[i].clone() for x in (r.obs, r.actions, r.rewards)), True)
+            for i in range(r.obs.shape[0])
+        ]
+        return {k: torch.stack([row[k] for row in rows]).detach() for k in p}
 
     # -- collection, where the environments live ----------------------------------------------------
     def prepare(self, model: nn.Module, params: Params, buffers: Params, tasks: EnvTasks) -> Trajectories:
@@ -84,35 +92,42 @@ class PolicyMAML(Algorithm):
         outer = collect(model, p, buffers, tasks, tasks.count(post=True), self.inner.steps)
         return Trajectories.of(inner, outer)
 
+    def adaptation_rollouts(self, model: nn.Module, params: Params, buffers: Params, tasks: EnvTasks,
+                            steps: int) -> Iterator[Rollout]:  # fmt: skip
+        """The collections of ``steps`` adaptation steps and the one after them (``steps + 1`` in
+        all, ``tasks.count(post=False)`` environments each): each at the weights the steps before
+        it reached, every step adapting on its own fresh collection (first order)."""
+        p = per_task({k: v.detach() for k, v in params.items()}, len(tasks))
+        for j in range(steps + 1):
+            rollout = collect(model, p, buffers, tasks, tasks.count(post=False), j)
+            yield rollout
+            if j < steps:
+                p = self._adapt_all(model, p, buffers, rollout)
+
     def adaptation_scores(self, model: nn.Module, params: Params, buffers: Params, tasks: EnvTasks,
                           steps: Sequence[int]) -> torch.Tensor:  # fmt: skip
         """``[T, len(steps)]``: each task's average undiscounted return after each of ``steps``
-        adaptation steps, every step collecting fresh trajectories (``tasks.count(post=False)``
-        environments) at the weights it reached."""
-        p = per_task({k: v.detach() for k, v in params.items()}, len(tasks))
-        at: dict[int, torch.Tensor] = {}
-        for j in range(max(steps) + 1):
-            rollout = collect(model, p, buffers, tasks, tasks.count(post=False), j)
-            at[j] = rollout.returns()
-            if j < max(steps):
-                p = self._adapt_all(model, p, buffers, rollout)
-        return torch.stack([at[j] for j in steps], 1)
+        adaptation steps (:meth:`adaptation_rollouts`)."""
+        returns = [r.returns() for r in self.adaptation_rollouts(model, params, buffers, tasks, max(steps))]
+        return torch.stack([returns[j] for j in steps], 1)
 
     # -- the meta-objective, a pure function of (parameters, trajectories) ------------------------
     def task_objective(self, model: nn.Module, params: Params, buffers: Params, task: Trajectories,
                        mode: Mode = Mode()) -> tuple[torch.Tensor, Metrics]:  # fmt: skip
         """Minus the outer DiCE objective after the inner steps; metrics: the returns before and
-        after adaptation, the adapted policy's entropy, KL(adapted || meta-policy) on the
+        after adaptation and their difference, the adapted policy's entropy, KL(adapted || meta-policy) on the
         post-adaptation states, and the baseline's unexplained share of the return variance."""
         p = params
         for j in range(self.inner.steps):
             obs, actions, rewards = task.inner_obs[j], task.inner_actions[j], task.inner_rewards[j]
             p = self.inner_step(model, p, buffers, obs, actions, rewards, self.inner.first_order, mode)
         objective = dice_objective(model, p, buffers, task.outer_obs, task.outer_actions, task.outer_rewards, self.discount)
+        before, after = self._first(task)[1].sum(-1).mean().detach(), task.outer_rewards.sum(-1).mean().detach()
         return -objective, {
             "loss": -objective.detach(),
-            "preadapt_return": task.inner_rewards[0].sum(-1).mean().detach(),
-            "adapted_return": task.outer_rewards.sum(-1).mean().detach(),
+            "preadapt_return": before,
+            "adapted_return": after,
+            "adaptation_gain": after - before,
             **self._diagnostics(model, params, p, buffers, task),
         }
 
@@ -123,10 +138,18 @@ class PolicyMAML(Algorithm):
                 forward(model, adapted, buffers, obs).detach(), adapted[LOG_STD].detach(),
                 forward(model, params, buffers, obs).detach(), params[LOG_STD].detach(),
             ).mean()  # fmt: skip
-            g = returns_to_go(task.inner_rewards[0], self.discount)
-            b = linear_baseline(task.inner_obs[0], task.inner_rewards[0], self.discount)
+            obs, rewards = self._first(task)
+            g = returns_to_go(rewards, self.discount)
+            b = linear_baseline(obs, rewards, self.discount)
             unexplained = ((g - b) ** 2).mean() / g.var().clamp_min(1e-12)
         return {"entropy": gaussian_entropy(adapted[LOG_STD]).detach(), "kl": kl, "baseline_error": unexplained}
+
+    def _first(self, task: Trajectories) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(observations, rewards)`` of one task's collection at the meta-parameters: its first
+        inner one, or with no inner loop (joint pre-training) the one the objective scores."""
+        if self.inner.steps:
+            return task.inner_obs[0], task.inner_rewards[0]
+        return task.outer_obs, task.outer_rewards
 
     def scores(self, model, params, buffers, task, steps):
         raise TypeError("meta-RL tasks are scored by adaptation_scores (rollouts over a batch of tasks)")

@@ -1,10 +1,12 @@
 """Trajectories: what a policy collects in a shard's environments, and the task data the
 meta-RL algorithms differentiate.
 
-Collection is vectorised over tasks x environments (one policy forward per time step for all of
-a shard's tasks, each task with its own adapted weights), and it is deterministic: the action
-noise of task ``i`` in collection ``phase`` comes from the task's own seed, so a recomputed task
-collects the same trajectories at the same weights.
+Collection steps all of a shard's tasks x environments together, and it is deterministic: the
+action noise of task ``i`` in collection ``phase`` comes from the task's own seed, and the policy
+runs one task at a time (each with its own adapted weights), so a recomputed task collects the
+same trajectories at the same weights whatever else its shard computes, bit for bit: a forward
+vmapped over tasks, or on a slice that starts elsewhere in memory, rounds differently (~1e-7 in
+float32), and chaotic dynamics such as MuJoCo's grow that into other episodes within ~50 steps.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import vmap
 
 from distmeta.algorithms.base import Params, forward
 from distmeta.models.policy import LOG_STD
@@ -50,7 +51,8 @@ class Trajectories(Stacked):
     @classmethod
     def of(cls, inner: list[Rollout], outer: Rollout) -> Trajectories:
         def stack(field: str) -> torch.Tensor:
-            return torch.stack([getattr(r, field) for r in inner], 1)
+            rows = [getattr(r, field) for r in inner]
+            return torch.stack(rows, 1) if rows else getattr(outer, field).unsqueeze(1)[:, :0]  # K = 0: no inner loop
 
         return cls(stack("obs"), stack("actions"), stack("rewards"), outer.obs, outer.actions, outer.rewards)
 
@@ -60,6 +62,13 @@ def per_task(params: Params, tasks: int) -> Params:
     return {k: v.expand(tasks, *v.shape) for k, v in params.items()}
 
 
+def task_slice(params: Params, i: int) -> Params:
+    """Task ``i``'s entries of ``params`` (``[T, ...]``), each copied into memory of its own: CPU
+    matrix kernels round by their operands' alignment, and a slice of a stacked tensor is aligned
+    by where it starts (a copy rounds as a task computed alone does)."""
+    return {k: v[i].clone() for k, v in params.items()}
+
+
 @torch.no_grad()
 def collect(model: nn.Module, params: Params, buffers: Params, tasks: EnvTasks, n: int, phase: int) -> Rollout:
     """``n`` episodes per task with each task's policy (``params``: every entry ``[T, ...]``)."""
@@ -67,10 +76,10 @@ def collect(model: nn.Module, params: Params, buffers: Params, tasks: EnvTasks, 
     obs = envs.reset()
     noise = tasks.noise(n, phase, obs.device).to(obs.dtype)
     std = torch.exp(params[LOG_STD]).unsqueeze(1)  # [T, 1, A]
-    means = vmap(lambda p, o: forward(model, p, buffers, o))
+    own = [task_slice(params, i) for i in range(len(tasks))]
     seen, acts, rewards = [], [], []
     for t in range(tasks.horizon):
-        action = means(params, obs) + std * noise[:, :, t]
+        action = torch.stack([forward(model, p, buffers, obs[i].clone()) for i, p in enumerate(own)]) + std * noise[:, :, t]
         seen.append(obs)
         acts.append(action)
         obs, reward = envs.step(action)

@@ -44,6 +44,8 @@ class EnvTasks(Stacked):
     observations: ClassVar[int] = 0
     actions: ClassVar[int] = 0
     horizon: ClassVar[int] = 0
+    positions: ClassVar[bool] = False
+    """Its observations start with the agent's position in the plane (its paths can be drawn)."""
 
     def environments(self, n: int, phase: int) -> VectorEnv:
         """``n`` environments per task for collection ``phase`` (0, 1, ...: the adaptation steps,
@@ -84,6 +86,11 @@ class EnvFamily:
 
     loss = "return"
     """Trained by policy gradients; scored by the average undiscounted return (higher is better)."""
+
+    def env_steps(self, inner_steps: int) -> int:
+        """The environment steps one training task takes: ``shots`` episodes for each of
+        ``inner_steps`` adaptation steps, then ``query`` after adaptation, each of the horizon."""
+        return (inner_steps * self.shots + self.query) * self.tasks.horizon
 
     def with_data(self, data: None) -> EnvFamily:
         """Environment tasks are computed, not loaded: there is no data to attach."""

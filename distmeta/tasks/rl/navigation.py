@@ -40,6 +40,7 @@ class NavigationTasks(EnvTasks):
     observations: ClassVar[int] = 2
     actions: ClassVar[int] = 2
     horizon: ClassVar[int] = HORIZON
+    positions: ClassVar[bool] = True
 
     def environments(self, n: int, phase: int) -> Navigation2D:
         return Navigation2D(self.params, n)

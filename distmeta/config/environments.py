@@ -1,0 +1,68 @@
+"""The rules for runs whose tasks are environments (meta-RL): what such a run must be, and what
+the other families' runs may not borrow from it."""
+
+from __future__ import annotations
+
+from distmeta.algorithms import ALGORITHMS, algorithm_kind
+from distmeta.config.schema import DistMetaConfig, TasksConfig
+from distmeta.errors import ConfigError
+from distmeta.models import MODELS, model_kind
+from distmeta.tasks import FAMILIES, family_kind
+
+SUPERVISED_KEYS = ("x_range", "amplitude", "phase", "ways", "image_size")
+"""``tasks.*`` settings of regression and image episodes, which an environment family never reads."""
+
+
+def _fail(key: str, problem: str) -> None:
+    raise ConfigError(f"config key '{key}': {problem}")
+
+
+def image_settings(t) -> list[tuple[str, object, object]]:
+    """``(key, value, default)`` of the ``tasks`` settings that only image families read."""
+    return [("tasks.root", t.root, ""), ("tasks.rotations", t.rotations, None), ("tasks.class_split", t.class_split, []),
+            ("tasks.cache_dir", t.cache_dir, "")]  # fmt: skip
+
+
+def refuse_set(settings: list[tuple[str, object, object]], what: str) -> None:
+    """Fail on the first of ``settings`` changed from its default: it does not apply to ``what``."""
+    for key, value, default in settings:
+        if value != default:
+            _fail(key, f"does not apply to {what} (got {value})")
+
+
+def validate_environments(cfg: DistMetaConfig) -> bool:
+    """Check the pairing of family, algorithm and network; True when the tasks are environments
+    (the rest of the task rules are then this module's)."""
+    t, a, m = cfg.tasks, cfg.algorithm, cfg.model
+    kinds = [family_kind(f.name) for f in t.families] or [family_kind(t.family)]
+    kind = kinds[0]
+    if len({(k.environments, k.observations, k.actions) for k in kinds}) > 1:
+        _fail(
+            "tasks.families",
+            "one policy network serves a run: its families must all be environments of one observation and action size, or none",
+        )
+    collects, policy = algorithm_kind(a.name).cls.collects, model_kind(m.name).policy
+    rl_algorithms = ", ".join(n for n, k in ALGORITHMS.items() if k.cls.collects)
+    policies = ", ".join(n for n, k in MODELS.items() if k.policy)
+    if not kind.environments:
+        if collects:
+            envs = ", ".join(n for n, k in FAMILIES.items() if k.environments)
+            _fail("algorithm.name", f"{a.name} learns from rollouts: use an environment family (tasks.family={envs})")
+        if policy:
+            _fail("model.name", f"{m.name} is a policy, for environment families only")
+        return False
+    what = f"tasks.family={kind.name}"
+    if not collects:
+        _fail("algorithm.name", f"{what}'s tasks are environments: use {rl_algorithms}, not {a.name}")
+    if not policy:
+        _fail("model.name", f"{what} needs a policy network: use model.name={policies}, not {m.name}")
+    supervised = [(f"tasks.{k}", getattr(t, k), getattr(TasksConfig(), k)) for k in SUPERVISED_KEYS]
+    refuse_set(
+        [*image_settings(t), *supervised, ("algorithm.checkpoint_inner", a.checkpoint_inner, False),
+         ("algorithm.compile", a.compile, False), ("model.heads", m.heads, "shared")], what,
+    )  # fmt: skip
+    if t.shard_by == "classes":
+        _fail("tasks.shard_by", f"'classes' partitions image classes; {what} has none")
+    if not 0 < a.rl.discount <= 1:
+        _fail("algorithm.rl.discount", f"must be in (0, 1], got {a.rl.discount}")
+    return True

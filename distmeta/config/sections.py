@@ -1,0 +1,24 @@
+"""The settings sections of single algorithms (``algorithm.<section>.*``), apart from the main
+schema so that it reads as the run's shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ReptileConfig:
+    inner_batch: int = 0
+    """Examples per Reptile inner step, cycling through a fixed shuffle of the episode; 0 uses all."""
+    use_query: bool = True
+    """Train Reptile's inner loop on the whole episode (support and query sets), as in the paper."""
+
+
+@dataclass
+class RLConfig:
+    discount: float = 0.99
+    """Discount (gamma) of the returns the policy-gradient surrogates and the value baseline use;
+    scores are undiscounted returns."""
+    normalize_advantages: bool = True
+    """Divide the inner step's surrogate by its advantages' standard deviation (MAML-RL's
+    normalised advantages: ``algorithm.inner_lr`` then means the same across reward scales)."""
