@@ -7,6 +7,7 @@ import torch
 from torch.func import functional_call
 
 from distmeta.algorithms.base import LOSSES
+from distmeta.algorithms.rl.rollouts import task_policy
 from distmeta.algorithms.rl.surrogate import dice_objective
 from distmeta.models.policy import LOG_STD
 from distmeta.tasks import TaskBatch
@@ -83,9 +84,10 @@ def _episodes(model: torch.nn.Module, params: dict, task, n: int, phase: int) ->
     envs = task.environments(n, phase)
     obs, noise = envs.reset(), task.noise(n, phase)
     std = torch.exp(params[LOG_STD])
+    policy = task_policy(model, params, {})  # a module holding the weights, as learn2learn's clone()
     seen, acts, rewards = [], [], []
     for t in range(task.horizon):
-        action = torch.stack([functional_call(model, params, (obs[0, e],)) + std * noise[0, e, t] for e in range(n)])[None]
+        action = torch.stack([policy(obs[0, e]) + std * noise[0, e, t] for e in range(n)])[None]
         seen.append(obs[0])
         acts.append(action[0])
         obs, reward = envs.step(action)

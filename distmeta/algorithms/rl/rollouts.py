@@ -11,12 +11,13 @@ float32), and chaotic dynamics such as MuJoCo's grow that into other episodes wi
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from distmeta.algorithms.base import Params, forward
+from distmeta.algorithms.base import Params
 from distmeta.models.policy import LOG_STD
 from distmeta.tasks.rl import EnvTasks
 from distmeta.tasks.stacked import Stacked
@@ -62,6 +63,17 @@ def per_task(params: Params, tasks: int) -> Params:
     return {k: v.expand(tasks, *v.shape) for k, v in params.items()}
 
 
+def task_policy(model: nn.Module, params: Params, buffers: Params) -> nn.Module:
+    """A copy of ``model`` holding one task's weights, to call directly while collecting (a
+    ``functional_call`` re-binds the weights at every forward, which costs more than a small
+    policy's forward). The copy's memory is its own, so it rounds as the task computed alone."""
+    policy = copy.deepcopy(model)
+    with torch.no_grad():
+        for k, t in [*policy.named_parameters(), *policy.named_buffers()]:
+            t.copy_(params[k] if k in params else buffers[k])
+    return policy
+
+
 def task_slice(params: Params, i: int) -> Params:
     """Task ``i``'s entries of ``params`` (``[T, ...]``), each copied into memory of its own: CPU
     matrix kernels round by their operands' alignment, and a slice of a stacked tensor is aligned
@@ -76,10 +88,10 @@ def collect(model: nn.Module, params: Params, buffers: Params, tasks: EnvTasks, 
     obs = envs.reset()
     noise = tasks.noise(n, phase, obs.device).to(obs.dtype)
     std = torch.exp(params[LOG_STD]).unsqueeze(1)  # [T, 1, A]
-    own = [task_slice(params, i) for i in range(len(tasks))]
+    policies = [task_policy(model, {k: v[i] for k, v in params.items()}, buffers) for i in range(len(tasks))]
     seen, acts, rewards = [], [], []
     for t in range(tasks.horizon):
-        action = torch.stack([forward(model, p, buffers, obs[i].clone()) for i, p in enumerate(own)]) + std * noise[:, :, t]
+        action = torch.stack([policy(obs[i].clone()) for i, policy in enumerate(policies)]) + std * noise[:, :, t]
         seen.append(obs)
         acts.append(action)
         obs, reward = envs.step(action)
