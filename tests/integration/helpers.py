@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 import torch
@@ -68,3 +69,16 @@ class KillWhileComputing(threading.Thread):
                         break
                 except psutil.NoSuchProcess:
                     continue
+
+
+def killing_an_actor(train: Callable[[], distmeta.TrainResult], settle_s: float = 2.0) -> distmeta.TrainResult:
+    """``train()`` while a shard actor is SIGKILLed mid-call (after ``settle_s``, past the first
+    steps); fails unless one was."""
+    killer = KillWhileComputing(settle_s=settle_s)
+    killer.start()
+    try:
+        result = train()
+    finally:
+        killer.done.set()
+    assert killer.killed is not None, "an actor was killed while it computed"
+    return result

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from distmeta.cli import main
 from distmeta.tracking import names
 from tests.conftest import SINE_CONFIG
-from tests.integration.helpers import SMALL, KillWhileComputing, params_of, rel_diff, small_run
+from tests.integration.helpers import SMALL, KillWhileComputing, killing_an_actor, params_of, rel_diff, small_run
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -47,13 +47,7 @@ def undisturbed(tmp_path_factory, ray_runtime):
 
 
 def test_a_shard_actor_killed_mid_step_costs_nothing(workdir, ray_runtime, undisturbed):
-    killer = KillWhileComputing(settle_s=2.0)  # into the run, past the first steps
-    killer.start()
-    try:
-        result = small_run(*ACTORS)
-    finally:
-        killer.done.set()
-    assert killer.killed is not None, "an actor was killed while it computed"
+    result = killing_an_actor(lambda: small_run(*ACTORS))
     assert rel_diff(params_of(result), undisturbed) < 1e-5
     run = MlflowClient(result.tracking_uri).get_run(result.run_id)
     faults = {k: v for k, v in run.data.metrics.items() if k.startswith("fault/")}

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 import distmeta
 from distmeta.tracking import names
 from tests.conftest import REPO
-from tests.integration.helpers import SMALL, KillWhileComputing, params_of, rel_diff
+from tests.integration.helpers import SMALL, killing_an_actor, params_of, rel_diff
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -63,13 +63,7 @@ def test_a_shard_actor_killed_mid_rollout_is_recomputed_with_the_same_trajectori
     actor (or the survivor) collects the same episodes, and the policy ends where it would have."""
     long = ["trainer.max_steps=40", "cluster.num_shards=2", "algorithm.meta_batch_size=16", "tasks.shots=16", "tasks.query=16"]
     undisturbed = params_of(navigation_run(*long))
-    killer = KillWhileComputing(settle_s=2.0)
-    killer.start()
-    try:
-        result = navigation_run(*long)
-    finally:
-        killer.done.set()
-    assert killer.killed is not None, "an actor was killed while it collected"
+    result = killing_an_actor(lambda: navigation_run(*long))
     assert rel_diff(params_of(result), undisturbed) < 1e-5
     metrics = MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics
     assert metrics[names.FAULT_RECOMPUTED_TASKS] >= 8  # the killed shard's half of a meta-batch
