@@ -35,12 +35,9 @@ def validate_environments(cfg: DistMetaConfig) -> bool:
     (the rest of the task rules are then this module's)."""
     t, a, m = cfg.tasks, cfg.algorithm, cfg.model
     kinds = [family_kind(f.name) for f in t.families] or [family_kind(t.family)]
-    kind = kinds[0]
-    if len({(k.environments, k.observations, k.actions) for k in kinds}) > 1:
-        _fail(
-            "tasks.families",
-            "one policy network serves a run: its families must all be environments of one observation and action size, or none",
-        )
+    kind = kinds[0]  # a mixture's families share one loss (validate.py): all environments, or none
+    if len({(k.observations, k.actions) for k in kinds}) > 1:
+        _fail("tasks.families", "one policy network serves a run: its environments must share observation and action sizes")
     collects, policy = algorithm_kind(a.name).cls.collects, model_kind(m.name).policy
     rl_algorithms = ", ".join(n for n, k in ALGORITHMS.items() if k.cls.collects)
     policies = ", ".join(n for n, k in MODELS.items() if k.policy)

@@ -123,6 +123,14 @@ def test_yaml_round_trip_and_flat_params():
             "'tasks.x_range'",
         ),
         (
+            [
+                "tasks.families=[{name: navigation2d}, {name: halfcheetah_dir}]",
+                "algorithm.name=maml_rl",
+                "model.name=gaussian_mlp",
+            ],
+            "'tasks.families': one policy network serves a run: its environments must share observation and action sizes",
+        ),
+        (
             ["tasks.family=navigation2d", "algorithm.name=maml_rl", "model.name=gaussian_mlp", "algorithm.rl.discount=0"],
             "'algorithm.rl.discount': must be in (0, 1], got 0",
         ),
