@@ -21,6 +21,7 @@ Gymnasium and MuJoCo are imported when environments are built, not when this mod
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 HORIZON, CTRL_COST, VELOCITY_LOW, VELOCITY_HIGH = 200, 0.05, 0.0, 2.0
 OBSERVATIONS, ACTIONS = 17, 6
+log = logging.getLogger(__name__)
 RESET = 1
 """The third key of an environment's reset seed, ``task_seed(task's seed, phase, RESET, index)``: the
 action noise of the same collection is drawn from ``(task's seed, phase, 0, 0)``."""
@@ -44,10 +46,18 @@ action noise of the same collection is drawn from ``(task's seed, phase, 0, 0)``
 def _compiled(path: str) -> Any:
     """The MuJoCo model of ``path``, compiled once per process. Every environment shares it (MuJoCo
     only reads the model while stepping; each environment has its own ``MjData``): building an
-    environment is then several times cheaper, and MuJoCo's compiler warnings are printed once."""
+    environment is then several times cheaper. MuJoCo 4's compiler warns that Gymnasium's own
+    model file uses a deprecated attribute (``settotalmass``), on the console and into a
+    ``MUJOCO_LOG.TXT`` in the working directory: nothing a user can act on, so while distmeta
+    compiles it the warning goes to this module's debug log instead."""
     import mujoco
 
-    return mujoco.MjModel.from_xml_path(path)
+    before = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda text: log.debug("MuJoCo compiling %s: %s", path, text))
+    try:
+        return mujoco.MjModel.from_xml_path(path)
+    finally:
+        mujoco.set_mju_user_warning(before)
 
 
 @functools.cache
