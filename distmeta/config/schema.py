@@ -69,7 +69,7 @@ class AlgorithmConfig:
     reptile: ReptileConfig = field(default_factory=ReptileConfig)
     """Reptile-only settings."""
     rl: RLConfig = field(default_factory=RLConfig)
-    """Settings of the meta-RL algorithms (``maml_rl``, ``fomaml_rl``)."""
+    """Settings of the meta-RL algorithms (``maml_rl``, ``fomaml_rl``, ``pretrain_rl``)."""
     meta_lr: float = 0.001
     """Meta-optimizer (Adam) learning rate."""
     meta_batch_size: int = 25
