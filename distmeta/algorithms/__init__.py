@@ -11,7 +11,7 @@ from distmeta.algorithms.metasgd import MetaSGD, MetaSGDModel
 from distmeta.algorithms.protonet import ProtoNet
 from distmeta.algorithms.registry import ALGORITHMS, AlgorithmKind, algorithm_kind, build, register
 from distmeta.algorithms.reptile import Reptile
-from distmeta.algorithms.rl import PolicyMAML
+from distmeta.algorithms.rl import PolicyMAML, PolicyProMP
 
 register("maml", MAML)
 register("fomaml", MAML, first_order=True)
@@ -21,10 +21,11 @@ register("metasgd", MetaSGD)
 register("protonet", ProtoNet)
 register("maml_rl", PolicyMAML, section="rl")
 register("fomaml_rl", PolicyMAML, section="rl", first_order=True)
+register("promp_rl", PolicyProMP, section="rl")
 register("pretrain_rl", PolicyMAML, section="rl", steps=0)  # the MAML paper's baseline: joint training, fine-tuned at test
 
 __all__ = [
     "ALGORITHMS", "ANIL", "Algorithm", "AlgorithmKind", "GradientAdaptation", "InnerLoop", "LOSSES", "Loss", "MAML",
-    "MetaGradient", "MetaSGD", "MetaSGDModel", "Mode", "Options", "PATHS", "Params", "PolicyMAML", "ProtoNet", "Reptile", "accuracy",
+    "MetaGradient", "MetaSGD", "MetaSGDModel", "Mode", "Options", "PATHS", "Params", "PolicyMAML", "PolicyProMP", "ProtoNet", "Reptile", "accuracy",
     "algorithm_kind", "build", "cross_entropy", "forward", "meta_grad", "meta_grad_loop", "mse", "register",
 ]  # fmt: skip

@@ -99,6 +99,9 @@ class Algorithm:
     collects: ClassVar[bool] = False
     """True for meta-RL algorithms: their tasks are environments, and :meth:`prepare` collects the
     trajectories the meta-gradient is computed from (they train on environment families only)."""
+    proximal: ClassVar[bool] = False
+    """True for ProMP: several outer epochs per meta-step (:attr:`outer_epochs`) over data the
+    shards keep between them."""
     loss: str = "mse"
 
     def __post_init__(self):
@@ -139,6 +142,13 @@ class Algorithm:
     def task_grad(self, model: nn.Module, params: Params, buffers: Params, task, mode: Mode = Mode()):
         """``(gradient dict, metrics)`` of one task."""
         return grad(lambda p: self.task_objective(model, p, buffers, task, mode), has_aux=True)(params)
+
+    @property
+    def outer_epochs(self) -> int:
+        """Meta-optimizer steps per meta-iteration, each on the meta-gradient at the weights the
+        steps before reached, over the same tasks and collected data (ProMP's proximal epochs;
+        the shards keep what :meth:`prepare` collected, at the iteration's first weights)."""
+        return 1
 
     @property
     def explicit_grad(self) -> bool:

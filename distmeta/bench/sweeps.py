@@ -152,7 +152,7 @@ def replicated(actors: int = 2, steps: int = 30, tasks: int = 8) -> dict:
     from distmeta.shard.actors import ActorResources
     from distmeta.shard.allreduce_group import AllReduceShardGroup
     from distmeta.shard.replica import capture
-    from distmeta.shard.worker import ReplicaSpec, WorkerSpec
+    from distmeta.shard.spec import ReplicaSpec, WorkerSpec
     from distmeta.tasks import SineFamily, assign
     from distmeta.tasks.mixture import Mixture
 

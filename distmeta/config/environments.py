@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from distmeta.algorithms import ALGORITHMS, algorithm_kind
 from distmeta.config.schema import DistMetaConfig, TasksConfig
+from distmeta.config.sections import RLConfig
 from distmeta.errors import ConfigError
 from distmeta.models import MODELS, model_kind
 from distmeta.tasks import FAMILIES, family_kind
 
 SUPERVISED_KEYS = ("x_range", "amplitude", "phase", "ways", "image_size")
 """``tasks.*`` settings of regression and image episodes, which an environment family never reads."""
+
+PROXIMAL_KEYS = ("epochs", "clip", "kl_penalty")
+"""``algorithm.rl.*`` settings of ProMP's proximal outer step."""
 
 
 def _fail(key: str, problem: str) -> None:
@@ -62,4 +66,28 @@ def validate_environments(cfg: DistMetaConfig) -> bool:
         _fail("tasks.shard_by", f"'classes' partitions image classes; {what} has none")
     if not 0 < a.rl.discount <= 1:
         _fail("algorithm.rl.discount", f"must be in (0, 1], got {a.rl.discount}")
+    _validate_proximal(cfg)
     return True
+
+
+def _validate_proximal(cfg: DistMetaConfig) -> None:
+    """ProMP's settings: only ``promp_rl`` reads them; its epochs need the learner to hold the
+    meta-parameters and to ask each epoch after the one before."""
+    a, defaults = cfg.algorithm, RLConfig()
+    proximal = algorithm_kind(a.name).cls.proximal
+    own = [(f"algorithm.rl.{k}", getattr(a.rl, k), getattr(defaults, k)) for k in PROXIMAL_KEYS]
+    if not proximal:
+        refuse_set(own, f"{a.name}: it applies to promp_rl only")
+        return
+    if a.rl.epochs < 1:
+        _fail("algorithm.rl.epochs", f"must be 1 or more, got {a.rl.epochs}")
+    if not a.rl.clip > 0:
+        _fail("algorithm.rl.clip", f"must be positive, got {a.rl.clip}")
+    if a.rl.kl_penalty < 0:
+        _fail("algorithm.rl.kl_penalty", f"must be 0 or more, got {a.rl.kl_penalty}")
+    if cfg.cluster.aggregation == "allreduce":
+        _fail(
+            "cluster.aggregation", f"{a.name} takes several updates per meta-step on the learner: use cluster.aggregation=learner"
+        )
+    if cfg.trainer.staleness:
+        _fail("trainer.staleness", f"{a.name}'s epochs each need the update before them: use trainer.staleness=0")

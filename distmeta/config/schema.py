@@ -46,8 +46,9 @@ class AlgorithmConfig:
     name: str = "maml"
     """``maml`` (second order), ``fomaml`` (first order), ``reptile``, ``anil`` (inner loop on the
     head only), ``metasgd`` (learned per-weight inner LRs) or ``protonet`` (no inner loop); for
-    environment families ``maml_rl`` (DiCE policy-gradient inner step, second order), ``fomaml_rl``
-    or ``pretrain_rl`` (one policy trained on every task, fine-tuned with the inner step at test)."""
+    environment families ``maml_rl`` (DiCE policy-gradient inner step, second order), ``fomaml_rl``,
+    ``promp_rl`` (ProMP: a clipped, KL-penalised outer objective taken for several epochs per
+    meta-step) or ``pretrain_rl`` (one policy trained on every task, fine-tuned with the inner step at test)."""
     inner_steps: int = 1
     """Gradient steps of inner-loop adaptation on each task's support set."""
     inner_lr: float = 0.01
@@ -69,7 +70,7 @@ class AlgorithmConfig:
     reptile: ReptileConfig = field(default_factory=ReptileConfig)
     """Reptile-only settings."""
     rl: RLConfig = field(default_factory=RLConfig)
-    """Settings of the meta-RL algorithms (``maml_rl``, ``fomaml_rl``, ``pretrain_rl``)."""
+    """Settings of the meta-RL algorithms (``maml_rl``, ``fomaml_rl``, ``promp_rl``, ``pretrain_rl``)."""
     meta_lr: float = 0.001
     """Meta-optimizer (Adam) learning rate."""
     meta_batch_size: int = 25

@@ -22,3 +22,10 @@ class RLConfig:
     normalize_advantages: bool = True
     """Divide the inner step's surrogate by its advantages' standard deviation (MAML-RL's
     normalised advantages: ``algorithm.inner_lr`` then means the same across reward scales)."""
+    epochs: int = 5
+    """``promp_rl``: Adam steps per meta-iteration, each on the meta-gradient at the weights the
+    ones before reached, over the iteration's trajectories (kept on the shards that collected them)."""
+    clip: float = 0.3
+    """``promp_rl``: PPO's clip range epsilon of the post-adaptation likelihood ratios."""
+    kl_penalty: float = 0.0005
+    """``promp_rl``: eta, the weight of KL(pre-update policy at collection || now) in the objective."""

@@ -23,7 +23,7 @@ from distmeta.shard.allreduce_group import REPLICA_CALLS
 from distmeta.shard.collective import BACKENDS
 from distmeta.shard.group import AGGREGATIONS
 from distmeta.shard.placement import STRATEGIES
-from distmeta.shard.worker import PRECISIONS
+from distmeta.shard.spec import PRECISIONS
 from distmeta.tasks import FAMILIES, family_kind
 from distmeta.tasks.sharding import SHARD_BY
 

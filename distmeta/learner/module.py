@@ -18,14 +18,15 @@ from torch import nn
 from distmeta import interrupts
 from distmeta.errors import NonFiniteGradientError
 from distmeta.learner.data import train_loader, val_loader
+from distmeta.learner.replicated import ReplicatedSteps
 from distmeta.learner.settings import LearnerSettings
 from distmeta.learner.validation import validation_scores
-from distmeta.learner.window import Window, fault_totals
+from distmeta.learner.window import Window, fault_totals, summed_times
 from distmeta.models import update_running
 from distmeta.shard import wire
 from distmeta.shard.aggregate import aggregate
 from distmeta.shard.group import InFlight, ShardGroup
-from distmeta.shard.replica import ReplicaState, capture, restore
+from distmeta.shard.replica import capture, restore
 from distmeta.tasks import TaskFamily
 from distmeta.tracking import names
 from distmeta.tracking.system import SystemMetrics
@@ -33,7 +34,7 @@ from distmeta.tracking.system import SystemMetrics
 log = logging.getLogger(__name__)
 
 
-class MetaLearner(pl.LightningModule):
+class MetaLearner(ReplicatedSteps, pl.LightningModule):
     def __init__(
         self,
         model: nn.Module,
@@ -89,11 +90,6 @@ class MetaLearner(pl.LightningModule):
             self.logger.log_metrics(scores, step=0)
         self._clock = time.perf_counter()
 
-    @property
-    def replicated(self) -> bool:
-        """All-reduce mode: the shard actors update replicas of the meta-parameters themselves."""
-        return bool(getattr(self.group, "replicated", False))
-
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if interrupts.requested():  # a stop asked during the step: the loop ends at this boundary
             self.trainer.should_stop = True
@@ -104,94 +100,77 @@ class MetaLearner(pl.LightningModule):
         step = self.global_step  # the meta-step; restored on resume, so the task stream continues
         params = dict(self.model.named_parameters())
         weights = wire.weights_out(params)
-        s = self.settings
-        started = time.perf_counter()
-        try:
-            interrupts.check()  # asked during validation: no new step
-            call = self._take_submitted(step) or self.group.submit(
-                step, weights, step, s.planner.plan(step), self.settings.logged(step)
-            )
-            results = self.group.collect(call)
-        except interrupts.Interrupted:  # the step in flight is abandoned; nothing of it was applied
-            self.trainer.should_stop = True
-            return
-        if s.staleness:  # the shards start on the next step now, at the weights before this update
-            self._next_ask = {"step": step + 1, "version": step, "weights": weights}
-            self._next = self._submit_next() if step + 1 < s.max_steps else None
-        collected = time.perf_counter()  # shard_wait: submitting and waiting for results
-        opt = self.optimizers()
-        try:
-            agg = aggregate(
-                results, step=step, version=call.version, weighting=s.family_weighting, loss_weights=dict(s.loss_weights)
-            )
-        except NonFiniteGradientError as exc:
-            if s.on_nonfinite == "stop":
-                raise
-            # no update, but the step is spent: an optimizer step with no gradients moves nothing
-            # (Adam skips parameters without .grad) and advances the step counter and schedule
-            self._skipped_steps += 1
-            log.warning(
-                "%s; trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", exc, step, self._skipped_steps
-            )
-            for p in params.values():
-                p.grad = None
-            self._optimizer_step(opt)
-            return
+        s, opt = self.settings, self.optimizers()
+        epochs = s.algorithm.outer_epochs  # ProMP: several updates on the step's tasks, collected once
+        # several epochs: a stop or a skipped epoch mid-step goes back to the step's start
+        start = capture(self.model, opt.optimizer, step) if epochs > 1 else None
+        times, rounds = dict.fromkeys(("shard_wait", "aggregation", "optimizer"), 0.0), []
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            try:
+                interrupts.check()  # asked during validation: no new step
+                at = wire.weights_out(params) if epoch else weights
+                later = {"epoch": epoch, "origin": weights} if epoch else {}  # origin: where the step's data was collected
+                call = (self._take_submitted(step) if epoch == 0 else None) or self.group.submit(
+                    step, at, step, s.planner.plan(step), s.logged(step) and epoch == epochs - 1, **later
+                )
+                results = self.group.collect(call)
+            except interrupts.Interrupted:  # the step in flight is abandoned; nothing of it stays applied
+                self._back_to(start)
+                self.trainer.should_stop = True
+                return
+            if s.staleness:  # the shards start on the next step now, at the weights before this update
+                self._next_ask = {"step": step + 1, "version": step, "weights": weights}
+                self._next = self._submit_next() if step + 1 < s.max_steps else None
+            collected = time.perf_counter()  # shard_wait: submitting and waiting for results
+            try:
+                agg = aggregate(
+                    results, step=step, version=call.version, weighting=s.family_weighting, loss_weights=dict(s.loss_weights)
+                )
+            except NonFiniteGradientError as exc:
+                self._back_to(start)
+                return self._skip(exc, step, params, opt)
+            if call.version != step and s.delay_compensation > 0:  # DC-ASGD: towards the current weights
+                agg.grad = agg.grad + s.delay_compensation * agg.grad * agg.grad * (weights - call.weights)
+            aggregated = time.perf_counter()
+            self._update(agg, params, opt, last=epoch == epochs - 1)
+            for part, seconds in zip(times, (collected - started, aggregated - collected, time.perf_counter() - aggregated)):
+                times[part] += seconds
+            rounds.append(results)
+        self._close_step(step, agg, summed_times(rounds), *times.values())
 
-        if call.version != step and s.delay_compensation > 0:  # DC-ASGD: towards the current weights
-            agg.grad = agg.grad + s.delay_compensation * agg.grad * agg.grad * (weights - call.weights)
-        aggregated = time.perf_counter()
+    def _update(self, agg, params, opt, last: bool) -> None:
+        """Step the meta-optimizer on ``agg``'s gradient; only a meta-step's ``last`` update is
+        counted as the step (earlier epochs step the plain optimizer: the schedule and Lightning's
+        step counter move once per meta-step)."""
         grads = wire.grads_in(agg.grad, params)
         for name, p in params.items():
             p.grad = grads[name]
         if self.settings.grad_clip > 0:
             self.clip_gradients(opt, gradient_clip_val=self.settings.grad_clip, gradient_clip_algorithm="norm")
+        if not last:
+            opt.optimizer.step()
+            return
         self._optimizer_step(opt)
         if agg.norm_stats is not None:  # the norms' estimates move by the statistics of this step's tasks
             update_running(self.model, agg.norm_stats)
-        self._close_step(step, agg, results, collected - started, aggregated - collected, time.perf_counter() - aggregated)
 
-    def _replicated_step(self, step: int) -> None:
-        """All-reduce mode: the replicas compute, reduce and step; the learner counts the step,
-        advances the schedule, and loads the replicas' state when a validation, a checkpoint or
-        the end follows (also when a stop was asked: the checkpoint written then holds this step)."""
-        if interrupts.requested():  # asked between steps: no new one; the checkpoint written next holds this one
-            self._sync(step)
-            self.trainer.should_stop = True
-            return
-        s, opt = self.settings, self.optimizers()
-        started = time.perf_counter()
-        sync = s.syncs(step)
-        done = self.group.step(step, s.planner.plan(step), opt.param_groups[0]["lr"], s.logged(step), sync)
-        collected = time.perf_counter()
-        if done.state is not None:
-            self._load(done.state, step + 1)
-        elif interrupts.requested():
-            self._sync(step + 1)
-        self._optimizer_step(opt)  # no gradients: it moves nothing, but counts the step and steps the schedule
-        if done.skipped:  # as in learner mode: the step is spent, nothing of it is logged
-            self._skipped_steps += 1
-            log.warning("trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", step, self._skipped_steps)
-            return
-        agg = aggregate(done.results, step=step, version=step, combined=done.combined)
-        self._close_step(step, agg, done.results, collected - started, done.reduce_seconds, done.apply_seconds)
+    def _skip(self, exc: NonFiniteGradientError, step: int, params, opt) -> None:
+        """A non-finite meta-gradient: ``trainer.on_nonfinite=stop`` raises; ``skip`` makes no
+        update, but the step is spent: an optimizer step with no gradients moves nothing (Adam
+        skips parameters without .grad) and advances the step counter and schedule."""
+        if self.settings.on_nonfinite == "stop":
+            raise exc
+        self._skipped_steps += 1
+        log.warning("%s; trainer.on_nonfinite=skip: step %d makes no update (%d skipped so far)", exc, step, self._skipped_steps)
+        for p in params.values():
+            p.grad = None
+        self._optimizer_step(opt)
 
-    def _state(self) -> ReplicaState:
-        """The learner's meta-parameters, buffers and optimizer state, as a replica holds them."""
-        return capture(self.model, self.optimizers().optimizer, self.global_step)
-
-    def _sync(self, steps: int) -> None:
-        """Hold the replicas' state after ``steps`` meta-steps (read from rank 0 unless held already)."""
-        if self._synced != steps:
-            self._load(self.group.state(), steps)
-
-    def _load(self, state: ReplicaState, steps: int) -> None:
-        """Become the replicas' ``state`` (after ``steps`` meta-steps), keeping the learner's own
-        learning rates and schedule."""
-        if state.steps != steps:
-            raise RuntimeError(f"the replicas' state is after {state.steps} meta-steps, the learner expected {steps}")
-        restore(self.model, self.optimizers().optimizer, state)
-        self._synced = steps
+    def _back_to(self, start) -> None:
+        """Undo the epochs of a meta-step applied so far (several epochs; else nothing was applied)."""
+        if start is not None:
+            restore(self.model, self.optimizers().optimizer, start)
 
     def _close_step(self, step, agg, results, waited: float, aggregation: float, optimizer: float) -> None:
         """Time the step's parts (the shards' on the slowest shard) and record it; the logging's

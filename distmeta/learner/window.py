@@ -4,6 +4,7 @@ Per-family series only for a mixture (one family's would copy ``meta/``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -105,3 +106,16 @@ def fault_totals(faults, skipped_steps: int, replicated: bool) -> dict[str, floa
     if replicated:
         totals[names.FAULT_REPLICA_RESYNCS] = faults.replica_resyncs
     return {k: float(v) for k, v in totals.items()}
+
+
+def summed_times(rounds: Sequence[Sequence[ShardResult]]) -> list[ShardResult]:
+    """A meta-step's shard results over its outer epochs (each a round of calls): the last
+    round's, with each shard's seconds summed over the rounds."""
+    if len(rounds) == 1:
+        return list(rounds[0])
+    seconds: dict[int, tuple[float, float]] = {}
+    for results in rounds:
+        for r in results:
+            total, sampling = seconds.get(r.shard, (0.0, 0.0))
+            seconds[r.shard] = (total + r.seconds, sampling + r.sample_seconds)
+    return [dataclasses.replace(r, seconds=seconds[r.shard][0], sample_seconds=seconds[r.shard][1]) for r in rounds[-1]]

@@ -32,7 +32,7 @@ from distmeta.shard.actors import ActorResources
 from distmeta.shard.allreduce_group import AllReduceShardGroup
 from distmeta.shard.group import LocalShardGroup, ShardGroup
 from distmeta.shard.ray_group import RayShardGroup
-from distmeta.shard.worker import ReplicaSpec, WorkerSpec
+from distmeta.shard.spec import ReplicaSpec, WorkerSpec
 from distmeta.tasks import EVALUATION, FamilyRequest, TaskFamily, family_kind
 from distmeta.tasks.mixture import Mixture, unit_owners
 from distmeta.tasks.sharding import Planner

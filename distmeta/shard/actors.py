@@ -17,7 +17,8 @@ from distmeta.errors import UserError
 from distmeta.shard.channel import ChannelClient
 from distmeta.shard.group import FaultCounters
 from distmeta.shard.placement import Bundle, reserve
-from distmeta.shard.worker import ShardData, ShardWorker, WorkerSpec
+from distmeta.shard.spec import ShardData, WorkerSpec
+from distmeta.shard.worker import ShardWorker
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from distmeta.shard.recovery import recover
 from distmeta.shard.replica import ReplicaState, ReplicaWorker, StepReply
 from distmeta.shard.replica_graph import ReplicaGraph, cause_line
 from distmeta.shard.result import ShardResult
-from distmeta.shard.worker import ShardData, WorkerSpec
+from distmeta.shard.spec import ShardData, WorkerSpec
 
 log = logging.getLogger(__name__)
 

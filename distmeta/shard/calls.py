@@ -30,13 +30,16 @@ class Lost(Exception):
 @dataclass(frozen=True)
 class Request:
     """What a shard is asked: tasks ``indices`` of ``step`` as plan slot ``slot``, at the weights
-    ``array`` (over a channel) or ``shared`` (over Ray: the array inline or an object reference)."""
+    ``array`` (over a channel) or ``shared`` (over Ray: the array inline or an object reference);
+    for a later outer epoch, which one and the step's first weights, ``origin``."""
 
     step: int
     version: int
     array: Any
     shared: Any
     diagnostics: bool
+    epoch: int = 0
+    origin: Any = None
 
 
 class Transport(Protocol):
@@ -92,15 +95,15 @@ class StepCalls:
         if channel is not None:
             r = self.request
             try:
-                channel.request(r.step, r.array, r.version, self.plan[k], r.diagnostics, k)
-                t.traffic.sent += nbytes(r.array)
+                channel.request(r.step, r.array, r.version, self.plan[k], r.diagnostics, k, r.epoch, r.origin)
+                t.traffic.sent += nbytes(r.array) + nbytes(r.origin)
                 self.pending[k] = Pending(k, host, deadline)
                 return
             except ChannelError as exc:
                 log.warning("shard actor %d: local channel failed (%s); back to Ray calls", host, exc)
                 t.drop_channel(host)
         self.pending[k] = Pending(k, host, deadline, t.call(host, self.request, self.plan[k], k, data))
-        t.traffic.sent += nbytes(self.request.shared)  # inline weights; an object reference was counted once, put
+        t.traffic.sent += nbytes(self.request.shared) + nbytes(self.request.origin)  # inline; a reference was counted once, put
 
     def fail(self, k: int, why: str, suspect: str) -> None:
         """Shard ``k``'s call failed on its host (``suspect``: ``died`` or ``hung``): try again

@@ -16,7 +16,8 @@ import torch
 
 from distmeta.shard import wire
 from distmeta.shard.result import ShardResult
-from distmeta.shard.worker import ShardData, ShardWorker, WorkerSpec
+from distmeta.shard.spec import ShardData, WorkerSpec
+from distmeta.shard.worker import ShardWorker
 
 AGGREGATIONS = ("learner", "allreduce")
 """``cluster.aggregation``: the learner combines the shards' gradients, or the shard actors
@@ -55,11 +56,12 @@ class ShardGroup(Protocol):
     traffic: wire.Traffic
 
     def submit(
-        self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]], diagnostics: bool = True
-    ) -> InFlight:
+        self, step: int, weights: torch.Tensor, version: int, plan: Sequence[Sequence[int]], diagnostics: bool = True,
+        epoch: int = 0, origin: torch.Tensor | None = None,
+    ) -> InFlight:  # fmt: skip
         """Start computing ``step`` at the flat ``weights`` (:func:`distmeta.shard.wire.weights_out`) and
         return at once (the pipelined learner applies step s while the shards compute step s+1).
-        ``diagnostics``: see :meth:`ShardWorker.compute`."""
+        ``diagnostics``, ``epoch`` and ``origin``: see :meth:`ShardWorker.compute`."""
         ...
 
     def collect(self, call: InFlight) -> list[ShardResult]:
@@ -90,10 +92,10 @@ class LocalShardGroup:
         self.faults = FaultCounters()
         self.traffic = wire.Traffic()  # nothing crosses a process boundary
 
-    def submit(self, step, weights, version, plan, diagnostics=True) -> InFlight:
+    def submit(self, step, weights, version, plan, diagnostics=True, epoch=0, origin=None) -> InFlight:
         plan = frozen_plan(plan)
         results = [
-            self.worker.compute(step, weights, version, list(idx), slot=k, diagnostics=diagnostics)
+            self.worker.compute(step, weights, version, list(idx), slot=k, diagnostics=diagnostics, epoch=epoch, origin=origin)
             for k, idx in enumerate(plan)
             if idx
         ]

@@ -24,7 +24,7 @@ from distmeta.shard.calls import Lost, Request, StepCalls
 from distmeta.shard.channel import POLL_S
 from distmeta.shard.group import InFlight, frozen_plan
 from distmeta.shard.result import ShardResult
-from distmeta.shard.worker import ShardData, WorkerSpec
+from distmeta.shard.spec import ShardData, WorkerSpec
 
 INLINE_WEIGHTS_BYTES = 100 * 1024
 """Ray's own limit for inlining call arguments (``max_direct_call_object_size``)."""
@@ -83,7 +83,7 @@ class RayShardGroup:
     def call(self, host: int, request: Request, indices: list[int], slot: int, data: tuple):
         actor = self._actors.handles[host]
         return actor.compute.remote(request.step, request.shared, request.version, indices, *data, slot=slot,
-                                    diagnostics=request.diagnostics)  # fmt: skip
+                                    diagnostics=request.diagnostics, epoch=request.epoch, origin=request.origin)  # fmt: skip
 
     def fetch(self, ref) -> ShardResult:
         import ray
@@ -95,13 +95,15 @@ class RayShardGroup:
             raise Lost(type(exc).__name__) from None
 
     # -- one step --------------------------------------------------------------------------------
-    def submit(self, step: int, weights: torch.Tensor, version: int, plan, diagnostics: bool = True) -> InFlight:
+    def submit(self, step: int, weights: torch.Tensor, version: int, plan, diagnostics: bool = True, epoch: int = 0,
+               origin: torch.Tensor | None = None) -> InFlight:  # fmt: skip
         plan = frozen_plan(plan)
         array = wire.as_array(weights)
         shared = share(array) if len(self._actors.channels) < len(self._actors.handles) else array
         if shared is not array:  # put once, read by every node
             self.traffic.sent += array.nbytes
-        calls = StepCalls(self, Request(step, version, array, shared, diagnostics), plan, self.max_attempts)
+        first = None if origin is None else wire.as_array(origin)  # small (a policy's); sent inline
+        calls = StepCalls(self, Request(step, version, array, shared, diagnostics, epoch, first), plan, self.max_attempts)
         return InFlight(step, version, plan, weights, calls)
 
     def collect(self, call: InFlight) -> list[ShardResult]:

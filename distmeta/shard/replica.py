@@ -31,7 +31,8 @@ from distmeta.shard import wire
 from distmeta.shard.aggregate import Combined, combine
 from distmeta.shard.collective import Collective, StoreHost, resolve_backend
 from distmeta.shard.result import ShardResult
-from distmeta.shard.worker import ReplicaSpec, ShardWorker, WorkerSpec
+from distmeta.shard.spec import ReplicaSpec, WorkerSpec
+from distmeta.shard.worker import ShardWorker
 
 log = logging.getLogger(__name__)
 

@@ -13,75 +13,42 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from distmeta.algorithms import Algorithm, Mode, meta_grad, meta_grad_loop
-from distmeta.models import ModelSpec, batch_statistics, family_view, running_layers, view_names
+from distmeta.algorithms import Mode, meta_grad, meta_grad_loop
+from distmeta.models import batch_statistics, family_view, running_layers, view_names
 from distmeta.shard import wire
 from distmeta.shard.allocator import retain_freed_memory
 from distmeta.shard.channel import ChannelServer
 from distmeta.shard.result import ShardResult
+from distmeta.shard.spec import ShardData, WorkerSpec
 from distmeta.shard.system import ProcessProbe
 from distmeta.tasks import TRAIN, ClassImages, TaskData, TaskFamily
-from distmeta.tasks.mixture import Mixture
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("32", "bf16-mixed")
-"""The shards' meta-gradient arithmetic: float32, or under bfloat16 autocast."""
 
+class Kept:
+    """What :meth:`Algorithm.prepare` made of a shard's tasks at a meta-step's first weights
+    (collected trajectories), kept for the step's later outer epochs
+    (:attr:`Algorithm.outer_epochs`), so that they stay on the actor that collected them. Only
+    the latest step's are kept."""
 
-@dataclass(frozen=True)
-class ReplicaSpec:
-    """All-reduce mode: what every replica of the meta-parameters applies alike each step (from
-    the learner's settings; :mod:`distmeta.shard.replica`)."""
+    def __init__(self):
+        self._entries: dict[tuple, object] = {}
 
-    meta_lr: float
-    grad_clip: float = 0.0
-    weighting: str = "count"
-    loss_weights: tuple[tuple[str, float], ...] = ()
-    on_nonfinite: str = "stop"
-    timeout_s: float = 120.0
-    """How long a collective waits for a missing member before it raises."""
-    collective: str = "gloo"
-    """``cluster.collective``: ``gloo``, ``nccl`` or ``auto`` (:mod:`distmeta.shard.collective`)."""
-    own_gpu: bool = False
-    """Every shard reserves a whole GPU (``cluster.gpus_per_shard >= 1``): ``auto`` may pick NCCL."""
+    @staticmethod
+    def key(step: int, slot: int, family: str, indices: Sequence[int]) -> tuple:
+        return (step, slot, family, tuple(int(i) for i in indices))
 
+    def get(self, key: tuple):
+        return self._entries.get(key)
 
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a worker needs, as plain values (built from the config by :class:`distmeta.recipe.Recipe`)."""
-
-    seed: int
-    families: tuple[TaskFamily, ...]
-    mixture: Mixture
-    model: ModelSpec
-    algorithm: Algorithm
-    threads: int = 1
-    device: str = "cpu"
-    compile: bool = False
-    chunk_size: int = 0
-    batching: str = "vmap"
-    """``vmap`` (batched over tasks, in chunks of ``chunk_size``) or ``loop`` (one task at a time)."""
-    precision: str = "32"
-    """``32`` or ``bf16-mixed`` (the meta-gradient computed under bfloat16 autocast)."""
-    retain_freed_memory: bool = True
-    """Keep freed memory in the process between tasks (:mod:`distmeta.shard.allocator`)."""
-    partitions: int = 1
-    """Class partitions per family (``shard_by: classes``): a task of family ``f`` draws from the
-    classes of partition ``p`` (hashed from its key), data unit ``f * partitions + p``."""
-    replica: ReplicaSpec | None = None
-    """All-reduce mode: the worker holds and updates a replica of the meta-parameters."""
-
-
-ShardData = tuple["ClassImages | None", ...]
-"""Per data unit (a family of the mixture, or with class partitions one partition of a family:
-unit ``f * partitions + p``), the training images this shard draws from (None: a computed family,
-or a unit this shard does not own)."""
+    def put(self, key: tuple, data) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if k[0] == key[0]}
+        self._entries[key] = data
 
 
 def _device(name: str, shard: int) -> torch.device:
@@ -127,6 +94,7 @@ class ShardWorker:
         self._meta_grad = torch.compile(self._eager, dynamic=False) if spec.compile and spec.batching == "vmap" else self._eager
         self._lock = threading.Lock()  # a Ray call and the channel's thread never compute at once
         self._channel: ChannelServer | None = None
+        self.kept = Kept()
 
     def open_channel(self) -> str:
         """Serve :meth:`compute` on a Unix socket too (:mod:`distmeta.shard.channel`); returns its
@@ -134,8 +102,8 @@ class ShardWorker:
         if self._channel is None:
             threads = self.spec.threads
             self._channel = ChannelServer(
-                lambda step, weights, version, indices, diagnostics, slot: self.compute(
-                    step, weights, version, indices, slot=slot, diagnostics=diagnostics
+                lambda step, weights, version, indices, diagnostics, slot, epoch=0, origin=None: self.compute(
+                    step, weights, version, indices, slot=slot, diagnostics=diagnostics, epoch=epoch, origin=origin
                 ),
                 on_thread=(lambda: torch.set_num_threads(threads)) if threads > 0 else (lambda: None),
             )
@@ -205,15 +173,36 @@ class ShardWorker:
         bufs = {v: self.buffers[n] for v, n in names.items() if n in self.buffers}
         return (model, sub, bufs), names
 
-    def _family_grad(self, label: str, params, tasks: TaskData, diagnostics: bool):
+    def _family_grad(self, label: str, params, tasks: TaskData, diagnostics: bool, data=None):
         """The meta-gradient of ``label``'s tasks over the full parameters. With per-family heads it
-        is computed on the family's view and is zero for the other heads."""
+        is computed on the family's view and is zero for the other heads. ``data``: what
+        ``algorithm.prepare`` made of the tasks (default: made now, at ``params``)."""
         net, names = self._net(label, params)
-        g, m = self._run(net, self.spec.algorithm.prepare(*net, tasks), diagnostics)  # meta-RL: rollouts here
+        if data is None:
+            data = self.spec.algorithm.prepare(*net, tasks)  # meta-RL: rollouts here
+        g, m = self._run(net, data, diagnostics)
         if names is None:
             return g, m
         got = {names[v]: t for v, t in g.items()}
         return {n: got.get(n, torch.zeros_like(p)) for n, p in params.items()}, m
+
+    def _kept(self, key: tuple, params, tasks: TaskData, epoch: int, origin):
+        """The prepared data a later epoch computes on: kept from epoch 0, or (lost with a
+        restarted actor, or another actor's shard) prepared again at ``origin``; None with one epoch."""
+        if self.spec.algorithm.outer_epochs == 1:
+            return None
+        data = self.kept.get(key) if epoch > 0 else None
+        if data is None:
+            if epoch > 0:
+                if origin is None:
+                    raise ValueError(f"epoch {epoch} of step {key[0]} needs the step's first weights (origin)")
+                log.info(
+                    "shard %d: step %d's collected data is not here at epoch %d; collecting it again", self.shard, key[0], epoch
+                )
+                params = wire.weights_in(origin, self.template, self.device)
+            data = self.spec.algorithm.prepare(*self._net(key[2], params)[0], tasks)
+            self.kept.put(key, data)
+        return data
 
     def _norm_stats(self, label: str, params, tasks: TaskData) -> np.ndarray:
         """The sum over ``tasks`` of each task's batch statistics at the meta-parameters (running
@@ -257,16 +246,21 @@ class ShardWorker:
         *data: ClassImages | None,
         slot: int | None = None,
         diagnostics: bool = True,
+        epoch: int = 0,
+        origin: torch.Tensor | np.ndarray | None = None,
     ) -> ShardResult:
         """Per family, the meta-gradient sum over tasks ``indices`` of meta-step ``step`` at the
         flat ``weights``. ``data``: draw these tasks from other images than this worker's own
         (recomputing a lost shard that owned other classes or families elsewhere).
         ``slot``: the plan slot this answers (default this worker's own shard). ``diagnostics=False``:
-        the per-task loop may leave out the metrics that cost compute."""
+        the per-task loop may leave out the metrics that cost compute. ``epoch``: for an algorithm
+        of several outer epochs, which one (:class:`Kept`); ``origin``: the step's epoch-0 weights,
+        sent with every later epoch."""
         with self._lock:
-            return self._compute(step, weights, version, indices, data, self.shard if slot is None else slot, diagnostics)
+            slot = self.shard if slot is None else slot
+            return self._compute(step, weights, version, indices, data, slot, diagnostics, epoch, origin)
 
-    def _compute(self, step, weights, version, indices, data, slot, diagnostics) -> ShardResult:
+    def _compute(self, step, weights, version, indices, data, slot, diagnostics, epoch=0, origin=None) -> ShardResult:
         start = time.perf_counter()
         params = wire.weights_in(weights, self.template, self.device)
         units = self._attach(data) if data else self.units
@@ -279,7 +273,8 @@ class ShardWorker:
         for f, batches in by_family.items():
             family = self.spec.families[f]
             tasks = type(batches[0]).cat(batches).to(self.device)
-            g, m = self._family_grad(family.name, params, tasks, diagnostics)
+            kept = self._kept(Kept.key(step, slot, family.name, indices), params, tasks, epoch, origin)
+            g, m = self._family_grad(family.name, params, tasks, diagnostics, kept)
             grads[family.name] = wire.grads_out(g)
             counts[family.name] = len(tasks)
             metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides

@@ -112,7 +112,10 @@ def test_yaml_round_trip_and_flat_params():
             "'algorithm.name': maml_rl learns from rollouts: use an environment family (tasks.family=navigation2d",
         ),
         (["model.name=gaussian_mlp"], "'model.name': gaussian_mlp is a policy, for environment families only"),
-        (["tasks.family=navigation2d"], "navigation2d's tasks are environments: use maml_rl, fomaml_rl, pretrain_rl, not maml"),
+        (
+            ["tasks.family=navigation2d"],
+            "navigation2d's tasks are environments: use maml_rl, fomaml_rl, promp_rl, pretrain_rl, not maml",
+        ),
         (["tasks.family=navigation2d", "algorithm.name=maml_rl"], "needs a policy network: use model.name=gaussian_mlp, not mlp"),
         (
             ["tasks.families=[{name: navigation2d}, {name: sine}]", "algorithm.name=maml_rl", "model.name=gaussian_mlp"],
@@ -134,6 +137,28 @@ def test_yaml_round_trip_and_flat_params():
             ["tasks.family=navigation2d", "algorithm.name=maml_rl", "model.name=gaussian_mlp", "algorithm.rl.discount=0"],
             "'algorithm.rl.discount': must be in (0, 1], got 0",
         ),
+        (
+            ["tasks.family=navigation2d", "algorithm.name=maml_rl", "model.name=gaussian_mlp", "algorithm.rl.epochs=3"],
+            "'algorithm.rl.epochs': does not apply to maml_rl: it applies to promp_rl only (got 3)",
+        ),
+        (
+            ["tasks.family=navigation2d", "algorithm.name=promp_rl", "model.name=gaussian_mlp", "algorithm.rl.clip=0"],
+            "'algorithm.rl.clip': must be positive, got 0",
+        ),
+        (
+            ["tasks.family=navigation2d", "algorithm.name=promp_rl", "model.name=gaussian_mlp", "trainer.staleness=1"],
+            "'trainer.staleness': promp_rl's epochs each need the update before them",
+        ),
+        (
+            [
+                "tasks.family=navigation2d",
+                "algorithm.name=promp_rl",
+                "model.name=gaussian_mlp",
+                "cluster.num_shards=2",
+                "cluster.aggregation=allreduce",
+            ],
+            "'cluster.aggregation': promp_rl takes several updates per meta-step on the learner",
+        ),  # fmt: skip
         (["cluster.dashboard=true", "cluster.num_shards=0"], "'cluster.dashboard': starts the dashboard of an in-process Ray"),
         (["cluster.dashboard=true", "cluster.address=auto"], "a cluster's dashboard is the cluster's own"),
         (

@@ -135,7 +135,7 @@ from distmeta.errors import UserError
 from distmeta.models import ModelSpec
 from distmeta.shard.actors import ActorResources
 from distmeta.shard.ray_group import RayShardGroup
-from distmeta.shard.worker import WorkerSpec
+from distmeta.shard.spec import WorkerSpec
 from distmeta.tasks import SineFamily
 from distmeta.tasks.mixture import Mixture
 import ray

@@ -69,12 +69,30 @@ def test_a_shard_actor_killed_mid_rollout_is_recomputed_with_the_same_trajectori
     assert metrics[names.FAULT_RECOMPUTED_TASKS] >= 8  # the killed shard's half of a meta-batch
 
 
+def test_promp_epochs_give_the_same_policy_on_any_number_of_actors_and_survive_a_killed_one(workdir, ray_runtime):
+    """ProMP's epochs: each a round of calls at new weights over the trajectories the shards kept
+    from the first; in-process, on 1 and on 2 actors the same policy. An actor SIGKILLed mid-step
+    is restarted without them: the shard collects them again at the step's first weights."""
+    promp = ["algorithm.name=promp_rl", "algorithm.rl.epochs=3", "trainer.log_every_n_steps=1"]
+    runs = {n: navigation_run(*promp, "trainer.max_steps=3", f"cluster.num_shards={n}") for n in (0, 1, 2)}
+    reference = params_of(runs[0])
+    for n in (1, 2):
+        assert rel_diff(params_of(runs[n]), reference) < 1e-5, f"num_shards={n}"
+    metrics = MlflowClient(runs[2].tracking_uri).get_run(runs[2].run_id).data.metrics
+    assert metrics["meta/outer_kl"] > 0 and "meta/clip_fraction" in metrics  # the last epoch's, away from theta_o
+
+    long = [*promp, "trainer.max_steps=16", "cluster.num_shards=2", "algorithm.meta_batch_size=16"]
+    undisturbed = params_of(navigation_run(*long))
+    result = killing_an_actor(lambda: navigation_run(*long))
+    assert rel_diff(params_of(result), undisturbed) < 1e-5
+
+
 def test_halfcheetah_direction_trains_end_to_end_on_two_actors(workdir, ray_runtime):
     """MuJoCo through the whole stack: a few meta-steps of the cluster config, shrunk, on 2 actors."""
     small = ["trainer.max_steps=3", "cluster.num_shards=2", "algorithm.meta_batch_size=4", "tasks.shots=2", "tasks.query=2",
              "model.hidden=[32,32]", "trainer.val_every_n_steps=1000", "trainer.val_tasks=2", "evaluation.num_tasks=4",
              "evaluation.steps=[0,1]", "trainer.log_every_n_steps=1", *SMALL]  # fmt: skip
-    result = distmeta.train(distmeta.load_config(REPO / "configs/halfcheetah_dir_maml.yaml", small))
+    result = distmeta.train(distmeta.load_config(REPO / "configs/halfcheetah_dir_promp.yaml", small))
     run = MlflowClient(result.tracking_uri).get_run(result.run_id)
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics

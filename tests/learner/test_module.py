@@ -4,15 +4,16 @@ what the shards are asked and when, and the pipelined call carried through a che
 from __future__ import annotations
 
 import dataclasses
+import signal
 
 import pytest
 import torch
 
-from distmeta import config
+from distmeta import config, interrupts
 from distmeta.learner.module import MetaLearner
 from distmeta.models import flatten
 from distmeta.recipe import Recipe
-from tests.conftest import SINE_CONFIG
+from tests.conftest import REPO, SINE_CONFIG
 
 QUICK = ["cluster.num_shards=0", "algorithm.compile=false", "trainer.progress_bar=false", "trainer.val_every_n_steps=1000",
          "algorithm.meta_batch_size=6", "trainer.log_every_n_steps=2"]  # fmt: skip
@@ -21,17 +22,22 @@ QUICK = ["cluster.num_shards=0", "algorithm.compile=false", "trainer.progress_ba
 class Recording:
     """The real in-process group; records every ask, and turns chosen steps' gradients to NaN."""
 
-    def __init__(self, group, poison=()):
-        self.group, self.poison, self.asked = group, set(poison), []
+    def __init__(self, group, poison=(), stop=None):
+        self.group, self.poison, self.stop, self.asked, self.epochs = group, set(poison), stop, [], []
         self.num_shards, self.faults, self.traffic = group.num_shards, group.faults, group.traffic
 
-    def submit(self, step, weights, version, plan, diagnostics=True):
+    def submit(self, step, weights, version, plan, diagnostics=True, **later):
+        """``poison``: steps, or (step, epoch) pairs; ``stop``: the (step, epoch) during which a stop is asked."""
         self.asked.append((step, version, weights.clone(), diagnostics))
-        return self.group.submit(step, weights, version, plan, diagnostics)
+        self.epochs.append((later.get("epoch", 0), later.get("origin")))
+        return self.group.submit(step, weights, version, plan, diagnostics, **later)
 
     def collect(self, call):
         results = self.group.collect(call)
-        if call.step not in self.poison:
+        at = (call.step, self.epochs[-1][0])
+        if at == self.stop:
+            raise interrupts.Interrupted(signal.SIGTERM)
+        if call.step not in self.poison and at not in self.poison:
             return results
         return [dataclasses.replace(r, family_grads={f: g * float("nan") for f, g in r.family_grads.items()}) for r in results]
 
@@ -42,9 +48,9 @@ class Recording:
         self.group.close()
 
 
-def _fit(tmp_path, overrides, poison=(), steps=4):
-    recipe = Recipe.from_config(config.load(SINE_CONFIG, [*QUICK, f"trainer.max_steps={steps}", *overrides]))
-    group = Recording(recipe.shard_group(), poison)
+def _fit(tmp_path, overrides, poison=(), steps=4, path=SINE_CONFIG, stop=None):
+    recipe = Recipe.from_config(config.load(path, [*QUICK, f"trainer.max_steps={steps}", *overrides]))
+    group = Recording(recipe.shard_group(), poison, stop)
     learner = MetaLearner(recipe.model(), group, recipe.learner_settings, recipe.validation_families, {"test": True})
     snapshots = []
 
@@ -93,3 +99,38 @@ def test_pipelined_asks_the_next_step_at_the_weights_before_the_update_and_check
     assert saved["distmeta"] == {"test": True} and saved["distmeta_next"]["step"] == 4
     learner.on_load_checkpoint(saved)
     assert learner._next is None and learner._next_ask["version"] == 3
+
+
+PROMP = ["algorithm.name=promp_rl", "algorithm.rl.epochs=3", "algorithm.meta_batch_size=4", "tasks.shots=4", "tasks.query=4",
+         "model.hidden=[16,16]", "trainer.val_tasks=2", "cluster.num_shards=0"]  # fmt: skip
+
+
+def _promp(tmp_path, **kw):
+    return _fit(tmp_path, [*PROMP, *kw.pop("overrides", [])], steps=3, path=REPO / "configs/navigation2d_maml.yaml", **kw)
+
+
+def test_promp_asks_each_epoch_at_the_weights_the_one_before_reached_and_counts_one_step(tmp_path):
+    learner, group, snaps, trainer = _promp(tmp_path)
+    assert trainer.global_step == 3 and len(snaps) == 3
+    assert [e for e, _ in group.epochs] == [0, 1, 2] * 3 and [s for s, *_ in group.asked] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for step in range(3):
+        first, *later = range(3 * step, 3 * step + 3)
+        assert group.epochs[first][1] is None  # epoch 0 collects at the weights it is sent
+        for i in later:  # the later epochs: new weights, and where the step's data was collected
+            assert torch.equal(group.epochs[i][1], group.asked[first][2])
+            assert not torch.equal(group.asked[i][2], group.asked[i - 1][2])
+    assert torch.equal(group.asked[3][2], snaps[0])  # the next step starts where the last epoch left the weights
+    logged = [d for *_, d in group.asked]  # on the last epoch of logged steps only (windows of 2, and the last step)
+    assert logged == [False] * 5 + [True] + [False] * 2 + [True]
+
+
+def test_a_promp_step_skipped_or_stopped_mid_epochs_leaves_none_of_its_epochs_applied(tmp_path):
+    learner, group, snaps, trainer = _promp(tmp_path, overrides=["trainer.on_nonfinite=skip"], poison={(1, 2)})
+    assert trainer.global_step == 3 and learner._skipped_steps == 1
+    assert torch.equal(snaps[1], snaps[0]) and not torch.equal(snaps[2], snaps[1])
+
+    learner, group, snaps, trainer = _promp(tmp_path / "stopped", stop=(1, 1))
+    assert trainer.global_step == 1  # step 1 abandoned
+    weights = flatten({k: p.detach() for k, p in learner.model.named_parameters()})
+    assert torch.equal(weights, snaps[0])  # epoch 0's update of step 1 was undone
+    assert not torch.equal(weights, group.asked[4][2])

@@ -7,7 +7,8 @@ import torch
 
 from distmeta.algorithms import build, meta_grad
 from distmeta.models import MLP, ModelSpec, family_view, flatten, view_names
-from distmeta.shard.worker import ShardWorker, WorkerSpec
+from distmeta.shard.spec import WorkerSpec
+from distmeta.shard.worker import ShardWorker
 from distmeta.tasks import TRAIN, EpisodeFamily, GlyphSource
 from distmeta.tasks.mixture import Mixture
 

@@ -18,7 +18,7 @@ from distmeta.shard import allreduce_group
 from distmeta.shard.actors import ActorResources
 from distmeta.shard.allreduce_group import AllReduceShardGroup
 from distmeta.shard.replica import ReplicaWorker, capture
-from distmeta.shard.worker import ReplicaSpec, WorkerSpec
+from distmeta.shard.spec import ReplicaSpec, WorkerSpec
 from distmeta.tasks import SineFamily, assign
 from distmeta.tasks.mixture import Mixture
 

@@ -10,7 +10,7 @@ from distmeta.models import MLP, ModelSpec, flatten
 from distmeta.shard.actors import ActorResources
 from distmeta.shard.group import LocalShardGroup
 from distmeta.shard.ray_group import RayShardGroup
-from distmeta.shard.worker import WorkerSpec
+from distmeta.shard.spec import WorkerSpec
 from distmeta.tasks import SineFamily, assign
 from distmeta.tasks.mixture import Mixture
 from tests.shard.helpers import compute, grad_sum

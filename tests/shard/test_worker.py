@@ -4,7 +4,8 @@ import torch
 
 from distmeta.algorithms import build, meta_grad_loop
 from distmeta.models import MLP, ModelSpec, flatten
-from distmeta.shard.worker import ShardWorker, WorkerSpec
+from distmeta.shard.spec import WorkerSpec
+from distmeta.shard.worker import ShardWorker
 from distmeta.tasks import TRAIN, SineFamily
 from distmeta.tasks.mixture import Mixture
 from tests.shard.helpers import grad_sum, metric_sums
@@ -110,3 +111,28 @@ def test_loop_batching_equals_vmap_and_auto_picks_the_loop_for_images_on_cpu():
     assert Recipe.from_config(config.load(None, [])).batching_on("cpu") == "vmap"  # sine: batched wins
     vmap = Recipe.from_config(config.load(None, ["tasks.family=glyphs", "algorithm.batching=vmap"]))
     assert vmap.batching_on("cpu") == "vmap"
+
+
+def test_a_later_promp_epoch_computes_on_the_kept_trajectories_or_collects_them_again_at_the_origin():
+    """Epoch 0 collects at the step's first weights and keeps the trajectories; a later epoch at
+    other weights uses them. A worker without them (a restarted actor, another actor's shard)
+    collects them again from the origin weights it is sent: the same result, to the bit."""
+    from distmeta.tasks.rl import navigation2d
+
+    spec = WorkerSpec(
+        seed=3, families=(navigation2d(shots=3, query=2),), mixture=Mixture(("navigation2d",), (1.0,)),
+        model=ModelSpec("gaussian_mlp", (2,), 2, hidden=(8, 8)), algorithm=build("promp_rl", loss="return", steps=1, lr=0.1),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    origin = flatten({k: p.detach() for k, p in spec.model.build().named_parameters()})
+    moved = origin + 0.01 * torch.randn(origin.shape, generator=torch.Generator().manual_seed(1))
+    keeper, fresh = ShardWorker(0, spec), ShardWorker(1, spec)
+    keeper.compute(4, origin, 4, [0, 1, 2])
+    kept = keeper.compute(4, moved, 4, [0, 1, 2], epoch=1, origin=origin)
+    again = fresh.compute(4, moved, 4, [0, 1, 2], slot=0, epoch=1, origin=origin)
+    assert torch.equal(grad_sum(kept), grad_sum(again))
+    assert metric_sums(kept)["outer_kl"] > 0  # computed at the moved weights, against the origin's policy
+    collected_elsewhere = keeper.compute(4, moved, 4, [0, 1, 2], epoch=1, origin=moved)
+    assert torch.equal(grad_sum(kept), grad_sum(collected_elsewhere))  # kept: the origin sent is not used
+    with pytest.raises(ValueError, match="origin"):
+        ShardWorker(2, spec).compute(4, moved, 4, [0, 1, 2], epoch=1)

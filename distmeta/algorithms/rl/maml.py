@@ -54,12 +54,17 @@ class PolicyMAML(Algorithm):
                    normalize=bool(extra.get("normalize_advantages", True)))  # fmt: skip
 
     # -- the inner step -----------------------------------------------------------------------------
+    def surrogate(self, model: nn.Module, q: Params, buffers: Params, obs, actions, rewards, old_logp=None) -> torch.Tensor:
+        """The inner step's objective, to maximise: DiCE (``old_logp``, the collecting policy's
+        log-probabilities, is for surrogates that weigh by likelihood ratios)."""
+        return dice_objective(model, q, buffers, obs, actions, rewards, self.discount, self.normalize)
+
     def inner_step(self, model: nn.Module, p: Params, buffers: Params, obs, actions, rewards, first_order: bool,
-                   mode: Mode = Mode()) -> Params:  # fmt: skip
+                   mode: Mode = Mode(), old_logp=None) -> Params:  # fmt: skip
         """One policy-gradient ascent step on one task's collection."""
 
         def loss(q: Params) -> torch.Tensor:
-            return -dice_objective(model, q, buffers, obs, actions, rewards, self.discount, self.normalize)
+            return -self.surrogate(model, q, buffers, obs, actions, rewards, old_logp)
 
         if mode.autograd:
             got = torch.autograd.grad(loss(p), list(p.values()), create_graph=not first_order, allow_unused=True)
@@ -84,13 +89,20 @@ class PolicyMAML(Algorithm):
     def prepare(self, model: nn.Module, params: Params, buffers: Params, tasks: EnvTasks) -> Trajectories:
         """The trajectories of ``tasks`` at ``params``: each inner step's collection, then the
         post-adaptation one (``tasks.count(post=True)`` environments)."""
+        inner, outer, _ = self.collect_phases(model, params, buffers, tasks)
+        return Trajectories.of(inner, outer)
+
+    def collect_phases(self, model: nn.Module, params: Params, buffers: Params,
+                       tasks: EnvTasks) -> tuple[list[Rollout], Rollout, list[Params]]:  # fmt: skip
+        """:meth:`prepare`'s collections, and the per-task weights (``[T, ...]``) each was collected with."""
         p = per_task({k: v.detach() for k, v in params.items()}, len(tasks))
-        inner = []
+        inner, weights = [], [p]
         for phase in range(self.inner.steps):
             inner.append(collect(model, p, buffers, tasks, tasks.count(post=False), phase))
             p = self._adapt_all(model, p, buffers, inner[-1])
+            weights.append(p)
         outer = collect(model, p, buffers, tasks, tasks.count(post=True), self.inner.steps)
-        return Trajectories.of(inner, outer)
+        return inner, outer, weights
 
     def adaptation_rollouts(self, model: nn.Module, params: Params, buffers: Params, tasks: EnvTasks,
                             steps: int) -> Iterator[Rollout]:  # fmt: skip
@@ -114,22 +126,41 @@ class PolicyMAML(Algorithm):
     # -- the meta-objective, a pure function of (parameters, trajectories) ------------------------
     def task_objective(self, model: nn.Module, params: Params, buffers: Params, task: Trajectories,
                        mode: Mode = Mode()) -> tuple[torch.Tensor, Metrics]:  # fmt: skip
-        """Minus the outer DiCE objective after the inner steps; metrics: the returns before and
+        """Minus the outer objective after the inner steps; metrics: the returns before and
         after adaptation and their difference, the adapted policy's entropy, KL(adapted || meta-policy) on the
         post-adaptation states, and the baseline's unexplained share of the return variance."""
-        p = params
-        for j in range(self.inner.steps):
-            obs, actions, rewards = task.inner_obs[j], task.inner_actions[j], task.inner_rewards[j]
-            p = self.inner_step(model, p, buffers, obs, actions, rewards, self.inner.first_order, mode)
-        objective = dice_objective(model, p, buffers, task.outer_obs, task.outer_actions, task.outer_rewards, self.discount)
+        p = self.adapt(model, params, buffers, task, mode)
+        objective, own = self.outer_objective(model, params, p, buffers, task)
         before, after = self._first(task)[1].sum(-1).mean().detach(), task.outer_rewards.sum(-1).mean().detach()
         return -objective, {
             "loss": -objective.detach(),
             "preadapt_return": before,
             "adapted_return": after,
             "adaptation_gain": after - before,
+            **own,
             **self._diagnostics(model, params, p, buffers, task),
         }
+
+    def outer_objective(self, model: nn.Module, params: Params, adapted: Params, buffers: Params,
+                        task: Trajectories) -> tuple[torch.Tensor, Metrics]:  # fmt: skip
+        """The objective of the ``adapted`` policy on the post-adaptation trajectories, to
+        maximise (DiCE), and metrics of its own (none)."""
+        return dice_objective(model, adapted, buffers, task.outer_obs, task.outer_actions, task.outer_rewards, self.discount), {}
+
+    def adapt(self, model: nn.Module, params: Params, buffers: Params, task: Trajectories, mode: Mode = Mode()) -> Params:
+        """One task's adapted weights: the inner steps recomputed on its collections."""
+        p = params
+        for j in range(self.inner.steps):
+            obs, actions, rewards = task.inner_obs[j], task.inner_actions[j], task.inner_rewards[j]
+            p = self.inner_step(
+                model, p, buffers, obs, actions, rewards, self.inner.first_order, mode, self.collected_logp(task, j)
+            )
+        return p
+
+    def collected_logp(self, task: Trajectories, j: int) -> torch.Tensor | None:
+        """The log-probabilities of inner collection ``j``'s actions under the policy that took
+        them, for surrogates that need them (DiCE does not)."""
+        return None
 
     def _diagnostics(self, model, params: Params, adapted: Params, buffers: Params, task: Trajectories) -> Metrics:
         obs = task.outer_obs

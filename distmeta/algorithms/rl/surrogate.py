@@ -48,3 +48,31 @@ def dice_objective(model: nn.Module, params: Params, buffers: Params, obs: torch
     baseline = (1 - magic_box(logp)) * d * values
     scale = horizon * ((returns_to_go(rewards, gamma) - values).std().clamp_min(1e-8) if normalize else 1.0)
     return (rewarded + baseline).sum(-1).mean() / scale
+
+
+def advantages(obs: torch.Tensor, rewards: torch.Tensor, gamma: float, normalize: bool) -> torch.Tensor:
+    """``[N, H]``: G_t - b_t with the linear baseline (a constant of the data), standardised over
+    the collection with ``normalize`` (ProMP's and PPO's advantages)."""
+    a = returns_to_go(rewards, gamma) - linear_baseline(obs, rewards, gamma)
+    return (a - a.mean()) / a.std().clamp_min(1e-8) if normalize else a
+
+
+def likelihood_ratio(model: nn.Module, params: Params, buffers: Params, obs: torch.Tensor, actions: torch.Tensor,
+                     old_logp: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """``[N, H]``: pi_params(a_t | s_t) / pi_old(a_t | s_t), per step."""
+    return torch.exp(log_probs(model, params, buffers, obs, actions) - old_logp)
+
+
+def lvc_objective(model: nn.Module, params: Params, buffers: Params, obs: torch.Tensor, actions: torch.Tensor,
+                  rewards: torch.Tensor, old_logp: torch.Tensor, gamma: float, normalize: bool) -> torch.Tensor:  # fmt: skip
+    """ProMP's low-variance curvature surrogate (Rothfuss et al., ICLR 2019, eq. 7): the mean over
+    steps of pi_params / pi_old times the advantage, on trajectories sampled from pi_old. At
+    ``params`` = old its gradient is the policy gradient; its Hessian keeps the per-step
+    score-function terms and drops DiCE's cross-step ones (lower variance, biased)."""
+    ratio = likelihood_ratio(model, params, buffers, obs, actions, old_logp)
+    return (ratio * advantages(obs, rewards, gamma, normalize)).mean()
+
+
+def clipped_objective(ratio: torch.Tensor, advantage: torch.Tensor, clip: float) -> torch.Tensor:
+    """PPO's clipped surrogate (Schulman et al., 2017): the mean of min(r A, clip(r, 1 - eps, 1 + eps) A)."""
+    return torch.minimum(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage).mean()
