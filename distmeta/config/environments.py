@@ -4,34 +4,24 @@ the other families' runs may not borrow from it."""
 from __future__ import annotations
 
 from distmeta.algorithms import ALGORITHMS, algorithm_kind
+from distmeta.config.checks import fail as _fail
+from distmeta.config.checks import refuse_set
 from distmeta.config.schema import DistMetaConfig, TasksConfig
 from distmeta.config.sections import RLConfig
-from distmeta.errors import ConfigError
 from distmeta.models import MODELS, model_kind
 from distmeta.tasks import FAMILIES, family_kind
 
-SUPERVISED_KEYS = ("x_range", "amplitude", "phase", "ways", "image_size")
+SUPERVISED_KEYS = ("x_range", "amplitude", "phase", "ways", "image_size", "noise")
 """``tasks.*`` settings of regression and image episodes, which an environment family never reads."""
 
 PROXIMAL_KEYS = ("epochs", "clip", "kl_penalty")
 """``algorithm.rl.*`` settings of ProMP's proximal outer step."""
 
 
-def _fail(key: str, problem: str) -> None:
-    raise ConfigError(f"config key '{key}': {problem}")
-
-
 def image_settings(t) -> list[tuple[str, object, object]]:
     """``(key, value, default)`` of the ``tasks`` settings that only image families read."""
     return [("tasks.root", t.root, ""), ("tasks.rotations", t.rotations, None), ("tasks.class_split", t.class_split, []),
             ("tasks.cache_dir", t.cache_dir, "")]  # fmt: skip
-
-
-def refuse_set(settings: list[tuple[str, object, object]], what: str) -> None:
-    """Fail on the first of ``settings`` changed from its default: it does not apply to ``what``."""
-    for key, value, default in settings:
-        if value != default:
-            _fail(key, f"does not apply to {what} (got {value})")
 
 
 def validate_environments(cfg: DistMetaConfig) -> bool:

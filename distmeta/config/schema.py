@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from distmeta.config.family import FamilyConfig
 from distmeta.config.sections import ReptileConfig, RLConfig
 
 
@@ -85,30 +86,6 @@ class AlgorithmConfig:
 
 
 @dataclass
-class FamilyConfig:
-    name: str = "sine"
-    """Family kind: ``sine``, ``linear``, ``quadratic``, ``harmonic`` (regression) or ``glyphs``,
-    ``omniglot``, ``miniimagenet`` (classification)."""
-    label: str = ""
-    """Name in metrics and tables; empty means ``name`` (set it to mix two variants of one kind)."""
-    weight: float = 1.0
-    """Sampling weight: each task comes from this family with probability weight / sum of weights."""
-    loss_weight: float = 1.0
-    """This family's weight in the meta-gradient when ``tasks.family_weighting: weights``."""
-    ranges: dict[str, list[float]] = field(default_factory=dict)
-    """Regression families: parameter ranges by name, e.g. ``{slope: [-1, 1]}``; unset ones keep their defaults."""
-    root: str = ""
-    """omniglot, miniimagenet: the dataset folder; empty means ``tasks.root``."""
-    ways: int = 0
-    """This family's N (image families); 0 means ``tasks.ways``. Families with different N need
-    ``model.heads: per_family`` (or ProtoNets, which have no head)."""
-    shots: int = 0
-    """This family's K; 0 means ``tasks.shots``."""
-    query: int = 0
-    """This family's query points or images per class; 0 means ``tasks.query``."""
-
-
-@dataclass
 class TasksConfig:
     family: str = "sine"
     """Task family. ``sine``: y = A sin(x - phase), the MAML paper's regression benchmark;
@@ -130,6 +107,9 @@ class TasksConfig:
     """Query points per task (sine), or query images per class (image families)."""
     ways: int = 5
     """N: classes per episode (image families)."""
+    noise: float = 0.0
+    """Regression families: the standard deviation of Gaussian noise on every target (support and
+    query), as MMAML's benchmark (0.3); a family's own ``noise`` overrides it."""
     root: str = ""
     """Dataset folder, in the dataset's own released layout; never downloaded."""
     cache: bool = True

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from distmeta.algorithms import ALGORITHMS, PATHS, algorithm_kind
 from distmeta.algorithms.adapted import serves
-from distmeta.config.environments import image_settings, refuse_set, validate_environments
+from distmeta.config.checks import choice as _choice
+from distmeta.config.checks import fail as _fail
+from distmeta.config.checks import refuse_set
+from distmeta.config.environments import image_settings, validate_environments
+from distmeta.config.mixture import validate_mixture
 from distmeta.config.schema import DistMetaConfig
-from distmeta.errors import ConfigError
 from distmeta.learner.settings import LEARNER_DEVICES, LR_SCHEDULES, ON_NONFINITE, STALENESS
-from distmeta.models import HEADS, MODELS, NORMS, model_kind
-from distmeta.shard.aggregate import WEIGHTINGS
+from distmeta.models import MODELS, NORMS, model_kind
 from distmeta.shard.allreduce_group import REPLICA_CALLS
 from distmeta.shard.collective import BACKENDS
 from distmeta.shard.group import AGGREGATIONS
@@ -28,16 +30,6 @@ from distmeta.tasks import FAMILIES, family_kind
 from distmeta.tasks.sharding import SHARD_BY
 
 BATCHING = ("auto", *PATHS)
-
-
-def _fail(key: str, problem: str) -> None:
-    raise ConfigError(f"config key '{key}': {problem}")
-
-
-def _choice(key: str, value, choices: Iterable) -> None:
-    choices = [str(c) for c in choices]
-    if str(value) not in choices:
-        _fail(key, f"'{value}' is not one of {', '.join(choices)}")
 
 
 MAX_LR = {"algorithm.inner_lr": 10.0, "algorithm.meta_lr": 1.0}
@@ -78,6 +70,8 @@ def validate(cfg: DistMetaConfig) -> None:
     for key, rng in [("tasks.amplitude", t.amplitude), ("tasks.phase", t.phase), ("tasks.x_range", t.x_range)]:
         if len(rng) != 2 or not rng[0] <= rng[1]:
             _fail(key, f"must be [low, high] with low <= high, got {rng}")
+    if not t.noise >= 0:
+        _fail("tasks.noise", f"the targets' noise standard deviation must be 0 or more, got {t.noise}")
     if not cfg.model.hidden or any(w <= 0 for w in cfg.model.hidden):
         _fail("model.hidden", f"must list positive layer widths, got {cfg.model.hidden}")
     _validate_widths(cfg.model.name, cfg.model.widths)
@@ -197,72 +191,11 @@ def _signs(cfg: DistMetaConfig) -> None:
             _fail(key, f"must be zero or positive, got {value}")
 
 
-def _kinds_with_loss(loss: str) -> str:
-    return ", ".join(name for name, kind in FAMILIES.items() if kind.loss == loss)
-
-
-def _validate_mixture(cfg: DistMetaConfig) -> None:
-    t, heads = cfg.tasks, cfg.model.heads
-    _choice("tasks.family_weighting", t.family_weighting, WEIGHTINGS)
-    _choice("model.heads", heads, HEADS)
-    if not t.families:
-        if t.shard_by == "family":
-            _fail("tasks.shard_by", "'family' gives each shard whole families of a mixture: list them in tasks.families")
-        if heads == "per_family":
-            _fail("model.heads", "'per_family' gives each family of a mixture its own head: list them in tasks.families")
-        return
-    algo = algorithm_kind(cfg.algorithm.name).cls
-    if heads == "per_family" and not algo.uses_head:
-        _fail(
-            "model.heads",
-            f"{cfg.algorithm.name} has no head (it classifies by distances to prototypes, any N per family): use shared",
-        )
-    for i, f in enumerate(t.families):
-        _validate_family(cfg, i, f)
-    labels = [f.label or f.name for f in t.families]
-    if len(set(labels)) != len(labels):
-        _fail("tasks.families", f"each family needs its own label (set label to mix two of one kind), got {labels}")
-    ways = {label: f.ways or t.ways for label, f in zip(labels, t.families)}
-    if family_kind(t.families[0].name).images and len(set(ways.values())) > 1 and heads == "shared" and algo.uses_head:
-        listed = ", ".join(f"{label} {n}" for label, n in ways.items())
-        _fail(
-            "model.heads",
-            f"the families have different ways ({listed}): one shared head cannot classify them all; set model.heads=per_family",
-        )
-
-
-def _validate_family(cfg: DistMetaConfig, i: int, f) -> None:
-    t, key = cfg.tasks, f"tasks.families[{i}]"
-    _choice(f"{key}.name", f.name, FAMILIES)
-    kind, first = family_kind(f.name), family_kind(t.families[0].name)
-    if kind.loss != first.loss:
-        _fail(
-            f"{key}.name",
-            f"'{f.name}': a mixture is all regression ({_kinds_with_loss('mse')}), all image "
-            f"({_kinds_with_loss('cross_entropy')}) or all environment families ({_kinds_with_loss('return')})",
-        )
-    if not f.weight > 0 or not f.loss_weight > 0:
-        _fail(f"{key}", f"weight and loss_weight must be positive, got {f.weight} and {f.loss_weight}")
-    if kind.needs_root and not (f.root or t.root):
-        _fail(f"{key}.root", f"{f.name} reads a local copy of the dataset: set its root (or tasks.root)")
-    if f.ranges and not kind.params:
-        _fail(f"{key}.ranges", f"ranges are for regression families, not {f.name}")
-    for field_name in ("ways", "shots", "query"):
-        if getattr(f, field_name) < 0:
-            _fail(f"{key}.{field_name}", f"must be zero (tasks.{field_name}) or positive, got {getattr(f, field_name)}")
-    if f.ways and not kind.images:
-        _fail(f"{key}.ways", f"ways are for image families, not {f.name}")
-    if f.ways == 1:
-        _fail(f"{key}.ways", "an episode needs at least 2 classes, got 1")
-    if cfg.model.heads == "per_family" and "." in (f.label or f.name):
-        _fail(f"{key}.label", f"'{f.label}': a head is named after its family's label, which cannot contain '.'")
-
-
 def _validate_tasks(cfg: DistMetaConfig) -> None:
     """The family decides what the rest must be: image families classify, regression families regress."""
     t, a, m = cfg.tasks, cfg.algorithm, cfg.model
     _choice("tasks.shard_by", t.shard_by, SHARD_BY)
-    _validate_mixture(cfg)
+    validate_mixture(cfg)
     if validate_environments(cfg):
         return
     kinds = [family_kind(f.name) for f in t.families] or [family_kind(t.family)]
@@ -287,6 +220,7 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
         _fail("tasks.rotations", "rotated photos are not new classes; rotations are for character families")
     if t.ways < 2:
         _fail("tasks.ways", f"an episode needs at least 2 classes, got {t.ways}")
+    refuse_set([("tasks.noise", t.noise, 0.0)], "image families: it is the noise of regression targets")
     if 0 < t.image_size < MIN_IMAGE_SIZE:
         _fail(
             "tasks.image_size",

@@ -33,15 +33,16 @@ def requests(cfg: DistMetaConfig) -> tuple[FamilyRequest, ...]:
     for f, kind in zip(listed, kinds):
         if f is None:  # the single family: the sine's ranges are tasks.amplitude / tasks.phase
             ranges = (("amplitude", tuple(t.amplitude)), ("phase", tuple(t.phase))) if kind.name == "sine" else ()
-            label, root, ways, shots, query = kind.name, t.root, t.ways, t.shots, t.query
+            label, root, ways, shots, query, noise = kind.name, t.root, t.ways, t.shots, t.query, t.noise
         else:
             ranges = tuple((k, tuple(v)) for k, v in f.ranges.items())
-            label, root, ways, shots, query = (
+            label, root, ways, shots, query, noise = (
                 f.label or f.name,
                 f.root or t.root,
                 f.ways or t.ways,
                 f.shots or t.shots,
                 f.query or t.query,
+                t.noise if f.noise is None else f.noise,
             )
         rotations = kind.rotations if t.rotations is None else bool(t.rotations)
         out.append(
@@ -53,6 +54,7 @@ def requests(cfg: DistMetaConfig) -> tuple[FamilyRequest, ...]:
                 ways,
                 ranges,
                 tuple(t.x_range),
+                float(noise),
                 root,
                 rotations,
                 size,

@@ -3,7 +3,10 @@
 ``sine`` is the benchmark of Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of
 Deep Networks" (ICML 2017), section 5.1: y = A sin(x - phase), A ~ U[0.1, 5], phase ~ U[0, pi],
 x ~ U[-5, 5]. ``linear``, ``quadratic`` and ``harmonic`` (a sum of two sines) share its input
-range and sampling, so one MLP can meta-learn them jointly.
+range and sampling, so one MLP can meta-learn them jointly. ``parabola`` (s alpha (x - c)^2 + b,
+s = +-1), ``tanh`` (a tanh(x - c) + b) and ``l1`` (a |x - c| + b) are the further modes of Vuorio et
+al., "Multimodal Model-Agnostic Meta-Learning via Task-Aware Modulation" (NeurIPS 2019), whose
+benchmark also adds Gaussian noise to the targets (``noise``, its standard deviation).
 """
 
 from __future__ import annotations
@@ -49,6 +52,19 @@ KINDS: dict[str, FunctionKind] = {
         ),
         lambda p, x: _p(p, 0) * torch.sin(_p(p, 1) * x + _p(p, 2)) + _p(p, 3) * torch.sin(_p(p, 4) * x + _p(p, 5)),
     ),
+    # the sign is drawn uniform in its range and only its sign kept: +-1 with equal odds for [-1, 1]
+    "parabola": FunctionKind(
+        (("sign", (-1.0, 1.0)), ("alpha", (0.02, 0.15)), ("center", (-3.0, 3.0)), ("offset", (-3.0, 3.0))),
+        lambda p, x: torch.sign(_p(p, 0)) * _p(p, 1) * (x - _p(p, 2)) ** 2 + _p(p, 3),
+    ),
+    "tanh": FunctionKind(
+        (("scale", (-3.0, 3.0)), ("center", (-3.0, 3.0)), ("offset", (-3.0, 3.0))),
+        lambda p, x: _p(p, 0) * torch.tanh(x - _p(p, 1)) + _p(p, 2),
+    ),
+    "l1": FunctionKind(
+        (("scale", (-3.0, 3.0)), ("center", (-3.0, 3.0)), ("offset", (-3.0, 3.0))),
+        lambda p, x: _p(p, 0) * torch.abs(x - _p(p, 1)) + _p(p, 2),
+    ),
 }
 
 
@@ -66,6 +82,8 @@ class FunctionFamily:
     ranges: tuple[tuple[str, Range], ...] = ()
     x_range: Range = (-5.0, 5.0)
     name: str = ""
+    noise: float = 0.0
+    """Standard deviation of Gaussian noise added to every target, support and query alike."""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -76,6 +94,8 @@ class FunctionFamily:
                 raise ValueError(f"{self.kind} has no parameter '{key}'; its parameters: {', '.join(known)}")
             if not low <= high:
                 raise ValueError(f"{self.kind} range of '{key}' must be [low, high] with low <= high, got [{low}, {high}]")
+        if not self.noise >= 0:
+            raise ValueError(f"{self.kind}: target noise is a standard deviation, 0 or more; got {self.noise}")
         if not self.name:
             object.__setattr__(self, "name", self.kind)
 
@@ -110,9 +130,9 @@ class FunctionFamily:
     ) -> TaskBatch:
         """Tasks ``indices`` of meta-step ``step``, stacked: support [T, K, 1], query [T, Q, 1].
 
-        Each task draws its own uniforms (parameters first, then the K + Q inputs) from a
-        generator seeded by its key, so the same task comes out whichever subset of ``indices``
-        it is sampled with.
+        Each task draws its own uniforms (parameters first, then the K + Q inputs, then with
+        ``noise`` its K + Q normal draws) from a generator seeded by its key, so the same task comes
+        out whichever subset of ``indices`` it is sampled with.
         """
         k = self.shots if shots is None else shots
         q = self.query if query is None else query
@@ -120,12 +140,15 @@ class FunctionFamily:
         n = len(ranges)
         g = torch.Generator()
         u = torch.empty(len(indices), n + k + q, dtype=torch.float64)
+        eps = torch.zeros(len(indices), k + q, dtype=torch.float64)
         for row, index in enumerate(indices):
             task_generator(seed, stream, step, int(index), g)
             torch.rand(n + k + q, generator=g, dtype=torch.float64, out=u[row])
+            if self.noise:
+                torch.randn(k + q, generator=g, dtype=torch.float64, out=eps[row])
         params = torch.stack([_scale(u[:, i], r) for i, r in enumerate(ranges)], 1)
         x = _scale(u[:, n:], self.x_range)
-        y = KINDS[self.kind].f(params, x)
+        y = KINDS[self.kind].f(params, x) + self.noise * eps
         x, y = x.to(dtype).unsqueeze(-1), y.to(dtype).unsqueeze(-1)
         return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:])
 

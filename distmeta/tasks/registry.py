@@ -32,6 +32,8 @@ class FamilyRequest:
     ways: int = 5
     ranges: tuple[tuple[str, tuple[float, float]], ...] = ()
     x_range: tuple[float, float] = (-5.0, 5.0)
+    noise: float = 0.0
+    """Regression: the standard deviation of the targets' Gaussian noise."""
     root: str = ""
     rotations: bool = False
     """Rotated copies as extra classes, for the training split."""
@@ -95,7 +97,7 @@ def family_kind(name: str) -> FamilyKind:
 
 
 def _function_family(r: FamilyRequest, split: str) -> TaskFamily:
-    return FunctionFamily(r.kind, shots=r.shots, query=r.query, ranges=r.ranges, x_range=r.x_range, name=r.label)
+    return FunctionFamily(r.kind, r.shots, r.query, r.ranges, r.x_range, name=r.label, noise=r.noise)
 
 
 def _episodes(r: FamilyRequest, split: str) -> TaskFamily:

@@ -119,7 +119,7 @@ def test_yaml_round_trip_and_flat_params():
         (["tasks.family=navigation2d", "algorithm.name=maml_rl"], "needs a policy network: use model.name=gaussian_mlp, not mlp"),
         (
             ["tasks.families=[{name: navigation2d}, {name: sine}]", "algorithm.name=maml_rl", "model.name=gaussian_mlp"],
-            "'sine': a mixture is all regression (sine, linear, quadratic, harmonic), all image",
+            "'sine': a mixture is all regression (sine, linear, quadratic, harmonic, parabola, tanh, l1), all image",
         ),
         (
             ["tasks.family=navigation2d", "algorithm.name=maml_rl", "model.name=gaussian_mlp", "tasks.x_range=[0,1]"],
@@ -159,6 +159,16 @@ def test_yaml_round_trip_and_flat_params():
             ],
             "'cluster.aggregation': promp_rl takes several updates per meta-step on the learner",
         ),  # fmt: skip
+        (["tasks.noise=-0.1"], "'tasks.noise': the targets' noise standard deviation must be 0 or more, got -0.1"),
+        (["tasks.family=glyphs", "model.name=conv4", "tasks.noise=0.3"], "'tasks.noise': does not apply to image families"),
+        (
+            ["tasks.families=[{name: glyphs, noise: 0.3}]", "tasks.family=glyphs", "model.name=conv4"],
+            "'tasks.families[0].noise': the targets' noise standard deviation is for regression families, not glyphs",
+        ),
+        (
+            ["tasks.families=[{name: tanh, noise: -1}]"],
+            "'tasks.families[0].noise': the targets' noise standard deviation must be",
+        ),
         (["cluster.dashboard=true", "cluster.num_shards=0"], "'cluster.dashboard': starts the dashboard of an in-process Ray"),
         (["cluster.dashboard=true", "cluster.address=auto"], "a cluster's dashboard is the cluster's own"),
         (
@@ -202,3 +212,12 @@ def test_resnet12_defaults_follow_the_algorithm(overrides, norm, rate):
     assert (spec.norm, spec.dropblock) == (norm, rate)
     conv = Recipe.from_config(load(None, ["tasks.family=glyphs", "model.name=conv4", "algorithm.name=protonet"]))
     assert conv.model_spec.dropblock == 0.0
+
+
+def test_target_noise_reaches_each_family_from_tasks_or_its_own_entry():
+    from distmeta.recipe import Recipe
+
+    families = "tasks.families=[{name: sine}, {name: parabola, label: quadratic}, {name: tanh, noise: 0.1}, {name: l1, noise: 0}]"
+    recipe = Recipe.from_config(load(None, [families, "tasks.noise=0.3"]))
+    assert {f.name: f.noise for f in recipe.families()} == {"sine": 0.3, "quadratic": 0.3, "tanh": 0.1, "l1": 0.0}
+    assert Recipe.from_config(load(None, ["tasks.family=tanh", "tasks.noise=0.3"])).families()[0].noise == 0.3

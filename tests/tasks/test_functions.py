@@ -70,6 +70,9 @@ def _draws(seed, stream, step, index, n):
         ("linear", lambda p, x: p[0] * x + p[1]),
         ("quadratic", lambda p, x: p[0] * x * x + p[1] * x + p[2]),
         ("harmonic", lambda p, x: p[0] * torch.sin(p[1] * x + p[2]) + p[3] * torch.sin(p[4] * x + p[5])),
+        ("parabola", lambda p, x: (1.0 if p[0] > 0 else -1.0) * p[1] * (x - p[2]) ** 2 + p[3]),
+        ("tanh", lambda p, x: p[0] * torch.tanh(x - p[1]) + p[2]),
+        ("l1", lambda p, x: p[0] * (x - p[1]).abs() + p[2]),
     ],
 )
 def test_each_kind_is_its_formula_with_parameters_in_their_ranges(kind, formula):
@@ -96,3 +99,22 @@ def test_ranges_override_by_name_and_bad_ones_are_named():
         FunctionFamily("linear", ranges=(("amplitude", (0.0, 1.0)),))
     with pytest.raises(ValueError, match="unknown function family 'cubic'"):
         FunctionFamily("cubic")
+
+
+def test_target_noise_is_gaussian_of_the_given_spread_drawn_after_the_task_and_its_inputs():
+    """MMAML's benchmark: N(0, 0.3^2) on every target. The task (its parameters and inputs) is the
+    noiseless one's; the residuals are the task's own normal draws, taken after its uniforms."""
+    clean, noisy = FunctionFamily("tanh", shots=5, query=5), FunctionFamily("tanh", shots=5, query=5, noise=0.3)
+    a, b = clean.sample(1, TRAIN, 2, range(400)), noisy.sample(1, TRAIN, 2, range(400))
+    torch.testing.assert_close(a.support_x, b.support_x)
+    residual = torch.cat([b.support_y - a.support_y, b.query_y - a.query_y], 1).flatten()
+    assert abs(residual.mean()) < 0.03 and abs(residual.std() - 0.3) < 0.02
+    g = torch.Generator().manual_seed(task_seed(1, TRAIN, 2, 7))
+    torch.rand(3 + 10, generator=g, dtype=torch.float64)
+    eps = torch.randn(10, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(torch.cat([b.support_y[7, :, 0] - a.support_y[7, :, 0], b.query_y[7, :, 0] - a.query_y[7, :, 0]]),
+                               (0.3 * eps).float(), atol=1e-5, rtol=0)  # fmt: skip
+    again = noisy.sample(1, TRAIN, 2, [7])
+    torch.testing.assert_close(again.query_y[0], b.query_y[7])
+    with pytest.raises(ValueError, match="noise is a standard deviation"):
+        FunctionFamily("tanh", noise=-0.1)
