@@ -5,6 +5,7 @@ from __future__ import annotations
 from distmeta.algorithms.anil import ANIL
 from distmeta.algorithms.base import Algorithm, Mode, Options, Params, forward
 from distmeta.algorithms.batching import PATHS, MetaGradient, meta_grad, meta_grad_loop
+from distmeta.algorithms.cavia import CAVIA
 from distmeta.algorithms.gradient import MAML, GradientAdaptation, InnerLoop
 from distmeta.algorithms.losses import LOSSES, Loss, accuracy, cross_entropy, mse
 from distmeta.algorithms.metasgd import MetaSGD, MetaSGDModel
@@ -19,13 +20,14 @@ register("reptile", Reptile)
 register("anil", ANIL)
 register("metasgd", MetaSGD)
 register("protonet", ProtoNet)
+register("cavia", CAVIA)
 register("maml_rl", PolicyMAML, section="rl")
 register("fomaml_rl", PolicyMAML, section="rl", first_order=True)
 register("promp_rl", PolicyProMP, section="rl")
 register("pretrain_rl", PolicyMAML, section="rl", steps=0)  # the MAML paper's baseline: joint training, fine-tuned at test
 
 __all__ = [
-    "ALGORITHMS", "ANIL", "Algorithm", "AlgorithmKind", "GradientAdaptation", "InnerLoop", "LOSSES", "Loss", "MAML",
+    "ALGORITHMS", "ANIL", "Algorithm", "CAVIA", "AlgorithmKind", "GradientAdaptation", "InnerLoop", "LOSSES", "Loss", "MAML",
     "MetaGradient", "MetaSGD", "MetaSGDModel", "Mode", "Options", "PATHS", "Params", "PolicyMAML", "PolicyProMP", "ProtoNet", "Reptile", "accuracy",
     "algorithm_kind", "build", "cross_entropy", "forward", "meta_grad", "meta_grad_loop", "mse", "register",
 ]  # fmt: skip

@@ -99,6 +99,9 @@ class Algorithm:
     collects: ClassVar[bool] = False
     """True for meta-RL algorithms: their tasks are environments, and :meth:`prepare` collects the
     trajectories the meta-gradient is computed from (they train on environment families only)."""
+    modulates: ClassVar[bool] = False
+    """True for task-aware modulation (CAVIA, MMAML): it wraps the network with a modulation that
+    needs to know its layers (:attr:`distmeta.models.ModelKind.modulated`)."""
     proximal: ClassVar[bool] = False
     """True for ProMP: several outer epochs per meta-step (:attr:`outer_epochs`) over data the
     shards keep between them."""

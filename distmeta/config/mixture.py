@@ -6,7 +6,7 @@ from __future__ import annotations
 from distmeta.algorithms import algorithm_kind
 from distmeta.config.checks import choice, fail
 from distmeta.config.schema import DistMetaConfig
-from distmeta.models import HEADS
+from distmeta.models import HEADS, SHARES, model_kind
 from distmeta.shard.aggregate import WEIGHTINGS
 from distmeta.tasks import FAMILIES, family_kind
 
@@ -16,16 +16,21 @@ def _kinds_with_loss(loss: str) -> str:
 
 
 def validate_mixture(cfg: DistMetaConfig) -> None:
-    t, heads = cfg.tasks, cfg.model.heads
+    t, heads, share = cfg.tasks, cfg.model.heads, cfg.model.share
     choice("tasks.family_weighting", t.family_weighting, WEIGHTINGS)
     choice("model.heads", heads, HEADS)
+    choice("model.share", share, SHARES)
     if not t.families:
         if t.shard_by == "family":
             fail("tasks.shard_by", "'family' gives each shard whole families of a mixture: list them in tasks.families")
         if heads == "per_family":
             fail("model.heads", "'per_family' gives each family of a mixture its own head: list them in tasks.families")
+        if share == "none":
+            fail("model.share", "'none' gives each family of a mixture its own network: list them in tasks.families")
         return
     algo = algorithm_kind(cfg.algorithm.name).cls
+    if share == "none":
+        _validate_separate(cfg, algo)
     if heads == "per_family" and not algo.uses_head:
         fail(
             "model.heads",
@@ -37,7 +42,8 @@ def validate_mixture(cfg: DistMetaConfig) -> None:
     if len(set(labels)) != len(labels):
         fail("tasks.families", f"each family needs its own label (set label to mix two of one kind), got {labels}")
     ways = {label: f.ways or t.ways for label, f in zip(labels, t.families)}
-    if family_kind(t.families[0].name).images and len(set(ways.values())) > 1 and heads == "shared" and algo.uses_head:
+    one_head = heads == "shared" and share == "all" and algo.uses_head
+    if family_kind(t.families[0].name).images and len(set(ways.values())) > 1 and one_head:
         listed = ", ".join(f"{label} {n}" for label, n in ways.items())
         fail(
             "model.heads",
@@ -71,5 +77,15 @@ def _validate_family(cfg: DistMetaConfig, i: int, f) -> None:
         fail(f"{key}.ways", f"ways are for image families, not {f.name}")
     if f.ways == 1:
         fail(f"{key}.ways", "an episode needs at least 2 classes, got 1")
-    if cfg.model.heads == "per_family" and "." in (f.label or f.name):
-        fail(f"{key}.label", f"'{f.label}': a head is named after its family's label, which cannot contain '.'")
+    if (cfg.model.heads == "per_family" or cfg.model.share == "none") and "." in (f.label or f.name):
+        fail(f"{key}.label", f"'{f.label}': a head or network is named after its family's label, which cannot contain '.'")
+
+
+def _validate_separate(cfg: DistMetaConfig, algo) -> None:
+    """``model.share: none``: a whole network per family, whose views are the networks."""
+    m = cfg.model
+    if m.heads == "per_family":
+        fail("model.heads", "with model.share=none each family's network has a head of its own already: use shared")
+    running = m.norm == "running" or (m.norm == "auto" and not algo.adapts)
+    if running and model_kind(m.name).normalised:
+        fail("model.share", f"'none' with running-statistics norms (model.norm={m.norm} with {cfg.algorithm.name}) is not supported: use model.norm=batch")  # fmt: skip

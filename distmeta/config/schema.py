@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from distmeta.config.family import FamilyConfig
-from distmeta.config.sections import ReptileConfig, RLConfig
+from distmeta.config.sections import CaviaConfig, ReptileConfig, RLConfig
 
 
 @dataclass
@@ -46,7 +46,8 @@ class TrainerConfig:
 class AlgorithmConfig:
     name: str = "maml"
     """``maml`` (second order), ``fomaml`` (first order), ``reptile``, ``anil`` (inner loop on the
-    head only), ``metasgd`` (learned per-weight inner LRs) or ``protonet`` (no inner loop); for
+    head only), ``metasgd`` (learned per-weight inner LRs), ``protonet`` (no inner loop) or
+    ``cavia`` (only a few context parameters adapt, mlp and conv4); for
     environment families ``maml_rl`` (DiCE policy-gradient inner step, second order), ``fomaml_rl``,
     ``promp_rl`` (ProMP: a clipped, KL-penalised outer objective taken for several epochs per
     meta-step) or ``pretrain_rl`` (one policy trained on every task, fine-tuned with the inner step at test)."""
@@ -70,6 +71,8 @@ class AlgorithmConfig:
     chunks bound peak memory to one chunk's activations; the summed gradient is the same."""
     reptile: ReptileConfig = field(default_factory=ReptileConfig)
     """Reptile-only settings."""
+    cavia: CaviaConfig = field(default_factory=CaviaConfig)
+    """CAVIA's settings."""
     rl: RLConfig = field(default_factory=RLConfig)
     """Settings of the meta-RL algorithms (``maml_rl``, ``fomaml_rl``, ``promp_rl``, ``pretrain_rl``)."""
     meta_lr: float = 0.001
@@ -175,6 +178,9 @@ class ModelConfig:
     heads: str = "shared"
     """``shared``: one head for every family of a mixture; ``per_family``: one shared body and a
     linear head per family (its own number of classes), trained only on that family's tasks."""
+    share: str = "all"
+    """``all``: one network for every family of a mixture; ``none``: a whole network per family,
+    each trained only on its family's tasks (Multi-MAML: one model per family, in one run)."""
 
 
 @dataclass

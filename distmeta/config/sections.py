@@ -15,6 +15,13 @@ class ReptileConfig:
 
 
 @dataclass
+class CaviaConfig:
+    contexts: int = 4
+    """How many context parameters each task adapts (reset to zero per task); the paper's
+    regression model uses 4 (at inner_lr 1.0), its mini-ImageNet model 100."""
+
+
+@dataclass
 class RLConfig:
     discount: float = 0.99
     """Discount (gamma) of the returns the policy-gradient surrogates and the value baseline use;

@@ -76,6 +76,11 @@ def validate(cfg: DistMetaConfig) -> None:
         _fail("model.hidden", f"must list positive layer widths, got {cfg.model.hidden}")
     _validate_widths(cfg.model.name, cfg.model.widths)
     _validate_dropblock(cfg.model)
+    if algorithm_kind(a.name).cls.modulates and not model_kind(cfg.model.name).modulated:
+        modulated = ", ".join(n for n, k in MODELS.items() if k.modulated)
+        _fail("model.name", f"{a.name} modulates the network's layers: use model.name={modulated}, not {cfg.model.name}")
+    if a.cavia.contexts < 1:
+        _fail("algorithm.cavia.contexts", f"a task adapts at least 1 context parameter, got {a.cavia.contexts}")
     if any(k <= 0 for k in cfg.evaluation.shots):
         _fail("evaluation.shots", f"must list positive shot counts, got {cfg.evaluation.shots}")
     if not cfg.evaluation.steps or any(s < 0 for s in cfg.evaluation.steps):
@@ -149,8 +154,10 @@ def _choices(cfg: DistMetaConfig) -> None:
               "cluster.gpus_per_shard of 1 or more (one GPU per shard actor)")  # fmt: skip
     if c.dashboard and (c.num_shards < 1 or c.address):
         _fail("cluster.dashboard", "starts the dashboard of an in-process Ray: it needs cluster.num_shards of 1 or more and no cluster.address (a cluster's dashboard is the cluster's own: `ray start --head` runs it)")  # fmt: skip
-    if cfg.tracking.register_model and (cfg.model.heads == "per_family" or not serves(algorithm_kind(a.name).cls)):
-        _fail("tracking.register_model", f"registers the adaptive model, which no run with per-family heads or with {a.name} (no query_outputs) logs")  # fmt: skip
+    if cfg.tracking.register_model and (
+        cfg.model.heads == "per_family" or cfg.model.share == "none" or not serves(algorithm_kind(a.name).cls)
+    ):
+        _fail("tracking.register_model", f"registers the adaptive model, which no run with per-family heads or networks or with {a.name} (no query_outputs) logs")  # fmt: skip
     if c.aggregation == "allreduce" and c.num_shards < 1:
         _fail("cluster.aggregation", "allreduce runs among shard actors: set cluster.num_shards to 1 or more")
     if c.aggregation == "allreduce" and tr.staleness:

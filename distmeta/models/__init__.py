@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from distmeta.models.conv4 import Conv4
-from distmeta.models.heads import MultiHead, family_view, view_names
+from distmeta.models.heads import MultiHead, PerFamily, Separate, family_view, view_names
 from distmeta.models.mlp import MLP
 from distmeta.models.norms import NORMS, BatchStatNorm2d, RunningBatchNorm2d, batch_statistics, running_layers, update_running
 from distmeta.models.policy import LOG_STD, GaussianMLP, gaussian_entropy, gaussian_kl, gaussian_log_prob
-from distmeta.models.registry import HEADS, MODELS, ModelKind, ModelSpec, flatten, model_kind, register, unflatten
+from distmeta.models.registry import HEADS, MODELS, SHARES, ModelKind, ModelSpec, flatten, model_kind, register, unflatten
 from distmeta.models.resnet import RESNET12_WIDTHS, WRN_WIDTHS, ResNet12, WideResNet
 
 
@@ -44,14 +44,14 @@ def _gaussian_mlp(spec: ModelSpec, outputs: int) -> GaussianMLP:
     return GaussianMLP(spec.features, spec.hidden, outputs)
 
 
-register(ModelKind("mlp", _mlp))
-register(ModelKind("conv4", _conv4, images_only=True, normalised=True))
+register(ModelKind("mlp", _mlp, modulated=True))
+register(ModelKind("conv4", _conv4, images_only=True, normalised=True, modulated=True))
 register(ModelKind("resnet12", _resnet12, images_only=True, widths=RESNET12_WIDTHS, normalised=True, drops=True))
 register(ModelKind("wrn28_10", _wrn28_10, images_only=True, widths=WRN_WIDTHS, normalised=True))
 register(ModelKind("gaussian_mlp", _gaussian_mlp, policy=True))
 
 __all__ = [
-    "HEADS", "MODELS", "BatchStatNorm2d", "Conv4", "MLP", "ModelKind", "ModelSpec", "MultiHead", "family_view", "flatten",
+    "HEADS", "MODELS", "SHARES", "PerFamily", "Separate", "BatchStatNorm2d", "Conv4", "MLP", "ModelKind", "ModelSpec", "MultiHead", "family_view", "flatten",
     "model_kind", "register", "unflatten", "view_names", "ResNet12", "WideResNet", "NORMS", "RunningBatchNorm2d",
     "batch_statistics", "running_layers", "update_running", "LOG_STD", "GaussianMLP", "gaussian_entropy", "gaussian_kl",
     "gaussian_log_prob",

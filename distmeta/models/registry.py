@@ -14,11 +14,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from distmeta.models.heads import MultiHead
+from distmeta.models.heads import MultiHead, Separate
 from distmeta.registry import Registry
 
 HEADS = ("shared", "per_family")
 """``model.heads``: one head for every family of a mixture, or one per family."""
+SHARES = ("all", "none")
+"""``model.share``: one network for every family of a mixture (with ``model.heads``' choice of
+heads), or a whole network per family."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ModelKind:
     """Takes ``model.dropblock`` (DropBlock in its last blocks: resnet12)."""
     policy: bool = False
     """A stochastic policy over observations (meta-RL families); the others map inputs to outputs."""
+    modulated: bool = False
+    """Task-aware modulation (CAVIA's context, MMAML's FiLM) knows where to enter its layers."""
 
 
 MODELS: Registry[ModelKind] = Registry("model")
@@ -70,7 +75,9 @@ class ModelSpec:
     dropblock_size: int = 0
     """DropBlock's square side (0: the backbone's default)."""
     heads: tuple[tuple[str, int], ...] = ()
-    """Per-family heads ``(label, outputs)`` on one shared body (:class:`MultiHead`); empty: one head of ``outputs``."""
+    """Per-family outputs ``(label, outputs)``: heads on one shared body (:class:`MultiHead`), or
+    with ``share="none"`` whole networks (:class:`Separate`); empty: one network of ``outputs``."""
+    share: str = "all"
 
     @property
     def features(self) -> int:
@@ -81,6 +88,8 @@ class ModelSpec:
         kind = model_kind(self.name)
         if not self.heads:
             return kind.build(self, self.outputs)
+        if self.share == "none":
+            return Separate({label: kind.build(self, n) for label, n in self.heads})
         net = kind.build(self, self.heads[0][1])
         features = net.head.in_features
         return MultiHead(net, {label: nn.Linear(features, n) for label, n in self.heads})

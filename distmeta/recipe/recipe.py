@@ -92,10 +92,10 @@ class Recipe:
     def served(self) -> Served | None:
         """The adaptive model's parts (:mod:`distmeta.tracking.adaptive`), its input example one task
         of the first family's test split at its smallest K; None where it cannot be built: an
-        algorithm without ``query_outputs``, or per-family heads (which head would serve?)."""
+        algorithm without ``query_outputs``, or per-family heads or networks (which would serve?)."""
         from distmeta.tracking.adaptive import Served
 
-        if not serves(type(self.algorithm)) or self.cfg.model.heads == "per_family":
+        if not serves(type(self.algorithm)) or self.cfg.model.heads == "per_family" or self.cfg.model.share == "none":
             return None
         family = self.test_families[0]
         plan = self.evaluation_plan(family.name)
@@ -147,12 +147,13 @@ class Recipe:
             shape, outputs = (kind.observations,), [kind.actions] * len(rs)
         else:
             shape, outputs = (1,), [1] * len(rs)
-        heads = tuple((r.label, n) for r, n in zip(rs, outputs)) if m.heads == "per_family" else ()
-        for label, _ in heads:  # heads are named after the labels, in an nn.ModuleDict
+        per_family = m.heads == "per_family" or m.share == "none"
+        heads = tuple((r.label, n) for r, n in zip(rs, outputs)) if per_family else ()
+        for label, _ in heads:  # heads and networks are named after the labels, in an nn.ModuleDict
             if hasattr(nn.ModuleDict, label):
                 raise UserError(
                     f"tasks.families label '{label}' is a name torch's nn.ModuleDict uses itself; with "
-                    "model.heads=per_family choose another label"
+                    "per-family heads or networks choose another label"
                 )
         return ModelSpec(
             m.name,
@@ -162,6 +163,7 @@ class Recipe:
             filters=m.filters,
             widths=tuple(m.widths),
             heads=heads,
+            share=m.share,
             norm=self._norm(),
             dropblock=self._dropblock(),
             dropblock_size=m.dropblock_size,

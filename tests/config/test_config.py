@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,25 @@ def test_yaml_round_trip_and_flat_params():
             ],
             "'cluster.aggregation': promp_rl takes several updates per meta-step on the learner",
         ),  # fmt: skip
+        (
+            ["model.share=none"],
+            "'model.share': 'none' gives each family of a mixture its own network: list them in tasks.families",
+        ),
+        (["model.share=some"], "'model.share': 'some' is not one of all, none"),
+        (
+            ["tasks.families=[{name: sine}, {name: linear}]", "model.share=none", "model.heads=per_family"],
+            "'model.heads': with model.share=none each family's network has a head of its own already: use shared",
+        ),
+        (
+            [
+                "tasks.families=[{name: glyphs}, {name: omniglot, root: /x}]",
+                "tasks.family=glyphs",
+                "model.name=conv4",
+                "algorithm.name=protonet",
+                "model.share=none",
+            ],
+            "'model.share': 'none' with running-statistics norms (model.norm=auto with protonet) is not supported",
+        ),  # fmt: skip
         (["tasks.noise=-0.1"], "'tasks.noise': the targets' noise standard deviation must be 0 or more, got -0.1"),
         (["tasks.family=glyphs", "model.name=conv4", "tasks.noise=0.3"], "'tasks.noise': does not apply to image families"),
         (
@@ -221,3 +241,17 @@ def test_target_noise_reaches_each_family_from_tasks_or_its_own_entry():
     recipe = Recipe.from_config(load(None, [families, "tasks.noise=0.3"]))
     assert {f.name: f.noise for f in recipe.families()} == {"sine": 0.3, "quadratic": 0.3, "tanh": 0.1, "l1": 0.0}
     assert Recipe.from_config(load(None, ["tasks.family=tanh", "tasks.noise=0.3"])).families()[0].noise == 0.3
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["algorithm.name=cavia", "tasks.family=glyphs", "model.name=resnet12"], "'model.name': cavia modulates the network's layers: use model.name=mlp, conv4, not resnet12"),
+        (["algorithm.name=cavia", "algorithm.cavia.contexts=0"], "'algorithm.cavia.contexts': a task adapts at least 1 context parameter, got 0"),
+    ],
+)  # fmt: skip
+def test_modulation_settings_name_the_key(overrides, expected):
+    from distmeta.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load(None, overrides)

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import torch
 
 from tests.integration.helpers import params_of, rel_diff, small_run
 
@@ -120,3 +121,25 @@ def test_running_norms_and_dropblock_are_the_same_on_two_actors_and_in_process(w
         assert rel_diff(embeddings(results[n]), embeddings(results[0])) < 1e-5, f"num_shards={n}: the networks agree"
     saved = torch.load(results[2].last_checkpoint, weights_only=True)["state_dict"]
     assert any(k.endswith("running_var") for k in saved), "the estimates are checkpointed with the weights"
+
+
+def test_separate_networks_train_each_on_its_own_family_on_any_number_of_actors(workdir, ray_runtime):
+    """``model.share=none`` (Multi-MAML in one run): the sine network does not depend on the
+    linear family's tasks (its ranges changed: the same sine network, to the bit), where one
+    shared network does; and by family on 2 actors equals in-process."""
+    separate = [*MIXTURE, "model.share=none", "tasks.family_weighting=uniform"]
+    steeper = "tasks.families=[{name: sine, weight: 2}, {name: linear, ranges: {slope: [2, 3]}}]"
+
+    def net(result, family: str) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for k, p in result.model.named_parameters() if k.startswith(f"nets.{family}.")])
+
+    in_process = small_run(*separate, "cluster.num_shards=0")
+    assert {k.split(".")[1] for k, _ in in_process.model.named_parameters()} == {"sine", "linear"}
+    other_linear = small_run(*separate, steeper, "cluster.num_shards=0")
+    assert torch.equal(net(other_linear, "sine"), net(in_process, "sine"))
+    assert rel_diff(net(other_linear, "linear"), net(in_process, "linear")) > 1e-3
+    shared = [*MIXTURE, "tasks.family_weighting=uniform", "cluster.num_shards=0"]
+    assert rel_diff(params_of(small_run(*shared)), params_of(small_run(*shared, steeper))) > 1e-4  # the check can fail
+
+    by_family = small_run(*separate, "tasks.shard_by=family", "cluster.num_shards=2")
+    assert rel_diff(params_of(by_family), params_of(in_process)) < 1e-5

@@ -66,3 +66,31 @@ def test_a_familys_meta_gradient_is_the_single_head_networks_on_its_own_head(nam
             torch.testing.assert_close(got[n].view_as(ref[v]), ref[v], rtol=1e-5, atol=1e-7)
         other = [n for n in full if n not in names.values()]
         assert other and all(got[n].abs().max() == 0 for n in other), "the other family's head gets no gradient"
+
+
+def test_separate_networks_share_nothing_and_a_view_is_the_familys_own_network():
+    """``model.share=none``: whole networks per family; a family's meta-gradient from a worker
+    is its own network's, zero on every other network."""
+    spec = ModelSpec("mlp", (1, 28, 28), 3, hidden=(16,), heads=(("a", 3), ("b", 5)), share="none")
+    torch.manual_seed(0)
+    separate = spec.build()
+    assert [n for n, _ in separate.named_parameters()] == [
+        f"nets.{f}.{layer}.{t}" for f in "ab" for layer in ("body.0", "head") for t in ("weight", "bias")
+    ]
+    view = family_view(separate, "b")
+    assert view is separate.nets["b"] and view_names(separate, view)["head.weight"] == "nets.b.head.weight"
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(separate(x, family="a"), separate.nets["a"](x))
+    algo = build("maml", loss="cross_entropy", steps=1, lr=0.1)
+    families = (EpisodeFamily("a", ways=3, shots=1, query=2), EpisodeFamily("b", ways=5, shots=1, query=2))
+    worker_spec = WorkerSpec(seed=4, families=families, mixture=Mixture(("a", "b"), (1.0, 1.0)), model=spec, algorithm=algo)
+    images = GlyphSource().load("val")
+    worker = ShardWorker(0, worker_spec, images, images)
+    full = {k: p.detach() for k, p in worker.model.named_parameters()}
+    result = worker.compute(1, flatten(full), 1, list(range(8)))
+    for label in "ab":
+        got = dict(zip(full, torch.split(result.family_grads[label], [p.numel() for p in full.values()])))
+        assert all(got[n].abs().max() > 0 for n in full if n.startswith(f"nets.{label}."))
+        assert all(got[n].abs().max() == 0 for n in full if not n.startswith(f"nets.{label}."))
+    with pytest.raises(KeyError, match="no network part for family 'c'"):
+        separate.view("c")
