@@ -102,6 +102,9 @@ class Algorithm:
     modulates: ClassVar[bool] = False
     """True for task-aware modulation (CAVIA, MMAML): it wraps the network with a modulation that
     needs to know its layers (:attr:`distmeta.models.ModelKind.modulated`)."""
+    one_network: ClassVar[bool] = False
+    """True when it needs a single network (MMAML: its modulation fits one set of layers), not
+    per-family heads or networks."""
     proximal: ClassVar[bool] = False
     """True for ProMP: several outer epochs per meta-step (:attr:`outer_epochs`) over data the
     shards keep between them."""

@@ -55,10 +55,8 @@ class ContextModel(nn.Module):
         self.at, width, scales = _modulated(probe)
         if film is None:
             film = nn.ModuleDict({"shift": nn.Linear(contexts, width, bias=False)})
-            if scales:
+            if scales:  # torch's default init, as the paper's extra input columns and FiLM layer
                 film["scale"] = nn.Linear(contexts, width, bias=False)
-            for layer in film.values():  # small: the context starts as a gentle modulation
-                nn.init.normal_(layer.weight, std=0.01)
         self.film = film
         self.contexts = contexts
 

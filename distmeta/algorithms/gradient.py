@@ -73,6 +73,11 @@ class GradientAdaptation(Algorithm):
     def update(self, fast: Params, slow: Params, grads: Params) -> Params:
         return {k: w - self.inner.lr * grads[k] for k, w in fast.items()}
 
+    def condition(self, model: nn.Module, slow: Params, buffers: Params, support_x, support_y) -> Params:
+        """The slow weights as one task's inner loop and prediction read them, from its support
+        set, before the inner loop (MMAML: the task's modulation); by default ``slow`` itself."""
+        return slow
+
     # -- shared maths -----------------------------------------------------------------------------
     def merge(self, params: Params, fast: Params, slow: Params) -> Params:
         """Fast and slow entries back in ``params``' order (flattening depends on it)."""
@@ -98,6 +103,7 @@ class GradientAdaptation(Algorithm):
     def task_objective(self, model, params, buffers, task, mode: Mode = Mode()) -> tuple[torch.Tensor, Metrics]:
         """Query loss after adaptation; metrics: query and pre-adaptation loss (and accuracy)."""
         fast, slow = self.split(params)
+        slow = self.condition(model, slow, buffers, task.support_x, task.support_y)
         zs, zq = self.embed(model, slow, buffers, task.support_x), self.embed(model, slow, buffers, task.query_x)
         pre = {}
         if mode.diagnostics:
@@ -116,6 +122,9 @@ class GradientAdaptation(Algorithm):
             return super().task_grad(model, params, buffers, task, mode)
         sx, sy, qx, qy = task.support_x, task.support_y, task.query_x, task.query_y
         fast, slow = self.split(params)
+        pull_condition = None
+        if type(self).condition is not GradientAdaptation.condition:  # the conditioned weights' pullback
+            slow, pull_condition = vjp(lambda s: self.condition(model, s, buffers, sx, sy), slow)
         first_order = self.inner.first_order
 
         def step(f: Params, s: Params) -> Params:  # one inner step, support features recomputed
@@ -132,6 +141,8 @@ class GradientAdaptation(Algorithm):
             _, pull = vjp(step, f, slow)
             g_fast, d_slow = pull(g_fast)
             g_slow = {k: g_slow[k] + d_slow[k] for k in g_slow}
+        if pull_condition is not None:
+            (g_slow,) = pull_condition(g_slow)
         pre = {}
         if mode.diagnostics:
             _, pre = self.query_metrics(
@@ -141,6 +152,7 @@ class GradientAdaptation(Algorithm):
 
     def query_outputs(self, model, params, buffers, support_x, support_y, query_x, steps: int) -> torch.Tensor:
         fast, slow = self.split({k: v.detach() for k, v in params.items()})
+        slow = self.condition(model, slow, buffers, support_x, support_y)
         zs, zq = self.embed(model, slow, buffers, support_x), self.embed(model, slow, buffers, query_x)
         fast = self.adapt(model, fast, slow, buffers, zs, support_y, steps, first_order=True)
         return self.predict(model, fast, slow, buffers, zq)
@@ -150,6 +162,7 @@ class GradientAdaptation(Algorithm):
         The query set is scored only at those counts: it is most of the images of an episode."""
         params = {k: v.detach() for k, v in params.items()}
         fast, slow = self.split(params)
+        slow = self.condition(model, slow, buffers, task.support_x, task.support_y)
         zs, zq = self.embed(model, slow, buffers, task.support_x), self.embed(model, slow, buffers, task.query_x)
         sy, qy = task.support_y, task.query_y
         at: dict[int, torch.Tensor] = {}

@@ -29,6 +29,8 @@ def validate_mixture(cfg: DistMetaConfig) -> None:
             fail("model.share", "'none' gives each family of a mixture its own network: list them in tasks.families")
         return
     algo = algorithm_kind(cfg.algorithm.name).cls
+    if algo.one_network and (heads == "per_family" or share == "none"):
+        fail("model.heads" if heads == "per_family" else "model.share", f"{cfg.algorithm.name} modulates one network: use model.heads=shared and model.share=all")  # fmt: skip
     if share == "none":
         _validate_separate(cfg, algo)
     if heads == "per_family" and not algo.uses_head:

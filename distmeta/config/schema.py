@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from distmeta.config.family import FamilyConfig
-from distmeta.config.sections import CaviaConfig, ReptileConfig, RLConfig
+from distmeta.config.sections import CaviaConfig, MMAMLConfig, ReptileConfig, RLConfig
 
 
 @dataclass
@@ -47,7 +47,8 @@ class AlgorithmConfig:
     name: str = "maml"
     """``maml`` (second order), ``fomaml`` (first order), ``reptile``, ``anil`` (inner loop on the
     head only), ``metasgd`` (learned per-weight inner LRs), ``protonet`` (no inner loop) or
-    ``cavia`` (only a few context parameters adapt, mlp and conv4); for
+    ``cavia`` (only a few context parameters adapt) or ``mmaml`` (FiLM modulation from the
+    support set, then MAML's inner loop), both for mlp and conv4; for
     environment families ``maml_rl`` (DiCE policy-gradient inner step, second order), ``fomaml_rl``,
     ``promp_rl`` (ProMP: a clipped, KL-penalised outer objective taken for several epochs per
     meta-step) or ``pretrain_rl`` (one policy trained on every task, fine-tuned with the inner step at test)."""
@@ -73,6 +74,8 @@ class AlgorithmConfig:
     """Reptile-only settings."""
     cavia: CaviaConfig = field(default_factory=CaviaConfig)
     """CAVIA's settings."""
+    mmaml: MMAMLConfig = field(default_factory=MMAMLConfig)
+    """MMAML's settings."""
     rl: RLConfig = field(default_factory=RLConfig)
     """Settings of the meta-RL algorithms (``maml_rl``, ``fomaml_rl``, ``promp_rl``, ``pretrain_rl``)."""
     meta_lr: float = 0.001

@@ -22,6 +22,12 @@ class CaviaConfig:
 
 
 @dataclass
+class MMAMLConfig:
+    hidden: int = 40
+    """The width of the modulation network (the set encoder over support pairs)."""
+
+
+@dataclass
 class RLConfig:
     discount: float = 0.99
     """Discount (gamma) of the returns the policy-gradient surrogates and the value baseline use;

@@ -79,6 +79,8 @@ def validate(cfg: DistMetaConfig) -> None:
     if algorithm_kind(a.name).cls.modulates and not model_kind(cfg.model.name).modulated:
         modulated = ", ".join(n for n, k in MODELS.items() if k.modulated)
         _fail("model.name", f"{a.name} modulates the network's layers: use model.name={modulated}, not {cfg.model.name}")
+    if a.mmaml.hidden < 1:
+        _fail("algorithm.mmaml.hidden", f"the modulation network needs a positive width, got {a.mmaml.hidden}")
     if a.cavia.contexts < 1:
         _fail("algorithm.cavia.contexts", f"a task adapts at least 1 context parameter, got {a.cavia.contexts}")
     if any(k <= 0 for k in cfg.evaluation.shots):

@@ -247,6 +247,8 @@ def test_target_noise_reaches_each_family_from_tasks_or_its_own_entry():
     "overrides, expected",
     [
         (["algorithm.name=cavia", "tasks.family=glyphs", "model.name=resnet12"], "'model.name': cavia modulates the network's layers: use model.name=mlp, conv4, not resnet12"),
+        (["algorithm.name=mmaml", "tasks.families=[{name: sine}, {name: linear}]", "model.share=none"], "'model.share': mmaml modulates one network: use model.heads=shared and model.share=all"),
+        (["algorithm.name=mmaml", "algorithm.mmaml.hidden=0"], "'algorithm.mmaml.hidden': the modulation network needs a positive width, got 0"),
         (["algorithm.name=cavia", "algorithm.cavia.contexts=0"], "'algorithm.cavia.contexts': a task adapts at least 1 context parameter, got 0"),
     ],
 )  # fmt: skip

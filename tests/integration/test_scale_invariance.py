@@ -143,3 +143,13 @@ def test_separate_networks_train_each_on_its_own_family_on_any_number_of_actors(
 
     by_family = small_run(*separate, "tasks.shard_by=family", "cluster.num_shards=2")
     assert rel_diff(params_of(by_family), params_of(in_process)) < 1e-5
+
+
+@pytest.mark.parametrize("algorithm", ["cavia", "mmaml"])
+def test_modulated_algorithms_agree_in_process_and_on_one_and_two_actors(workdir, ray_runtime, algorithm):
+    common = [*MIXTURE, f"algorithm.name={algorithm}", "trainer.max_steps=10", "algorithm.inner_lr=0.1"]
+    in_process = params_of(small_run(*common, "cluster.num_shards=0"))
+    start = params_of(small_run(*common, "cluster.num_shards=0", "trainer.max_steps=1", "algorithm.meta_lr=1e-9"))
+    assert rel_diff(in_process, start) > 1e-3  # ten steps moved the weights
+    for n in (1, 2):
+        assert rel_diff(params_of(small_run(*common, f"cluster.num_shards={n}")), in_process) < 1e-5, f"num_shards={n}"
