@@ -9,6 +9,7 @@ from distmeta.config.schema import DistMetaConfig
 from distmeta.models import HEADS, SHARES, model_kind
 from distmeta.shard.aggregate import WEIGHTINGS
 from distmeta.tasks import FAMILIES, family_kind
+from distmeta.tasks.mixture import SAMPLINGS
 
 
 def _kinds_with_loss(loss: str) -> str:
@@ -18,6 +19,7 @@ def _kinds_with_loss(loss: str) -> str:
 def validate_mixture(cfg: DistMetaConfig) -> None:
     t, heads, share = cfg.tasks, cfg.model.heads, cfg.model.share
     choice("tasks.family_weighting", t.family_weighting, WEIGHTINGS)
+    choice("tasks.family_sampling", t.family_sampling, SAMPLINGS)
     choice("model.heads", heads, HEADS)
     choice("model.share", share, SHARES)
     if not t.families:
@@ -40,6 +42,8 @@ def validate_mixture(cfg: DistMetaConfig) -> None:
         )
     for i, f in enumerate(t.families):
         _validate_family(cfg, i, f)
+        if t.family_sampling == "stratified" and f.weight != 1.0:
+            fail(f"tasks.families[{i}].weight", "tasks.family_sampling=stratified takes every family alike: weights do not apply")
     labels = [f.label or f.name for f in t.families]
     if len(set(labels)) != len(labels):
         fail("tasks.families", f"each family needs its own label (set label to mix two of one kind), got {labels}")

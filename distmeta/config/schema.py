@@ -104,6 +104,9 @@ class TasksConfig:
     key). All regression (sharing ``shots``, ``query``, ``x_range``) or all image families (sharing
     ``ways``, ``shots``, ``query``, resized to one ``image_size`` and channel count); empty means
     the single ``tasks.family``."""
+    family_sampling: str = "weighted"
+    """How a mixture's tasks pick their family: ``weighted`` (drawn by ``weight`` from the task's
+    key) or ``stratified`` (task i from family i mod F: every family alike in every meta-batch)."""
     family_weighting: str = "count"
     """How the learner weighs families in the meta-gradient: ``count`` (every task alike),
     ``uniform`` (every family present in the meta-batch alike) or ``weights`` (by ``loss_weight``)."""

@@ -43,7 +43,7 @@ def applicable(cfg: DistMetaConfig, kinds: tuple[FamilyKind, ...], adapts: bool)
         ("tasks.class_split",): not any(k.class_split for k in kinds),
         ("tasks.class_partitions",): t.shard_by != "classes",
         ("tasks.family",): mixture,
-        ("tasks.families", "tasks.family_weighting", "model.heads", "model.share"): not mixture,
+        ("tasks.families", "tasks.family_weighting", "tasks.family_sampling", "model.heads", "model.share"): not mixture,
         ("algorithm.inner_lr", "algorithm.inner_steps", "algorithm.first_order", "algorithm.checkpoint_inner"): not adapts,
         ("algorithm.min_lr_ratio",): a.lr_schedule == "constant",
         ("cluster.collective", "cluster.replica_calls"): c.aggregation != "allreduce",

@@ -60,7 +60,8 @@ class Recipe:
         self.requests: tuple[FamilyRequest, ...] = fam.requests(cfg)
         self.loss = family_kind(self.requests[0].kind).loss
         self.images = family_kind(self.requests[0].kind).images
-        self.mixture = Mixture(tuple(r.label for r in self.requests), tuple(self._weights()))
+        stratified = self.cfg.tasks.family_sampling == "stratified"
+        self.mixture = Mixture(tuple(r.label for r in self.requests), tuple(self._weights()), stratified)
         self.algorithm: Algorithm = self._algorithm()
         self.model_spec: ModelSpec = self._model_spec()
         self.shard_device = "cuda" if cfg.cluster.gpus_per_shard > 0 else "cpu"

@@ -21,12 +21,19 @@ PARTITION_STREAM_OFFSET = 2000
 """The class-partition draw (``shard_by: classes``) uses stream ``stream + 2000``."""
 
 
+SAMPLINGS = ("weighted", "stratified")
+"""``tasks.family_sampling``: each task's family drawn by weight, or task ``i`` from family
+``i mod F`` (every family alike in every meta-batch, as MMAML's benchmark)."""
+
+
 @dataclass(frozen=True)
 class Mixture:
-    """Family names (the labels metrics use) with sampling weights (any positive numbers)."""
+    """Family names (the labels metrics use) with sampling weights (any positive numbers);
+    ``stratified``: the families in turn by task index, weights unused."""
 
     names: tuple[str, ...]
     weights: tuple[float, ...]
+    stratified: bool = False
 
     def __post_init__(self):
         if not self.names or len(self.names) != len(self.weights):
@@ -41,6 +48,8 @@ class Mixture:
         """Index into ``names`` of the family task ``index`` of ``step`` is drawn from."""
         if len(self.names) == 1:
             return 0
+        if self.stratified:
+            return index % len(self.names)
         u = task_seed(seed, stream + FAMILY_STREAM_OFFSET, step, index) / 2**63  # uniform in [0, 1)
         cumulative = self._cumulative  # type: ignore[attr-defined]
         return min(bisect.bisect_right(cumulative, u * cumulative[-1]), len(self.names) - 1)

@@ -34,8 +34,8 @@ def explicit_tau(p: dict, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
 
 
 def explicit_forward(w: list, tau: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The MLP with FiLM after each hidden Linear: (1 + gamma) (W h + b) + beta, then ReLU."""
-    g1, b1, g2, b2 = tau[:8], tau[8:16], tau[16:24], tau[24:32]
+    """The MLP with FiLM after each hidden Linear: (1 + tanh gamma) (W h + b) + beta, then ReLU."""
+    g1, b1, g2, b2 = torch.tanh(tau[:8]), tau[8:16], torch.tanh(tau[16:24]), tau[24:32]
     h = torch.relu((1 + g1) * (x @ w[0].T + w[1]) + b1)
     h = torch.relu((1 + g2) * (h @ w[2].T + w[3]) + b2)
     return h @ w[4].T + w[5]

@@ -179,6 +179,14 @@ def test_yaml_round_trip_and_flat_params():
             ],
             "'model.share': 'none' with running-statistics norms (model.norm=auto with protonet) is not supported",
         ),  # fmt: skip
+        (
+            ["tasks.families=[{name: sine}, {name: linear, weight: 2}]", "tasks.family_sampling=stratified"],
+            "'tasks.families[1].weight': tasks.family_sampling=stratified takes every family alike",
+        ),
+        (
+            ["tasks.families=[{name: sine}]", "tasks.family_sampling=round"],
+            "'tasks.family_sampling': 'round' is not one of weighted, stratified",
+        ),
         (["tasks.noise=-0.1"], "'tasks.noise': the targets' noise standard deviation must be 0 or more, got -0.1"),
         (["tasks.family=glyphs", "model.name=conv4", "tasks.noise=0.3"], "'tasks.noise': does not apply to image families"),
         (

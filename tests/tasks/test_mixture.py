@@ -62,3 +62,14 @@ def test_bad_mixtures_are_refused():
         Mixture(("a", "a"), (1.0, 1.0))
     with pytest.raises(ValueError, match="positive"):
         Mixture(("a", "b"), (1.0, 0.0))
+
+
+def test_stratified_sampling_takes_the_families_in_turn_so_every_meta_batch_holds_each_alike():
+    m = Mixture(("sine", "linear", "parabola"), (1.0, 1.0, 1.0), stratified=True)
+    for step in (0, 7):
+        groups = m.group(5, TRAIN, step, range(75))
+        assert {f: len(idx) for f, idx in groups.items()} == {0: 25, 1: 25, 2: 25}
+        assert groups[1][:3] == [1, 4, 7]  # a pure function of the index: the same on any shard
+    weighted = Mixture(("sine", "linear", "parabola"), (1.0, 1.0, 1.0))
+    counts = [len(v) for v in weighted.group(5, TRAIN, 0, range(75)).values()]
+    assert counts != [25, 25, 25]  # drawn by weight, the counts vary
