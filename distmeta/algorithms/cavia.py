@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from distmeta.algorithms.base import Mode, Options, Params
-from distmeta.algorithms.gradient import GradientAdaptation, InnerLoop
+from distmeta.algorithms.base import Mode, Params
+from distmeta.algorithms.gradient import GradientAdaptation
 
 CONTEXT = "context"
 """The inner loop's one fast entry: the task's context parameters (not a meta-parameter)."""
@@ -96,9 +96,8 @@ class CAVIA(GradientAdaptation):
     contexts: int = 4
 
     @classmethod
-    def from_options(cls, options: Options) -> CAVIA:
-        inner = InnerLoop(options.steps, options.lr, first_order=options.first_order, checkpoint=options.checkpoint)
-        return cls(loss=options.loss, inner=inner, contexts=int(options.extra.get("contexts", 4)))
+    def own_settings(cls, extra: dict) -> dict:
+        return {"contexts": int(extra.get("contexts", 4))}
 
     def meta_model(self, model: nn.Module) -> nn.Module:
         return ContextModel(model, self.contexts)

@@ -56,7 +56,12 @@ class GradientAdaptation(Algorithm):
     @classmethod
     def from_options(cls, options: Options) -> GradientAdaptation:
         inner = InnerLoop(options.steps, options.lr, first_order=options.first_order, checkpoint=options.checkpoint)
-        return cls(loss=options.loss, inner=inner)
+        return cls(loss=options.loss, inner=inner, **cls.own_settings(options.extra))
+
+    @classmethod
+    def own_settings(cls, extra: dict) -> dict:
+        """The algorithm's own fields from ``Options.extra`` (its config section); none by default."""
+        return {}
 
     # -- hooks ------------------------------------------------------------------------------------
     def split(self, params: Params) -> tuple[Params, Params]:

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from distmeta.algorithms.base import Options, Params
-from distmeta.algorithms.gradient import GradientAdaptation, InnerLoop
+from distmeta.algorithms.base import Params
+from distmeta.algorithms.gradient import GradientAdaptation
 from distmeta.models.conv4 import conv_block
 
 NET, MODULATOR = "net.", "modulator."
@@ -108,9 +108,8 @@ class MMAML(GradientAdaptation):
     hidden: int = 40
 
     @classmethod
-    def from_options(cls, options: Options) -> MMAML:
-        inner = InnerLoop(options.steps, options.lr, first_order=options.first_order, checkpoint=options.checkpoint)
-        return cls(loss=options.loss, inner=inner, hidden=int(options.extra.get("hidden", 40)))
+    def own_settings(cls, extra: dict) -> dict:
+        return {"hidden": int(extra.get("hidden", 40))}
 
     def meta_model(self, model: nn.Module) -> nn.Module:
         if getattr(model, "labels", None):

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from distmeta.algorithms import build, meta_grad, meta_grad_loop
-from distmeta.models import MLP, Conv4
-from distmeta.tasks import TRAIN, EpisodeFamily, GlyphSource, SineFamily
+from distmeta.models import MLP
+from distmeta.tasks import TRAIN, SineFamily
+from tests.algorithms.helpers import assert_matches_finite_differences, glyph_network_and_tasks
 
 LR = 0.05
 
@@ -80,27 +81,14 @@ def test_meta_gradient_equals_explicit_double_backward_on_every_path(steps, firs
 
 
 def test_meta_gradient_matches_central_finite_differences():
-    algo, model, params, batch = setup(2)
-    got = meta_grad(algo, model, params, {}, batch).grads
-    gen, h = torch.Generator().manual_seed(1), 1e-5
-    for _ in range(3):
-        d = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
-
-        def loss(sign, d=d):
-            return meta_grad(algo, model, {k: v + sign * h * d[k] for k, v in params.items()}, {}, batch).metrics["loss"].sum()
-
-        fd = (loss(1) - loss(-1)) / (2 * h)
-        analytic = sum((got[k] * d[k]).sum() for k in params)
-        assert abs(fd - analytic) <= 1e-4 * abs(analytic)
+    assert_matches_finite_differences(*setup(2))
 
 
 @pytest.mark.parametrize("backbone", ["mlp", "conv4"])
 def test_a_fresh_modulation_network_leaves_the_plain_network(backbone):
-    torch.manual_seed(0)
-    net = MLP(784, (16,), 5) if backbone == "mlp" else Conv4(1, 5, hidden=8, image_size=28)
+    net, task = glyph_network_and_tasks(backbone, tasks=2)
     algo = build("mmaml", loss="cross_entropy", lr=0.1, steps=1, hidden=8)
     model = algo.meta_model(net)
-    task = EpisodeFamily("glyphs", ways=5, shots=1, query=2).with_data(GlyphSource().load("val")).sample(0, TRAIN, 0, [0, 1])
     params = {k: p.detach() for k, p in model.named_parameters()}
     fast, slow = algo.split(params)
     one = task.unbatched(0)
