@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from distmeta.algorithms.anil import ANIL
 from distmeta.algorithms.base import Algorithm, Mode, Options, Params, forward
-from distmeta.algorithms.batching import PATHS, MetaGradient, meta_grad, meta_grad_loop
+from distmeta.algorithms.batching import PATHS, MetaGradient, meta_grad, meta_grad_grouped, meta_grad_loop
 from distmeta.algorithms.cavia import CAVIA
 from distmeta.algorithms.gradient import MAML, GradientAdaptation, InnerLoop
 from distmeta.algorithms.losses import LOSSES, Loss, accuracy, cross_entropy, mse
@@ -31,5 +31,5 @@ register("pretrain_rl", PolicyMAML, section="rl", steps=0)  # the MAML paper's b
 __all__ = [
     "ALGORITHMS", "ANIL", "Algorithm", "CAVIA", "AlgorithmKind", "GradientAdaptation", "InnerLoop", "LOSSES", "Loss", "MAML", "MMAML",
     "MetaGradient", "MetaSGD", "MetaSGDModel", "Mode", "Options", "PATHS", "Params", "PolicyMAML", "PolicyProMP", "ProtoNet", "Reptile", "accuracy",
-    "algorithm_kind", "build", "cross_entropy", "forward", "meta_grad", "meta_grad_loop", "mse", "register",
+    "algorithm_kind", "build", "cross_entropy", "forward", "meta_grad", "meta_grad_grouped", "meta_grad_loop", "mse", "register",
 ]  # fmt: skip

@@ -62,6 +62,45 @@ def _chunk_grad(algo: Algorithm, model: nn.Module, params: Params, buffers: Para
     return grad(total, has_aux=True)(params)
 
 
+def meta_grad_grouped(
+    algo: Algorithm, model: nn.Module, params: Params, buffers: Params, tasks: TaskData, groups: torch.Tensor, count: int,
+    chunk_size: int = 0, mode: Mode = Mode(),
+) -> tuple[list[Params], dict[str, torch.Tensor]]:  # fmt: skip
+    """Batched path for the tasks of ``count`` groups (a mixture's families on one network) in one
+    vmap: per group, the gradient summed over its tasks (``groups[t]``: task ``t``'s group), and
+    the per-task metrics. Each task reads the weights as row ``groups[t]`` of the weights stacked
+    per group, so one backward gives every group's sum. Equals :func:`meta_grad` on each group's
+    tasks up to float summation order, in one call instead of ``count``: a small network's
+    step costs the calls, not the arithmetic (docs/performance.md)."""
+    n = len(tasks)
+    size = chunk_size if 0 < chunk_size < n else n
+    sums: Params | None = None
+    parts: list[dict[str, torch.Tensor]] = []
+    for start in range(0, n, size):
+        chunk = tasks.slice(start, start + size) if size < n else tasks
+        g, metrics = _grouped_chunk_grad(algo, model, params, buffers, chunk, groups[start : start + size], count, mode)
+        sums = g if sums is None else {k: sums[k] + g[k] for k in sums}
+        parts.append(metrics)
+    assert sums is not None
+    return [{k: v[i] for k, v in sums.items()} for i in range(count)], {k: torch.cat([m[k] for m in parts]) for k in parts[0]}
+
+
+def _grouped_chunk_grad(algo, model, params, buffers, chunk: TaskData, groups: torch.Tensor, count: int, mode: Mode):
+    rebuild = chunk.from_tensors
+    if algo.explicit_grad:  # per-task gradients already: add them up by group
+        g, metrics = vmap(lambda *task: algo.task_grad(model, params, buffers, rebuild(task), mode))(*chunk.tensors())
+        return {k: v.new_zeros((count, *v.shape[1:])).index_add_(0, groups, v) for k, v in g.items()}, metrics
+
+    def total(stacked: Params):
+        def one(group, *task):
+            return algo.task_objective(model, {k: w[group] for k, w in stacked.items()}, buffers, rebuild(task), mode)
+
+        objective, metrics = vmap(one)(groups, *chunk.tensors())
+        return objective.sum(), metrics
+
+    return grad(total, has_aux=True)({k: p.expand(count, *p.shape) for k, p in params.items()})
+
+
 def meta_grad_loop(
     algo: Algorithm, model: nn.Module, params: Params, buffers: Params, tasks: TaskData, mode: Mode = Mode()
 ) -> MetaGradient:

@@ -18,11 +18,11 @@ from collections.abc import Callable
 
 import torch
 
-from distmeta.algorithms import Mode, build, meta_grad, meta_grad_loop
+from distmeta.algorithms import Mode, build, meta_grad, meta_grad_grouped, meta_grad_loop
 from distmeta.bench.baseline import loop_step, protonet_loop_step
 from distmeta.bench.synthetic import class_images
 from distmeta.models import ModelSpec
-from distmeta.tasks import TRAIN, EpisodeFamily, GlyphSource, SineFamily
+from distmeta.tasks import TRAIN, EpisodeFamily, FunctionFamily, GlyphSource, SineFamily, TaskBatch
 
 WORKLOADS = {
     # the workloads of distmeta.bench.throughput, built without the config layer
@@ -39,10 +39,28 @@ WORKLOADS = {
                                        loss="cross_entropy", lr=0.0, tasks=8, algorithm="protonet"),  # as its configs
     # ResNet-12 at its default widths on 84x84 images (mini-ImageNet's shape), second-order MAML
     "resnet12-84-5w1s": dict(model=ModelSpec("resnet12", (3, 84, 84), 5), loss="cross_entropy", lr=0.01, tasks=4),
+    # MMAML's 5-mode regression (configs/multimodal_5modes.yaml): 25 tasks of each family, 5 inner
+    # steps; distmeta's families one call each (vmap) or all in one call (grouped)
+    "multimodal-5": dict(model=ModelSpec("mlp", (1,), 1, hidden=(100, 100, 100)), loss="mse", lr=0.001, tasks=125,
+                         inner_steps=5, families=("sine", "linear", "parabola", "tanh", "l1")),
 }  # fmt: skip
 
 
+class _Families:
+    """Equal shares of a meta-batch from several families, family after family (as a shard
+    holds a stratified meta-batch's tasks)."""
+
+    def __init__(self, kinds: tuple[str, ...]):
+        self.families = tuple(FunctionFamily(k, shots=5, query=5, noise=0.3) for k in kinds)
+
+    def sample(self, seed: int, stream: int, step: int, indices):
+        share = len(indices) // len(self.families)
+        return TaskBatch.cat([f.sample(seed, stream, step, range(share)) for f in self.families])
+
+
 def _family(workload: str):
+    if "families" in WORKLOADS[workload]:
+        return _Families(WORKLOADS[workload]["families"])
     if workload == "sine":
         return SineFamily(shots=10, query=10)
     if workload == "conv4-5w1s":
@@ -51,28 +69,38 @@ def _family(workload: str):
     return EpisodeFamily("synthetic", ways=5, shots=1, query=15).with_data(class_images(64, 20, shape[-1], shape[0]))
 
 
-def _steps(w: dict, dev: torch.device) -> dict[str, Callable]:
-    """The three modes' meta-steps, each on its own copy of the same initial model."""
-    name, first_order = w.get("algorithm", "maml"), w.get("first_order", False)
-    algo = build(name, loss=w["loss"], steps=1, lr=w["lr"], first_order=first_order, ways=5)
+def _steps(w: dict, dev: torch.device, tasks: int) -> dict[str, Callable]:
+    """The modes' meta-steps, each on its own copy of the same initial model."""
+    name, first_order, inner_steps = w.get("algorithm", "maml"), w.get("first_order", False), w.get("inner_steps", 1)
+    algo = build(name, loss=w["loss"], steps=inner_steps, lr=w["lr"], first_order=first_order, ways=5)
+    count = len(w.get("families", ("one",)))
+    groups = torch.arange(count, device=dev).repeat_interleave(tasks // count)
+    # no diagnostics (the pre-adaptation forward): the baseline does not compute them, and
+    # training asks for them on logged steps only
+    quiet = Mode(diagnostics=False)
 
     def fresh():
         torch.manual_seed(0)
         model = w["model"].build().to(dev)
         return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
+    def grads(path, model, params, buffers, batch):
+        if path == "grouped":
+            per_group, _ = meta_grad_grouped(algo, model, params, buffers, batch, groups, count, mode=quiet)
+            return {k: sum(g[k] for g in per_group) for k in params}
+        fn = meta_grad if path == "vmap" else meta_grad_loop
+        share = len(batch) // count
+        outs = [fn(algo, model, params, buffers, batch.slice(i * share, (i + 1) * share), mode=quiet).grads for i in range(count)]
+        return {k: sum(o[k] for o in outs) for k in params}
+
     def distmeta_step(path):
         model, opt = fresh()
-        grad_fn = meta_grad if path == "vmap" else meta_grad_loop
 
         def step(batch):
             params = dict(model.named_parameters())
-            # no diagnostics (the pre-adaptation forward): the baseline does not compute them, and
-            # training asks for them on logged steps only
-            detached = {k: p.detach() for k, p in params.items()}
-            out = grad_fn(algo, model, detached, dict(model.named_buffers()), batch, mode=Mode(diagnostics=False))
+            out = grads(path, model, {k: p.detach() for k, p in params.items()}, dict(model.named_buffers()), batch)
             for k, p in params.items():
-                p.grad = out.grads[k] / len(batch)
+                p.grad = out[k] / len(batch)
             opt.step()
 
         return step
@@ -81,8 +109,9 @@ def _steps(w: dict, dev: torch.device) -> dict[str, Callable]:
     if name == "protonet":
         baseline = lambda batch: protonet_loop_step(model, opt, batch, 5)  # noqa: E731
     else:
-        baseline = lambda batch: loop_step(model, opt, batch, w["loss"], w["lr"], 1, first_order)  # noqa: E731
-    return {"loop baseline": baseline, "distmeta vmap": distmeta_step("vmap"), "distmeta loop": distmeta_step("loop")}
+        baseline = lambda batch: loop_step(model, opt, batch, w["loss"], w["lr"], inner_steps, first_order)  # noqa: E731
+    modes = {"loop baseline": baseline, "distmeta vmap": distmeta_step("vmap"), "distmeta loop": distmeta_step("loop")}
+    return modes | ({"distmeta grouped": distmeta_step("grouped")} if count > 1 else {})
 
 
 def run(
@@ -100,7 +129,7 @@ def run(
     dev = torch.device(device)
     family = _family(workload)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    modes = _steps(w, dev)
+    modes = _steps(w, dev, tasks)
     rates: dict[str, list[float]] = {m: [] for m in modes}
     counter = 0
     for block in range(blocks + 1):  # block 0 warms up (kernels, allocator)

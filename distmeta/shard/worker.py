@@ -17,38 +17,19 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from distmeta.algorithms import Mode, meta_grad, meta_grad_loop
+from distmeta.algorithms import Mode, meta_grad, meta_grad_grouped, meta_grad_loop
 from distmeta.models import batch_statistics, family_view, running_layers, view_names
 from distmeta.shard import wire
 from distmeta.shard.allocator import retain_freed_memory
 from distmeta.shard.channel import ChannelServer
+from distmeta.shard.fusion import dense, fusion_groups
+from distmeta.shard.kept import Kept
 from distmeta.shard.result import ShardResult
 from distmeta.shard.spec import ShardData, WorkerSpec
 from distmeta.shard.system import ProcessProbe
 from distmeta.tasks import TRAIN, ClassImages, TaskData, TaskFamily
 
 log = logging.getLogger(__name__)
-
-
-class Kept:
-    """What :meth:`Algorithm.prepare` made of a shard's tasks at a meta-step's first weights
-    (collected trajectories), kept for the step's later outer epochs
-    (:attr:`Algorithm.outer_epochs`), so that they stay on the actor that collected them. Only
-    the latest step's are kept."""
-
-    def __init__(self):
-        self._entries: dict[tuple, object] = {}
-
-    @staticmethod
-    def key(step: int, slot: int, family: str, indices: Sequence[int]) -> tuple:
-        return (step, slot, family, tuple(int(i) for i in indices))
-
-    def get(self, key: tuple):
-        return self._entries.get(key)
-
-    def put(self, key: tuple, data) -> None:
-        self._entries = {k: v for k, v in self._entries.items() if k[0] == key[0]}
-        self._entries[key] = data
 
 
 def _device(name: str, shard: int) -> torch.device:
@@ -95,6 +76,10 @@ class ShardWorker:
         self._lock = threading.Lock()  # a Ray call and the channel's thread never compute at once
         self._channel: ChannelServer | None = None
         self.kept = Kept()
+        algo = spec.algorithm
+        self.fuses = (
+            spec.batching == "vmap" and not spec.compile and algo.outer_epochs == 1 and not algo.collects and dense(self.model)
+        )
 
     def open_channel(self) -> str:
         """Serve :meth:`compute` on a Unix socket too (:mod:`distmeta.shard.channel`); returns its
@@ -186,6 +171,22 @@ class ShardWorker:
         got = {names[v]: t for v, t in g.items()}
         return {n: got.get(n, torch.zeros_like(p)) for n, p in params.items()}, m
 
+    def _fusable(self, f: int) -> bool:
+        """Whether family ``f`` may share a call with others: eager vmap, the whole dense network, nothing kept between epochs."""
+        return self.fuses and self.spec.families[f].name not in self.views
+
+    def _fused_grad(self, params, parts: list[TaskData]):
+        """Several families' tasks on the whole network in one vmapped call; per family ``(gradients, per-task metrics)``."""
+        counts = [len(t) for t in parts]
+        groups = torch.repeat_interleave(torch.arange(len(parts), device=self.device), torch.tensor(counts, device=self.device))
+        tasks, algo = type(parts[0]).cat(parts), self.spec.algorithm
+        with self._autocast():
+            grads, metrics = meta_grad_grouped(
+                algo, self.model, params, self.buffers, tasks, groups, len(parts), self.spec.chunk_size
+            )
+        split = {k: v.float().split(counts) for k, v in metrics.items()}
+        return [({k: g.float() for k, g in grads[i].items()}, {k: v[i] for k, v in split.items()}) for i in range(len(parts))]
+
     def _kept(self, key: tuple, params, tasks: TaskData, epoch: int, origin):
         """The prepared data a later epoch computes on: kept from epoch 0, or (lost with a
         restarted actor, or another actor's shard) prepared again at ``origin``; None with one epoch."""
@@ -213,9 +214,8 @@ class ShardWorker:
         return total.double().cpu().numpy()
 
     def _compiled_in_powers_of_two(self, net: tuple, tasks: TaskData):
-        """A mixture's per-family task counts (and a class-partitioned shard's) change every step, and each new count would compile
-        anew (the vmapped graph is specialised to its batch size). Cut the tasks into chunks of
-        1, 2, 4, 8, ... (13 = 8 + 4 + 1): a handful of shapes compile once; gradients add up."""
+        """A mixture's per-family task counts (and a class-partitioned shard's) change every step, and each new count would
+        compile anew: chunks of 1, 2, 4, 8, ... tasks (13 = 8 + 4 + 1) compile once each; gradients add up."""
         grads, parts, start, n = None, [], 0, len(tasks)
         while start < n:
             size = 1 << ((n - start).bit_length() - 1)
@@ -269,18 +269,23 @@ class ShardWorker:
         for u, idx in self.spec.mixture.group(seed, TRAIN, step, indices, parts).items():
             by_family.setdefault(u // parts, []).append(units[u].sample(seed, TRAIN, step, idx))
         sampled = time.perf_counter()
+        tasks_of = {f: type(b[0]).cat(b).to(self.device) for f, b in by_family.items()}
         grads, counts, metrics, norm = {}, {}, {}, None
-        for f, batches in by_family.items():
-            family = self.spec.families[f]
-            tasks = type(batches[0]).cat(batches).to(self.device)
-            kept = self._kept(Kept.key(step, slot, family.name, indices), params, tasks, epoch, origin)
-            g, m = self._family_grad(family.name, params, tasks, diagnostics, kept)
-            grads[family.name] = wire.grads_out(g)
-            counts[family.name] = len(tasks)
-            metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides
-            if self.running_norms:
-                stats = self._norm_stats(family.name, params, tasks)
-                norm = stats if norm is None else norm + stats
+        for fams in fusion_groups(tasks_of, self._fusable):
+            if len(fams) > 1:
+                outs = self._fused_grad(params, [tasks_of[f] for f in fams])
+            else:
+                name, tasks = self.spec.families[fams[0]].name, tasks_of[fams[0]]
+                kept = self._kept(Kept.key(step, slot, name, indices), params, tasks, epoch, origin)
+                outs = [self._family_grad(name, params, tasks, diagnostics, kept)]
+            for f, (g, m) in zip(fams, outs):
+                family, tasks = self.spec.families[f], tasks_of[f]
+                grads[family.name] = wire.grads_out(g)
+                counts[family.name] = len(tasks)
+                metrics[family.name] = {k: v.sum().item() for k, v in m.items()}  # sums; the learner divides
+                if self.running_norms:
+                    stats = self._norm_stats(family.name, params, tasks)
+                    norm = stats if norm is None else norm + stats
         return ShardResult(
             shard=slot,
             step=step,

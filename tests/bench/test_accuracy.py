@@ -43,3 +43,10 @@ def test_kernel_bench_runs_on_the_cpu_with_torch_alone(capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report["modes"]) == {"loop baseline", "distmeta vmap", "distmeta loop"}
     assert report["modes"]["loop baseline"]["ratio_to_loop"] == 1.0 and report["modes"]["distmeta vmap"]["tasks_per_s"] > 0
+
+
+def test_kernel_bench_races_a_mixtures_families_one_call_each_and_grouped(capsys):
+    assert kernels.main(["--workload", "multimodal-5", "--device", "cpu", "--blocks", "1", "--steps", "1", "--tasks", "10"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["modes"]) == {"loop baseline", "distmeta vmap", "distmeta loop", "distmeta grouped"}
+    assert report["modes"]["distmeta grouped"]["tasks_per_s"] > 0

@@ -14,9 +14,8 @@ from tests.shard.helpers import grad_sum, metric_sums
 def _spec(**kw):
     kw.setdefault("families", (SineFamily(),))
     kw.setdefault("mixture", Mixture(("sine",), (1.0,)))
-    return WorkerSpec(
-        seed=3, model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)), algorithm=build("maml", steps=1, lr=0.01), threads=1, **kw
-    )
+    kw.setdefault("model", ModelSpec("mlp", (1,), 1, hidden=(40, 40)))
+    return WorkerSpec(seed=3, algorithm=build("maml", steps=1, lr=0.01), threads=1, **kw)
 
 
 def _weights():
@@ -136,3 +135,38 @@ def test_a_later_promp_epoch_computes_on_the_kept_trajectories_or_collects_them_
     assert torch.equal(grad_sum(kept), grad_sum(collected_elsewhere))  # kept: the origin sent is not used
     with pytest.raises(ValueError, match="origin"):
         ShardWorker(2, spec).compute(4, moved, 4, [0, 1, 2], epoch=1)
+
+
+def test_a_mixtures_families_on_one_dense_network_compute_in_one_call_like_each_alone(monkeypatch):
+    from distmeta.shard import worker as worker_module
+    from distmeta.tasks import FunctionFamily
+
+    names = ("sine", "linear", "tanh")
+    families = (SineFamily(), FunctionFamily("linear"), FunctionFamily("tanh"))
+    spec = _spec(families=families, mixture=Mixture(names, (1.0, 1.0, 1.0)))
+    fused, apart = ShardWorker(0, spec), ShardWorker(0, spec)
+    apart.fuses = False
+    calls = []
+    grouped = worker_module.meta_grad_grouped
+    monkeypatch.setattr(worker_module, "meta_grad_grouped", lambda *a, **k: calls.append(a[6]) or grouped(*a, **k))
+    w = _weights()
+    a, b = fused.compute(4, w, 4, range(12)), apart.compute(4, w, 4, range(12))
+    assert calls == [3] and a.family_counts == b.family_counts and set(a.family_counts) == set(names)
+    for f in names:
+        assert ((a.family_grads[f] - b.family_grads[f]).norm() / b.family_grads[f].norm()).item() < 1e-5
+        for k, v in b.family_metrics[f].items():
+            assert np.isclose(a.family_metrics[f][k], v, rtol=1e-5), (f, k)
+
+
+def test_families_share_a_call_only_with_the_same_task_shapes_and_network():
+    from distmeta.shard.fusion import dense, fusion_groups
+    from distmeta.tasks import FunctionFamily
+
+    sine, more = SineFamily(shots=5, query=5), SineFamily(shots=10, query=5)
+    tasks = {f: fam.sample(0, TRAIN, 0, [0, 1]) for f, fam in enumerate((sine, more, FunctionFamily("linear", shots=5, query=5)))}
+    assert fusion_groups(tasks, lambda f: True) == [(0, 2), (1,)]
+    assert fusion_groups(tasks, lambda f: f != 2) == [(2,), (0,), (1,)]
+    assert dense(MLP(1, (8,), 1)) and not dense(ModelSpec("conv4", (1, 28, 28), 3, filters=8).build())
+    heads = ShardWorker(0, _spec(families=(SineFamily(), FunctionFamily("linear")), mixture=Mixture(("sine", "linear"), (1.0, 1.0)),
+                                 model=ModelSpec("mlp", (1,), 1, hidden=(8,), heads=(("sine", 1), ("linear", 1)))))  # fmt: skip
+    assert heads.fuses and not heads._fusable(0) and not heads._fusable(1)  # each family computes on its own view
