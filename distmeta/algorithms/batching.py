@@ -35,17 +35,32 @@ def meta_grad(
     """Batched path. ``chunk_size`` > 0 computes that many tasks at a time and adds their
     gradients: peak memory is one chunk's activations instead of all tasks' (same result up to
     float summation order)."""
+    batched = _in_transforms(mode)
+    grads, metrics = _over_chunks(
+        tasks, chunk_size, lambda chunk, start, stop: _chunk_grad(algo, model, params, buffers, chunk, batched)
+    )
+    return MetaGradient(grads, metrics)
+
+
+def _in_transforms(mode: Mode) -> Mode:
+    """``mode`` as it runs inside torch.func transforms (no plain autograd there)."""
+    return mode if not mode.autograd else Mode(diagnostics=mode.diagnostics)
+
+
+def _over_chunks(tasks: TaskData, chunk_size: int, compute) -> tuple[Params, dict[str, torch.Tensor]]:
+    """``compute(chunk, start, stop)`` -> ``(gradients, per-task metrics)`` over chunks of at most
+    ``chunk_size`` tasks (0: all at once); the gradients summed, the metrics concatenated."""
     n = len(tasks)
     size = chunk_size if 0 < chunk_size < n else n
     grads: Params | None = None
     parts: list[dict[str, torch.Tensor]] = []
-    batched = mode if not mode.autograd else Mode(diagnostics=mode.diagnostics)  # inside torch.func transforms
     for start in range(0, n, size):
-        g, metrics = _chunk_grad(algo, model, params, buffers, tasks.slice(start, start + size) if size < n else tasks, batched)
+        stop = min(start + size, n)
+        g, metrics = compute(tasks.slice(start, stop) if size < n else tasks, start, stop)
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
         parts.append(metrics)
     assert grads is not None
-    return MetaGradient(grads, {k: torch.cat([m[k] for m in parts]) for k in parts[0]})
+    return grads, {k: torch.cat([m[k] for m in parts]) for k in parts[0]}
 
 
 def _chunk_grad(algo: Algorithm, model: nn.Module, params: Params, buffers: Params, chunk: TaskData, mode: Mode):
@@ -72,17 +87,12 @@ def meta_grad_grouped(
     per group, so one backward gives every group's sum. Equals :func:`meta_grad` on each group's
     tasks up to float summation order, in one call instead of ``count``: a small network's
     step costs the calls, not the arithmetic (docs/performance.md)."""
-    n = len(tasks)
-    size = chunk_size if 0 < chunk_size < n else n
-    sums: Params | None = None
-    parts: list[dict[str, torch.Tensor]] = []
-    for start in range(0, n, size):
-        chunk = tasks.slice(start, start + size) if size < n else tasks
-        g, metrics = _grouped_chunk_grad(algo, model, params, buffers, chunk, groups[start : start + size], count, mode)
-        sums = g if sums is None else {k: sums[k] + g[k] for k in sums}
-        parts.append(metrics)
-    assert sums is not None
-    return [{k: v[i] for k, v in sums.items()} for i in range(count)], {k: torch.cat([m[k] for m in parts]) for k in parts[0]}
+    batched = _in_transforms(mode)
+    sums, metrics = _over_chunks(
+        tasks, chunk_size,
+        lambda chunk, start, stop: _grouped_chunk_grad(algo, model, params, buffers, chunk, groups[start:stop], count, batched),
+    )  # fmt: skip
+    return [{k: v[i] for k, v in sums.items()} for i in range(count)], metrics
 
 
 def _grouped_chunk_grad(algo, model, params, buffers, chunk: TaskData, groups: torch.Tensor, count: int, mode: Mode):
