@@ -48,6 +48,7 @@ class Options:
     lr: float = 0.01
     first_order: bool = False
     checkpoint: bool = False
+    inner_grad_clip: float = 0.0
     ways: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -37,12 +37,14 @@ from distmeta.algorithms.losses import LOSSES
 @dataclass(frozen=True)
 class InnerLoop:
     """Inner-loop settings. ``first_order`` stops gradients through the inner updates;
-    ``checkpoint`` recomputes the inner loop in the backward pass instead of storing it."""
+    ``checkpoint`` recomputes the inner loop in the backward pass instead of storing it;
+    ``clip`` > 0 clamps every entry of each inner gradient to ``[-clip, clip]``."""
 
     steps: int
     lr: float
     first_order: bool = False
     checkpoint: bool = False
+    clip: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class GradientAdaptation(Algorithm):
 
     @classmethod
     def from_options(cls, options: Options) -> GradientAdaptation:
-        inner = InnerLoop(options.steps, options.lr, first_order=options.first_order, checkpoint=options.checkpoint)
+        inner = InnerLoop(options.steps, options.lr, options.first_order, options.checkpoint, options.inner_grad_clip)
         return cls(loss=options.loss, inner=inner, **cls.own_settings(options.extra))
 
     @classmethod
@@ -94,11 +96,18 @@ class GradientAdaptation(Algorithm):
             value = loss(self.predict(model, fast, slow, buffers, z), y)
             got = torch.autograd.grad(value, list(fast.values()), create_graph=not first_order, allow_unused=True)
             g = {k: torch.zeros_like(w) if d is None else d for (k, w), d in zip(fast.items(), got)}
-            return self.update(fast, slow, g)
+            return self.update(fast, slow, self.clamped(g))
         g = grad(lambda f: loss(self.predict(model, f, slow, buffers, z), y))(fast)
         if first_order:
             g = {k: v.detach() for k, v in g.items()}
-        return self.update(fast, slow, g)
+        return self.update(fast, slow, self.clamped(g))
+
+    def clamped(self, grads: Params) -> Params:
+        """``grads`` with every entry clamped to ``[-clip, clip]`` (``inner.clip`` > 0; MMAML's
+        regression code clamps at 10): a steep task's inner step stays finite. The clamp is part
+        of the inner step, so second order differentiates it too (zero where it binds)."""
+        c = self.inner.clip
+        return grads if c <= 0 else {k: v.clamp(-c, c) for k, v in grads.items()}
 
     def adapt(self, model, fast, slow, buffers, z, y, steps: int, first_order: bool, mode: Mode = Mode()) -> Params:
         for _ in range(steps):

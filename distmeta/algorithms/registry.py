@@ -43,7 +43,7 @@ def algorithm_kind(name: str) -> AlgorithmKind:
     return ALGORITHMS.lookup(name)
 
 
-OPTION_FIELDS = ("loss", "steps", "lr", "first_order", "checkpoint", "ways")
+OPTION_FIELDS = ("loss", "steps", "lr", "first_order", "checkpoint", "inner_grad_clip", "ways")
 
 
 def build(name: str, **options: Any) -> Algorithm:

@@ -31,7 +31,7 @@ class Reptile(GradientAdaptation):
     @classmethod
     def from_options(cls, options: Options) -> Reptile:
         """First order by definition; ``extra``: ``inner_batch``, ``use_query``."""
-        inner = InnerLoop(steps=options.steps, lr=options.lr, first_order=True)
+        inner = InnerLoop(steps=options.steps, lr=options.lr, first_order=True, clip=options.inner_grad_clip)
         extra = options.extra
         return cls(
             loss=options.loss, inner=inner, inner_batch=extra.get("inner_batch", 0), use_query=extra.get("use_query", True)

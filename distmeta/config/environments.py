@@ -50,6 +50,7 @@ def validate_environments(cfg: DistMetaConfig) -> bool:
     supervised = [(f"tasks.{k}", getattr(t, k), getattr(TasksConfig(), k)) for k in SUPERVISED_KEYS]
     refuse_set(
         [*image_settings(t), *supervised, ("algorithm.checkpoint_inner", a.checkpoint_inner, False),
+         ("algorithm.inner_grad_clip", a.inner_grad_clip, 0.0),
          ("algorithm.compile", a.compile, False), ("model.heads", m.heads, "shared")], what,
     )  # fmt: skip
     if t.shard_by == "classes":

@@ -62,6 +62,9 @@ class AlgorithmConfig:
     checkpoint_inner: bool = False
     """Recompute the inner loop in the backward pass (maml, fomaml, anil, metasgd): memory of one
     inner step plus ``inner_steps`` weight copies, instead of all steps' activations; same gradient."""
+    inner_grad_clip: float = 0.0
+    """Clamp every entry of each inner-loop gradient to [-clip, clip] (the MAML family; 0: off),
+    as MMAML's regression code does (10): large inner steps on steep tasks stay finite."""
     batching: str = "auto"
     """How a shard computes its tasks' meta-gradients: ``vmap`` (one batched ``torch.func`` call
     over the tasks), ``loop`` (one task at a time) or ``auto``: ``loop`` for image families on

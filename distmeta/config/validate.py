@@ -52,6 +52,8 @@ def validate(cfg: DistMetaConfig) -> None:
             _fail(key, f"{value} is past any useful learning rate (at most {limit})")
     if c.step_timeout_s < MIN_STEP_TIMEOUT_S:
         _fail("cluster.step_timeout_s", f"{c.step_timeout_s} s is shorter than any step takes; use at least {MIN_STEP_TIMEOUT_S}")
+    if not algorithm_kind(a.name).cls.adapts and a.inner_grad_clip:
+        _fail("algorithm.inner_grad_clip", f"{a.name} has no inner loop to clip")
     if algorithm_kind(a.name).cls.adapts and a.inner_steps == 0:
         _fail("algorithm.inner_steps", f"{a.name} needs at least one inner step (0 would be plain multi-task pre-training)")
     _validate_tasks(cfg)
@@ -191,7 +193,7 @@ def _signs(cfg: DistMetaConfig) -> None:
     non_negative = {
         "algorithm.inner_steps": a.inner_steps, "cluster.num_shards": c.num_shards, "cluster.cpus_per_shard": c.cpus_per_shard,
         "cluster.gpus_per_shard": c.gpus_per_shard, "cluster.max_actor_restarts": c.max_actor_restarts,
-        "trainer.grad_clip": tr.grad_clip, "algorithm.chunk_size": a.chunk_size,
+        "trainer.grad_clip": tr.grad_clip, "algorithm.chunk_size": a.chunk_size, "algorithm.inner_grad_clip": a.inner_grad_clip,
         "algorithm.reptile.inner_batch": a.reptile.inner_batch, "tasks.image_size": t.image_size, "evaluation.query": e.query,
         "tracking.system_metrics_s": cfg.tracking.system_metrics_s,
     }  # fmt: skip

@@ -120,7 +120,7 @@ class Recipe:
         ways = max(r.ways for r in self.requests)  # ProtoNets: prototypes for the largest N, absent classes masked
         return algorithms.build(
             a.name, loss=self.loss, steps=a.inner_steps, lr=a.inner_lr, first_order=a.first_order,
-            checkpoint=a.checkpoint_inner, ways=ways, **extra,
+            checkpoint=a.checkpoint_inner, inner_grad_clip=a.inner_grad_clip, ways=ways, **extra,
         )  # fmt: skip
 
     def _norm(self) -> str:

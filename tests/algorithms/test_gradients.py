@@ -14,6 +14,7 @@ import torch
 from distmeta.algorithms import build, meta_grad, meta_grad_loop
 from distmeta.models import MLP
 from distmeta.tasks import TRAIN, SineFamily, TaskBatch
+from tests.algorithms.helpers import assert_matches_finite_differences
 
 LR = 0.05
 
@@ -42,11 +43,12 @@ def _mse(weights, x, y):
     return ((_mlp(weights, x) - y) ** 2).mean()
 
 
-def _reference(theta_values, batch, steps, first_order, adapted=None, step_sizes=None):
+def _reference(theta_values, batch, steps, first_order, adapted=None, step_sizes=None, clip=0.0):
     """Sum over tasks of d L_query(adapted) / d (theta, step sizes) with explicit autograd.
 
     ``adapted``: indices of the weights the inner loop changes (default all; ANIL: the head);
-    ``step_sizes``: per-weight learned step sizes (MetaSGD), differentiated too."""
+    ``step_sizes``: per-weight learned step sizes (MetaSGD), differentiated too; ``clip``: each
+    inner gradient's entries clamped to [-clip, clip]."""
     theta = [p.clone().requires_grad_(True) for p in theta_values]
     lrs = [a.clone().requires_grad_(True) for a in step_sizes] if step_sizes is not None else None
     wrt = theta + (lrs or [])
@@ -57,6 +59,7 @@ def _reference(theta_values, batch, steps, first_order, adapted=None, step_sizes
         fast = list(theta)
         for _ in range(steps):
             grads = torch.autograd.grad(_mse(fast, sx, sy), fast, create_graph=not first_order)
+            grads = [g.clamp(-clip, clip) for g in grads] if clip else grads
             fast = [w - ((lrs[j] if lrs else LR) * g) if j in adapted else w for j, (w, g) in enumerate(zip(fast, grads))]
         for acc, g in zip(total, torch.autograd.grad(_mse(fast, qx, qy), wrt, allow_unused=True)):
             if g is not None:
@@ -80,6 +83,24 @@ def test_maml_matches_explicit_autograd_reference(name, first_order, steps, chec
     ours = meta_grad(algo, model, params, {}, batch).grads
     ref = dict(zip(params, _reference(list(params.values()), batch, steps, first_order)))
     assert _rel_err(ours, ref) < 1e-10
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_clamped_inner_gradients_match_the_reference_to_second_order(checkpoint):
+    """``algorithm.inner_grad_clip``: the clamp is part of each inner step, differentiated through
+    (zero where it binds) on the vmapped path, the per-task loop and the checkpointed recursion."""
+    clip = 0.3
+    algo, model, params, batch = _setup("maml", steps=3, checkpoint=checkpoint, inner_grad_clip=clip)
+    theta = [p.clone().requires_grad_() for p in params.values()]
+    first = torch.autograd.grad(_mse(theta, batch.support_x[0], batch.support_y[0]), theta)
+    entries = torch.cat([g.flatten() for g in first]).abs()
+    assert (entries > clip).any() and (entries < clip).any()  # it binds on some entries, not all
+    ref = dict(zip(params, _reference(list(params.values()), batch, 3, False, clip=clip)))
+    assert _rel_err(meta_grad(algo, model, params, {}, batch).grads, ref) < 1e-10
+    assert _rel_err(meta_grad_loop(algo, model, params, {}, batch).grads, ref) < 1e-10
+    unclipped = dict(zip(params, _reference(list(params.values()), batch, 3, False)))
+    assert _rel_err(ref, unclipped) > 1e-3
+    assert_matches_finite_differences(algo, model, params, batch)
 
 
 @pytest.mark.parametrize("checkpoint", [False, True])

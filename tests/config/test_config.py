@@ -58,6 +58,15 @@ def test_yaml_round_trip_and_flat_params():
         (["model.name=conv4"], "regression inputs are scalars: use model.name=mlp"),
         (["tasks.family=glyphs", "algorithm.name=anil", "algorithm.inner_steps=0"], "anil needs at least one inner step"),
         (["algorithm.chunk_size=-2"], "config key 'algorithm.chunk_size': must be zero or positive"),
+        (["algorithm.inner_grad_clip=-1"], "config key 'algorithm.inner_grad_clip': must be zero or positive"),
+        (
+            ["algorithm.name=protonet", "tasks.family=glyphs", "algorithm.inner_grad_clip=10"],
+            "protonet has no inner loop to clip",
+        ),
+        (
+            ["tasks.family=navigation2d", "algorithm.name=maml_rl", "model.name=gaussian_mlp", "algorithm.inner_grad_clip=10"],
+            "'algorithm.inner_grad_clip'",
+        ),
         (["algorithm.reptile.inner_batch=-1"], "config key 'algorithm.reptile.inner_batch'"),
         (["tasks.shard_by=family"], "list them in tasks.families"),
         (["tasks.families=[{name: sine}, {name: cubic}]"], "'tasks.families[1].name': 'cubic' is not one of"),
@@ -249,6 +258,16 @@ def test_target_noise_reaches_each_family_from_tasks_or_its_own_entry():
     recipe = Recipe.from_config(load(None, [families, "tasks.noise=0.3"]))
     assert {f.name: f.noise for f in recipe.families()} == {"sine": 0.3, "quadratic": 0.3, "tanh": 0.1, "l1": 0.0}
     assert Recipe.from_config(load(None, ["tasks.family=tanh", "tasks.noise=0.3"])).families()[0].noise == 0.3
+
+
+def test_the_inner_gradient_clamp_reaches_every_gradient_adaptation():
+    from distmeta.recipe import Recipe
+
+    for name in ("maml", "fomaml", "anil", "metasgd", "reptile", "cavia", "mmaml"):
+        assert (
+            Recipe.from_config(load(None, [f"algorithm.name={name}", "algorithm.inner_grad_clip=10"])).algorithm.inner.clip == 10
+        )
+    assert Recipe.from_config(load(None, [])).algorithm.inner.clip == 0
 
 
 @pytest.mark.parametrize(
