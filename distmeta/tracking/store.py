@@ -29,7 +29,7 @@ def resolve_uri(uri: str, workdir: str | os.PathLike | None = None) -> str:
         return f"sqlite:///{base / 'mlflow.db'}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return f"sqlite:///{(base / uri[len('sqlite:///') :]).resolve()}"
-    if "://" not in uri and not uri.startswith("file:"):  # a bare folder: MLflow's file store
+    if not urlparse(uri).scheme:  # a bare folder: MLflow's file store
         return str((base / uri).resolve())
     return uri
 

@@ -56,7 +56,7 @@ def test_a_bare_folder_store_works_or_is_refused_before_any_work(tmp_path, monke
 @pytest.mark.parametrize(
     "uri", ["http://127.0.0.1:5000", "https://mlflow.example.org/", "databricks://profile", "file:/tmp/mlruns", "file:///tmp/m"]
 )
-def test_server_uris_are_untouched(uri, workdir):
+def test_uris_with_a_scheme_are_untouched(uri, workdir):
     assert resolve_uri(uri) == uri
 
 
