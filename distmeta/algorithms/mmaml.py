@@ -7,12 +7,15 @@ weights under that modulation, which stays fixed:
 
     tau = g_omega(S),   theta_{j+1} = theta_j - alpha * grad_theta L_S(theta_j; tau),   objective L_Q(theta_steps; tau).
 
-omega (the modulation network) is trained only by the outer loss, through the inner loop. The
-modulation network here is a permutation-invariant set encoder (an MLP over each support pair,
-averaged, then a linear map to the FiLM parameters) rather than the paper's bidirectional LSTM: a
-support set has no order, and the mean over pairs is one batched op under ``vmap`` where an LSTM
-is a sequential loop. (Not measured against the LSTM.) Images are paired with their one-hot
-labels after two convolution blocks of their own. FiLM: h -> (1 + tanh(gamma)) h + beta after
+omega (the modulation network) is trained only by the outer loss, through the inner loop. Two
+modulation networks (``algorithm.mmaml.encoder``): ``set``, a permutation-invariant set encoder (an
+MLP over each support pair, averaged, then a linear map to the FiLM parameters): a support set has
+no order, and the mean over pairs is one batched op under ``vmap``; and ``lstm``, the paper's
+two-layer bidirectional LSTM over the pairs in the order sampled, its embedding the forward
+direction's last output beside the backward direction's first (the authors' code), written out
+cell by cell so that it runs under ``vmap`` and twice-differentiated. README, "Task-aware
+modulation", compares them. Images are paired with their one-hot labels after two convolution
+blocks of their own. FiLM: h -> (1 + tanh(gamma)) h + beta after
 each hidden Linear of an MLP (before its ReLU) and after each of Conv4's blocks; the map to
 (gamma, beta) starts at a Linear layer's default initialisation, as the authors' embedding layers:
 a zero start (every task beginning at the plain network) learned the modulation more slowly on the
@@ -52,12 +55,12 @@ def _film_points(net: nn.Module) -> tuple[list[int], list[int]]:
     return [i for i, _ in points], [w for _, w in points]
 
 
-class SetEncoder(nn.Module):
-    """Support pairs -> the task's FiLM parameters: an MLP over each (input, target) pair, the
-    mean over the set, a linear map. ``images``: inputs are images, encoded by
-    two convolution blocks first; targets are class indices, one-hot over ``classes``."""
+class PairEncoder(nn.Module):
+    """The support set as rows of (input features, target): images through two convolution blocks
+    of their own, class targets one-hot over ``classes``. Subclasses read the rows into the FiLM
+    parameters (``film``, a linear map from their embedding)."""
 
-    def __init__(self, inputs: int, classes: int, hidden: int, out: int, image_channels: int = 0):
+    def __init__(self, inputs: int, classes: int, hidden: int, image_channels: int):
         super().__init__()
         self.classes = classes
         self.image = (
@@ -65,25 +68,83 @@ class SetEncoder(nn.Module):
             if image_channels
             else None
         )
-        width = (hidden if image_channels else inputs) + (classes or 1)
-        self.pair = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.width = (hidden if image_channels else inputs) + (classes or 1)
+
+    def pairs(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        features = self.image(x) if self.image is not None else x.flatten(1)
+        target = nn.functional.one_hot(y.long(), self.classes).to(features.dtype) if self.classes else y.reshape(len(y), -1)
+        return torch.cat([features, target], 1)
+
+
+class SetEncoder(PairEncoder):
+    """An MLP over each support pair, the mean over the set, a linear map."""
+
+    def __init__(self, inputs: int, classes: int, hidden: int, out: int, image_channels: int = 0):
+        super().__init__(inputs, classes, hidden, image_channels)
+        self.pair = nn.Sequential(nn.Linear(self.width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.film = nn.Linear(hidden, out)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        features = self.image(x) if self.image is not None else x.flatten(1)
-        target = nn.functional.one_hot(y.long(), self.classes).to(features.dtype) if self.classes else y.reshape(len(y), -1)
-        return self.film(self.pair(torch.cat([features, target], 1)).mean(0))
+        return self.film(self.pair(self.pairs(x, y)).mean(0))
+
+
+class LSTMCell(nn.Module):
+    """One LSTM step, ``torch.nn.LSTM``'s equations and gate order (input, forget, cell, output)
+    with one bias, on an unbatched row: ``vmap`` batches the tasks."""
+
+    def __init__(self, inputs: int, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.gates = nn.Linear(inputs + hidden, 4 * hidden)
+        bound = hidden**-0.5  # torch.nn.LSTM's initialisation
+        nn.init.uniform_(self.gates.weight, -bound, bound)
+        nn.init.uniform_(self.gates.bias, -bound, bound)
+
+    def run(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The outputs ``h_t`` over ``rows``, from a zero state."""
+        h = c = torch.zeros(self.hidden, dtype=rows[0].dtype, device=rows[0].device)
+        out = []
+        for x in rows:
+            i, f, g, o = self.gates(torch.cat([x, h])).chunk(4)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            out.append(h)
+        return out
+
+
+class LSTMEncoder(PairEncoder):
+    """A bidirectional LSTM of ``layers`` layers (``hidden`` wide each way) over the support pairs
+    in order; the embedding is the forward direction's last output beside the backward
+    direction's first, each having read the whole set; then a linear map."""
+
+    def __init__(self, inputs: int, classes: int, hidden: int, out: int, image_channels: int = 0, layers: int = 2):
+        super().__init__(inputs, classes, hidden, image_channels)
+        widths = [self.width] + [2 * hidden] * (layers - 1)
+        self.cells = nn.ModuleList(LSTMCell(w, hidden) for w in widths for _ in ("forward", "backward"))
+        self.film = nn.Linear(2 * hidden, out)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        rows = list(self.pairs(x, y))
+        for forward, backward in zip(self.cells[::2], self.cells[1::2]):
+            ahead, behind = forward.run(rows), backward.run(rows[::-1])[::-1]
+            rows = [torch.cat(pair) for pair in zip(ahead, behind)]
+        hidden = self.cells[0].hidden
+        return self.film(torch.cat([rows[-1][:hidden], rows[0][hidden:]]))
+
+
+ENCODERS = {"set": SetEncoder, "lstm": LSTMEncoder}
+"""``algorithm.mmaml.encoder``: the modulation networks by name."""
 
 
 class ModulatedModel(nn.Module):
-    """``net`` (the task network) and ``modulator`` (a :class:`SetEncoder`); ``forward(x, tau)``
-    runs ``net`` with FiLM parameters ``tau`` (none: the plain network)."""
+    """``net`` (the task network) and ``modulator`` (an encoder of :data:`ENCODERS`);
+    ``forward(x, tau)`` runs ``net`` with FiLM parameters ``tau`` (none: the plain network)."""
 
-    def __init__(self, net: nn.Module, hidden: int, classes: int, image_channels: int, inputs: int):
+    def __init__(self, net: nn.Module, encoder: str, hidden: int, classes: int, image_channels: int, inputs: int):
         super().__init__()
         self.net = net
         self.points, self.widths = _film_points(net)
-        self.modulator = SetEncoder(inputs, classes, hidden, 2 * sum(self.widths), image_channels)
+        self.modulator = ENCODERS[encoder](inputs, classes, hidden, 2 * sum(self.widths), image_channels)
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor | None = None) -> torch.Tensor:
         layers = list(self.net.body)
@@ -101,16 +162,23 @@ class ModulatedModel(nn.Module):
 
 @dataclass(frozen=True)
 class MMAML(GradientAdaptation):
-    """``hidden``: the set encoder's width."""
+    """``encoder``: the modulation network, a name of :data:`ENCODERS`; ``hidden``: its width
+    (the LSTM's, each way)."""
 
     name = "mmaml"
     modulates = True
     one_network = True
     hidden: int = 40
+    encoder: str = "set"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"mmaml's encoder is one of {', '.join(ENCODERS)}, not {self.encoder!r}")
 
     @classmethod
     def own_settings(cls, extra: dict) -> dict:
-        return {"hidden": int(extra.get("hidden", 40))}
+        return {"hidden": int(extra.get("hidden", 40)), "encoder": str(extra.get("encoder", "set"))}
 
     def meta_model(self, model: nn.Module) -> nn.Module:
         if getattr(model, "labels", None):
@@ -120,7 +188,7 @@ class MMAML(GradientAdaptation):
         first = list(model.body)[0]
         image_channels = first[0].in_channels if isinstance(first, nn.Sequential) else 0
         inputs = first.in_features if isinstance(first, nn.Linear) else 0
-        return ModulatedModel(model, self.hidden, classes, image_channels, inputs)
+        return ModulatedModel(model, self.encoder, self.hidden, classes, image_channels, inputs)
 
     def split(self, params: Params) -> tuple[Params, Params]:
         """Fast: the task network; slow: the modulation network."""

@@ -23,8 +23,11 @@ class CaviaConfig:
 
 @dataclass
 class MMAMLConfig:
+    encoder: str = "set"
+    """The modulation network over the support pairs: ``set`` (an MLP over each pair, averaged) or
+    ``lstm`` (the paper's two-layer bidirectional LSTM over the pairs in the order sampled)."""
     hidden: int = 40
-    """The width of the modulation network (the set encoder over support pairs)."""
+    """The modulation network's width (the LSTM's hidden size, each way)."""
 
 
 @dataclass

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from distmeta.algorithms import ALGORITHMS, PATHS, algorithm_kind
 from distmeta.algorithms.adapted import serves
+from distmeta.algorithms.mmaml import ENCODERS
 from distmeta.config.checks import choice as _choice
 from distmeta.config.checks import fail as _fail
 from distmeta.config.checks import refuse_set
@@ -141,6 +142,7 @@ def _choices(cfg: DistMetaConfig) -> None:
     a, t, c, tr = cfg.algorithm, cfg.tasks, cfg.cluster, cfg.trainer
     _choice("algorithm.name", a.name, ALGORITHMS)
     _choice("algorithm.lr_schedule", a.lr_schedule, LR_SCHEDULES)
+    _choice("algorithm.mmaml.encoder", a.mmaml.encoder, ENCODERS)
     _choice("tasks.family", t.family, FAMILIES)
     _choice("model.name", cfg.model.name, MODELS)
     _choice("model.norm", cfg.model.norm, ("auto", *NORMS))

@@ -1,11 +1,13 @@
-"""MMAML's meta-gradient against an explicit per-task double backward written out here (float64,
-1e-8), central finite differences, both batching paths and the checkpointed recursion; zero FiLM
+"""MMAML's meta-gradient, with either modulation network, against an explicit per-task double
+backward written out here (float64, 1e-8; the LSTM encoder's through ``torch.nn.LSTM`` carrying its
+weights), central finite differences, both batching paths and the checkpointed recursion; zero FiLM
 parameters leave the plain network, and a fresh modulation network already modulates it."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.func import functional_call
 
 from distmeta.algorithms import build, meta_grad, meta_grad_loop
 from distmeta.models import MLP
@@ -15,10 +17,13 @@ from tests.algorithms.helpers import assert_matches_finite_differences, glyph_ne
 LR = 0.05
 
 
-def setup(steps: int, first_order: bool = False, checkpoint: bool = False):
+ENCODERS = ["set", "lstm"]
+
+
+def setup(steps: int, first_order: bool = False, checkpoint: bool = False, encoder: str = "set"):
     """A 1-8-8-1 task network, a width-6 modulation network; every weight drawn at random."""
     torch.manual_seed(0)
-    algo = build("mmaml", lr=LR, steps=steps, first_order=first_order, checkpoint=checkpoint, hidden=6)
+    algo = build("mmaml", lr=LR, steps=steps, first_order=first_order, checkpoint=checkpoint, hidden=6, encoder=encoder)
     model = algo.meta_model(MLP(1, (8, 8), 1)).double()
     gen = torch.Generator().manual_seed(3)
     params = {k: 0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64) for k, p in model.named_parameters()}
@@ -28,9 +33,28 @@ def setup(steps: int, first_order: bool = False, checkpoint: bool = False):
 
 def explicit_tau(p: dict, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
     pairs = torch.cat([sx, sy], 1)
+    if "modulator.film.weight" in p and "modulator.pair.0.weight" not in p:
+        return lstm_tau(p, pairs)
     h = torch.relu(pairs @ p["modulator.pair.0.weight"].T + p["modulator.pair.0.bias"])
     h = torch.relu(h @ p["modulator.pair.2.weight"].T + p["modulator.pair.2.bias"])
     return h.mean(0) @ p["modulator.film.weight"].T + p["modulator.film.bias"]
+
+
+def lstm_tau(p: dict, pairs: torch.Tensor, hidden: int = 6) -> torch.Tensor:
+    """torch.nn.LSTM (2 layers, bidirectional) with the encoder's cells as its weights: each cell's
+    one gate matrix split into the input and hidden parts, its bias as the input bias."""
+    lstm = torch.nn.LSTM(2, hidden, num_layers=2, bidirectional=True, dtype=torch.float64)
+    weights = {}
+    for layer, width in enumerate([2, 2 * hidden]):
+        for direction, suffix in enumerate(["", "_reverse"]):
+            gates = f"modulator.cells.{2 * layer + direction}.gates."
+            weights[f"weight_ih_l{layer}{suffix}"] = p[gates + "weight"][:, :width]
+            weights[f"weight_hh_l{layer}{suffix}"] = p[gates + "weight"][:, width:]
+            weights[f"bias_ih_l{layer}{suffix}"] = p[gates + "bias"]
+            weights[f"bias_hh_l{layer}{suffix}"] = torch.zeros(4 * hidden, dtype=torch.float64)
+    out, _ = functional_call(lstm, weights, (pairs,))
+    embedding = torch.cat([out[-1, :hidden], out[0, hidden:]])  # forward's last, backward's first
+    return embedding @ p["modulator.film.weight"].T + p["modulator.film.bias"]
 
 
 def explicit_forward(w: list, tau: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -66,11 +90,12 @@ def explicit_grad(params: dict, batch, steps: int, first_order: bool) -> dict:
     return dict(zip(p, torch.autograd.grad(total, list(p.values()))))
 
 
+@pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("steps, first_order", [(1, False), (3, False), (2, True)])
-def test_meta_gradient_equals_explicit_double_backward_on_every_path(steps, first_order):
-    algo, model, params, batch = setup(steps, first_order)
+def test_meta_gradient_equals_explicit_double_backward_on_every_path(steps, first_order, encoder):
+    algo, model, params, batch = setup(steps, first_order, encoder=encoder)
     truth = explicit_grad(params, batch, steps, first_order)
-    checkpointed, _, _, _ = setup(steps, first_order, checkpoint=True)
+    checkpointed, _, _, _ = setup(steps, first_order, checkpoint=True, encoder=encoder)
     outs = [meta_grad(algo, model, params, {}, batch), meta_grad_loop(algo, model, params, {}, batch),
             meta_grad(checkpointed, model, params, {}, batch)]  # fmt: skip
     for out in outs:
@@ -79,14 +104,16 @@ def test_meta_gradient_equals_explicit_double_backward_on_every_path(steps, firs
     assert all(truth[k].abs().max() > 0 for k in params if k.startswith("modulator."))  # the encoder learns
 
 
-def test_meta_gradient_matches_central_finite_differences():
-    assert_matches_finite_differences(*setup(2))
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_meta_gradient_matches_central_finite_differences(encoder):
+    assert_matches_finite_differences(*setup(2, encoder=encoder))
 
 
+@pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("backbone", ["mlp", "conv4"])
-def test_zero_film_leaves_the_plain_network_and_a_fresh_encoder_modulates_it(backbone):
+def test_zero_film_leaves_the_plain_network_and_a_fresh_encoder_modulates_it(backbone, encoder):
     net, task = glyph_network_and_tasks(backbone, tasks=2)
-    algo = build("mmaml", loss="cross_entropy", lr=0.1, steps=1, hidden=8)
+    algo = build("mmaml", loss="cross_entropy", lr=0.1, steps=1, hidden=8, encoder=encoder)
     model = algo.meta_model(net)
     params = {k: p.detach() for k, p in model.named_parameters()}
     fast, slow = algo.split(params)
@@ -100,3 +127,20 @@ def test_zero_film_leaves_the_plain_network_and_a_fresh_encoder_modulates_it(bac
     g = meta_grad(algo, model, params, {}, task).grads
     # the outer loss reaches the whole modulation network, the encoder beneath the FiLM map too
     assert all(g[k].abs().max() > 0 for k in params if k.startswith("modulator.") and k.endswith("weight"))
+
+
+def test_the_lstm_encoder_reads_the_support_set_in_order_and_the_set_encoder_does_not():
+    sets = {}
+    for encoder in ENCODERS:
+        algo, model, params, batch = setup(1, encoder=encoder)
+        _, slow = algo.split(params)
+        sx, sy = batch.tensors()[0][0], batch.tensors()[1][0]
+        order = torch.randperm(len(sx), generator=torch.Generator().manual_seed(1))
+        taus = [algo.condition(model, slow, {}, x, y)["tau"] for x, y in ((sx, sy), (sx[order], sy[order]))]
+        sets[encoder] = torch.allclose(*taus, rtol=1e-12, atol=1e-12)
+    assert sets == {"set": True, "lstm": False}
+
+
+def test_an_unknown_encoder_is_refused():
+    with pytest.raises(ValueError, match="set, lstm"):
+        build("mmaml", lr=LR, steps=1, encoder="gru")

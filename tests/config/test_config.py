@@ -270,12 +270,22 @@ def test_the_inner_gradient_clamp_reaches_every_gradient_adaptation():
     assert Recipe.from_config(load(None, [])).algorithm.inner.clip == 0
 
 
+def test_the_mmaml_section_reaches_the_algorithm():
+    from distmeta.recipe import Recipe
+
+    algo = Recipe.from_config(
+        load(None, ["algorithm.name=mmaml", "algorithm.mmaml.encoder=lstm", "algorithm.mmaml.hidden=12"])
+    ).algorithm
+    assert (algo.encoder, algo.hidden) == ("lstm", 12)
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
         (["algorithm.name=cavia", "tasks.family=glyphs", "model.name=resnet12"], "'model.name': cavia modulates the network's layers: use model.name=mlp, conv4, not resnet12"),
         (["algorithm.name=mmaml", "tasks.families=[{name: sine}, {name: linear}]", "model.share=none"], "'model.share': mmaml modulates one network: use model.heads=shared and model.share=all"),
         (["algorithm.name=mmaml", "algorithm.mmaml.hidden=0"], "'algorithm.mmaml.hidden': the modulation network needs a positive width, got 0"),
+        (["algorithm.name=mmaml", "algorithm.mmaml.encoder=gru"], "'algorithm.mmaml.encoder': 'gru' is not one of set, lstm"),
         (["algorithm.name=cavia", "algorithm.cavia.contexts=0"], "'algorithm.cavia.contexts': a task adapts at least 1 context parameter, got 0"),
     ],
 )  # fmt: skip
