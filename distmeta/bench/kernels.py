@@ -4,7 +4,8 @@
 runs on an accelerator, on machines that have nothing but torch (``scripts/gpu_check.sh``): the
 per-task loop baseline (:func:`~distmeta.bench.baseline.loop_step`) against distmeta's batched
 meta-gradient (``vmap``) and its per-task path (``loop``), each followed by the same Adam step,
-in interleaved blocks; tasks per second and the ratio to the baseline, block by block.
+in interleaved blocks; tasks per second and the ratio to the baseline, block by block. Algorithms
+without a written-out baseline (MMAML) take distmeta's per-task loop as theirs.
 """
 
 from __future__ import annotations
@@ -43,7 +44,18 @@ WORKLOADS = {
     # steps; distmeta's families one call each (vmap) or all in one call (grouped)
     "multimodal-5": dict(model=ModelSpec("mlp", (1,), 1, hidden=(100, 100, 100)), loss="mse", lr=0.001, tasks=125,
                          inner_steps=5, families=("sine", "linear", "parabola", "tanh", "l1")),
+    # the same under MMAML, its configs' set encoder and a 128-wide LSTM one (a network 6x larger:
+    # where one call per task's copy of the weights costs more than the calls it saves)
+    "multimodal-5-mmaml": dict(model=ModelSpec("mlp", (1,), 1, hidden=(100, 100, 100)), loss="mse", lr=0.001, tasks=125,
+                               inner_steps=5, families=("sine", "linear", "parabola", "tanh", "l1"), algorithm="mmaml",
+                               settings=dict(encoder="set", hidden=128)),
+    "multimodal-5-mmaml-lstm": dict(model=ModelSpec("mlp", (1,), 1, hidden=(100, 100, 100)), loss="mse", lr=0.001, tasks=125,
+                                    inner_steps=5, families=("sine", "linear", "parabola", "tanh", "l1"), algorithm="mmaml",
+                                    settings=dict(encoder="lstm", hidden=128)),
 }  # fmt: skip
+LOOP_BASELINES = ("maml", "protonet")
+"""The algorithms :mod:`distmeta.bench.baseline` writes out; the others' baseline is distmeta's own
+per-task loop (``distmeta loop``)."""
 
 
 class _Families:
@@ -72,7 +84,7 @@ def _family(workload: str):
 def _steps(w: dict, dev: torch.device, tasks: int) -> dict[str, Callable]:
     """The modes' meta-steps, each on its own copy of the same initial model."""
     name, first_order, inner_steps = w.get("algorithm", "maml"), w.get("first_order", False), w.get("inner_steps", 1)
-    algo = build(name, loss=w["loss"], steps=inner_steps, lr=w["lr"], first_order=first_order, ways=5)
+    algo = build(name, loss=w["loss"], steps=inner_steps, lr=w["lr"], first_order=first_order, ways=5, **w.get("settings", {}))
     count = len(w.get("families", ("one",)))
     groups = torch.arange(count, device=dev).repeat_interleave(tasks // count)
     # no diagnostics (the pre-adaptation forward): the baseline does not compute them, and
@@ -81,7 +93,7 @@ def _steps(w: dict, dev: torch.device, tasks: int) -> dict[str, Callable]:
 
     def fresh():
         torch.manual_seed(0)
-        model = w["model"].build().to(dev)
+        model = algo.meta_model(w["model"].build()).to(dev)
         return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def grads(path, model, params, buffers, batch):
@@ -105,12 +117,14 @@ def _steps(w: dict, dev: torch.device, tasks: int) -> dict[str, Callable]:
 
         return step
 
-    model, opt = fresh()
-    if name == "protonet":
-        baseline = lambda batch: protonet_loop_step(model, opt, batch, 5)  # noqa: E731
-    else:
-        baseline = lambda batch: loop_step(model, opt, batch, w["loss"], w["lr"], inner_steps, first_order)  # noqa: E731
-    modes = {"loop baseline": baseline, "distmeta vmap": distmeta_step("vmap"), "distmeta loop": distmeta_step("loop")}
+    modes = {"distmeta vmap": distmeta_step("vmap"), "distmeta loop": distmeta_step("loop")}
+    if name in LOOP_BASELINES:
+        model, opt = fresh()
+        if name == "protonet":
+            baseline = lambda batch: protonet_loop_step(model, opt, batch, 5)  # noqa: E731
+        else:
+            baseline = lambda batch: loop_step(model, opt, batch, w["loss"], w["lr"], inner_steps, first_order)  # noqa: E731
+        modes = {"loop baseline": baseline} | modes
     return modes | ({"distmeta grouped": distmeta_step("grouped")} if count > 1 else {})
 
 
@@ -145,7 +159,7 @@ def run(
         counter += steps
         if block:
             log(f"block {block}: " + ", ".join(f"{n} {r[-1]:,.0f} tasks/s" for n, r in rates.items()))
-    base = rates["loop baseline"]
+    base = rates["loop baseline" if "loop baseline" in rates else "distmeta loop"]
     return {
         "workload": workload, "device": str(dev), "tasks_per_step": tasks, "blocks": blocks, "steps_per_block": steps,
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,

@@ -50,3 +50,11 @@ def test_kernel_bench_races_a_mixtures_families_one_call_each_and_grouped(capsys
     report = json.loads(capsys.readouterr().out)
     assert set(report["modes"]) == {"loop baseline", "distmeta vmap", "distmeta loop", "distmeta grouped"}
     assert report["modes"]["distmeta grouped"]["tasks_per_s"] > 0
+
+
+def test_kernel_bench_measures_mmaml_against_its_own_per_task_loop(capsys):
+    args = ["--workload", "multimodal-5-mmaml-lstm", "--device", "cpu", "--blocks", "1", "--steps", "1", "--tasks", "10"]
+    assert kernels.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["modes"]) == {"distmeta vmap", "distmeta loop", "distmeta grouped"}
+    assert report["modes"]["distmeta loop"]["ratio_to_loop"] == 1.0 and report["modes"]["distmeta grouped"]["tasks_per_s"] > 0

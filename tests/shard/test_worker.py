@@ -138,6 +138,7 @@ def test_a_later_promp_epoch_computes_on_the_kept_trajectories_or_collects_them_
 
 
 def test_a_mixtures_families_on_one_dense_network_compute_in_one_call_like_each_alone(monkeypatch):
+    from distmeta.shard import fusion
     from distmeta.shard import worker as worker_module
     from distmeta.tasks import FunctionFamily
 
@@ -156,16 +157,22 @@ def test_a_mixtures_families_on_one_dense_network_compute_in_one_call_like_each_
         assert ((a.family_grads[f] - b.family_grads[f]).norm() / b.family_grads[f].norm()).item() < 1e-5
         for k, v in b.family_metrics[f].items():
             assert np.isclose(a.family_metrics[f][k], v, rtol=1e-5), (f, k)
+    # a network too big for every family's tasks in one call: two families' tasks, then the third alone
+    monkeypatch.setattr(fusion, "WEIGHT_COPIES", 8 * fused.parameters)
+    assert fused.compute(4, w, 4, range(12)).family_counts == a.family_counts and calls == [3, 2]
 
 
-def test_families_share_a_call_only_with_the_same_task_shapes_and_network():
-    from distmeta.shard.fusion import dense, fusion_groups
+def test_families_share_a_call_only_with_the_same_task_shapes_a_small_network_and_no_views():
+    from distmeta.shard.fusion import WEIGHT_COPIES, dense, fusion_groups
     from distmeta.tasks import FunctionFamily
 
     sine, more = SineFamily(shots=5, query=5), SineFamily(shots=10, query=5)
     tasks = {f: fam.sample(0, TRAIN, 0, [0, 1]) for f, fam in enumerate((sine, more, FunctionFamily("linear", shots=5, query=5)))}
     assert fusion_groups(tasks, lambda f: True) == [(0, 2), (1,)]
     assert fusion_groups(tasks, lambda f: f != 2) == [(2,), (0,), (1,)]
+    # a call holds at most WEIGHT_COPIES tasks x parameters: 4 tasks fit, 3 do not hold both families
+    assert fusion_groups(tasks, lambda f: True, parameters=WEIGHT_COPIES // 4) == [(0, 2), (1,)]
+    assert fusion_groups(tasks, lambda f: True, parameters=WEIGHT_COPIES // 3) == [(0,), (2,), (1,)]
     assert dense(MLP(1, (8,), 1)) and not dense(ModelSpec("conv4", (1, 28, 28), 3, filters=8).build())
     heads = ShardWorker(0, _spec(families=(SineFamily(), FunctionFamily("linear")), mixture=Mixture(("sine", "linear"), (1.0, 1.0)),
                                  model=ModelSpec("mlp", (1,), 1, hidden=(8,), heads=(("sine", 1), ("linear", 1)))))  # fmt: skip
