@@ -25,6 +25,8 @@ from distmeta.bench.synthetic import class_images
 from distmeta.models import ModelSpec
 from distmeta.tasks import TRAIN, EpisodeFamily, FunctionFamily, GlyphSource, SineFamily, TaskBatch
 
+MULTIMODAL = dict(model=ModelSpec("mlp", (1,), 1, hidden=(100, 100, 100)), loss="mse", lr=0.001, tasks=125, inner_steps=5,
+                  families=("sine", "linear", "parabola", "tanh", "l1"))  # fmt: skip
 WORKLOADS = {
     # the workloads of distmeta.bench.throughput, built without the config layer
     "sine": dict(model=ModelSpec("mlp", (1,), 1, hidden=(40, 40)), loss="mse", lr=0.01, tasks=25),
@@ -42,16 +44,11 @@ WORKLOADS = {
     "resnet12-84-5w1s": dict(model=ModelSpec("resnet12", (3, 84, 84), 5), loss="cross_entropy", lr=0.01, tasks=4),
     # MMAML's 5-mode regression (configs/multimodal_5modes.yaml): 25 tasks of each family, 5 inner
     # steps; distmeta's families one call each (vmap) or all in one call (grouped)
-    "multimodal-5": dict(model=ModelSpec("mlp", (1,), 1, hidden=(100, 100, 100)), loss="mse", lr=0.001, tasks=125,
-                         inner_steps=5, families=("sine", "linear", "parabola", "tanh", "l1")),
+    "multimodal-5": MULTIMODAL,
     # the same under MMAML, its configs' set encoder and a 128-wide LSTM one (a network 6x larger:
     # where one call per task's copy of the weights costs more than the calls it saves)
-    "multimodal-5-mmaml": dict(model=ModelSpec("mlp", (1,), 1, hidden=(100, 100, 100)), loss="mse", lr=0.001, tasks=125,
-                               inner_steps=5, families=("sine", "linear", "parabola", "tanh", "l1"), algorithm="mmaml",
-                               settings=dict(encoder="set", hidden=128)),
-    "multimodal-5-mmaml-lstm": dict(model=ModelSpec("mlp", (1,), 1, hidden=(100, 100, 100)), loss="mse", lr=0.001, tasks=125,
-                                    inner_steps=5, families=("sine", "linear", "parabola", "tanh", "l1"), algorithm="mmaml",
-                                    settings=dict(encoder="lstm", hidden=128)),
+    "multimodal-5-mmaml": MULTIMODAL | dict(algorithm="mmaml", settings=dict(encoder="set", hidden=128)),
+    "multimodal-5-mmaml-lstm": MULTIMODAL | dict(algorithm="mmaml", settings=dict(encoder="lstm", hidden=128)),
 }  # fmt: skip
 LOOP_BASELINES = ("maml", "protonet")
 """The algorithms :mod:`distmeta.bench.baseline` writes out; the others' baseline is distmeta's own
