@@ -80,7 +80,6 @@ class ShardWorker:
         self.fuses = (
             spec.batching == "vmap" and not spec.compile and algo.outer_epochs == 1 and not algo.collects and dense(self.model)
         )
-        self.parameters = sum(p.numel() for p in self.model.parameters())
 
     def open_channel(self) -> str:
         """Serve :meth:`compute` on a Unix socket too (:mod:`distmeta.shard.channel`); returns its
@@ -272,7 +271,7 @@ class ShardWorker:
         sampled = time.perf_counter()
         tasks_of = {f: type(b[0]).cat(b).to(self.device) for f, b in by_family.items()}
         grads, counts, metrics, norm = {}, {}, {}, None
-        for fams in fusion_groups(tasks_of, self._fusable, self.parameters):
+        for fams in fusion_groups(tasks_of, self._fusable, sum(w.numel() for w in params.values())):
             if len(fams) > 1:
                 outs = self._fused_grad(params, [tasks_of[f] for f in fams])
             else:

@@ -158,7 +158,7 @@ def test_a_mixtures_families_on_one_dense_network_compute_in_one_call_like_each_
         for k, v in b.family_metrics[f].items():
             assert np.isclose(a.family_metrics[f][k], v, rtol=1e-5), (f, k)
     # a network too big for every family's tasks in one call: two families' tasks, then the third alone
-    monkeypatch.setattr(fusion, "WEIGHT_COPIES", 8 * fused.parameters)
+    monkeypatch.setattr(fusion, "WEIGHT_COPIES", 8 * sum(p.numel() for p in fused.model.parameters()))
     assert fused.compute(4, w, 4, range(12)).family_counts == a.family_counts and calls == [3, 2]
 
 
