@@ -33,7 +33,7 @@ def setup(steps: int, first_order: bool = False, checkpoint: bool = False, encod
 
 def explicit_tau(p: dict, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
     pairs = torch.cat([sx, sy], 1)
-    if "modulator.film.weight" in p and "modulator.pair.0.weight" not in p:
+    if "modulator.cells.0.gates.weight" in p:
         return lstm_tau(p, pairs)
     h = torch.relu(pairs @ p["modulator.pair.0.weight"].T + p["modulator.pair.0.bias"])
     h = torch.relu(h @ p["modulator.pair.2.weight"].T + p["modulator.pair.2.bias"])
