@@ -7,7 +7,7 @@ from distmeta.algorithms import algorithm_kind
 from distmeta.config.checks import choice, fail
 from distmeta.config.schema import DistMetaConfig
 from distmeta.models import HEADS, SHARES, model_kind
-from distmeta.shard.aggregate import WEIGHTINGS
+from distmeta.shard.weighting import WEIGHTINGS
 from distmeta.tasks import FAMILIES, family_kind
 from distmeta.tasks.mixture import SAMPLINGS
 

@@ -112,7 +112,9 @@ class TasksConfig:
     key) or ``stratified`` (task i from family i mod F: every family alike in every meta-batch)."""
     family_weighting: str = "count"
     """How the learner weighs families in the meta-gradient: ``count`` (every task alike),
-    ``uniform`` (every family present in the meta-batch alike) or ``weights`` (by ``loss_weight``)."""
+    ``uniform`` (every family present in the meta-batch alike), ``weights`` (by ``loss_weight``),
+    ``normalized`` (every family's gradient rescaled to the same norm) or ``pcgrad`` (each family's
+    gradient stripped of its part against another's, gradient surgery)."""
     shots: int = 10
     """K: support points per task (sine), or support images per class (image families)."""
     query: int = 10

@@ -8,7 +8,7 @@ Both aggregation modes use the same maths: the learner over its shards' results
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 
 from distmeta.errors import NonFiniteGradientError
 from distmeta.shard.result import ShardResult
+from distmeta.shard.weighting import WEIGHTINGS
 
 
 @dataclass
@@ -98,18 +99,16 @@ def combine(
     """The meta-gradient from per-family gradient sums, families in name order (the result does
     not depend on arrival or shard layout), and each family's share of it.
 
-    ``count``: every task weighs the same whichever shard or family it came from (the mean over
-    tasks); ``uniform``: every family present weighs the same (the mean over families of each
-    family's mean); ``weights``: families weigh ``loss_weights[f]`` (normalised over the families
-    present). Raises :class:`NonFiniteGradientError` for a NaN/inf sum."""
+    ``weighting`` names one of :data:`~distmeta.shard.weighting.WEIGHTINGS` (``count``: the mean
+    over tasks, whichever shard or family they came from; ``uniform``, ``weights``, ``normalized``,
+    ``pcgrad``: see there). Raises :class:`NonFiniteGradientError` for a NaN/inf sum."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {tuple(WEIGHTINGS)}, got {weighting!r}")
     families = sorted(grads)
     for f in families:
         if not torch.isfinite(grads[f]).all():
             raise NonFiniteGradientError(f"non-finite meta-gradient at step {step} (family {f})")
-    coef = WEIGHTINGS[weighting](families, dict(counts), loss_weights or {})
-    contributions = {f: grads[f] * coef[f] for f in families}
+    contributions = WEIGHTINGS[weighting]({f: grads[f] for f in families}, counts, loss_weights or {})
     grad = torch.zeros_like(grads[families[0]])
     for f in families:
         grad += contributions[f]
@@ -155,27 +154,3 @@ def _shares(families: list[str], contributions: dict[str, torch.Tensor], grad: t
         return {families[0]: 1.0 if bool(grad.any()) else 0.0}
     norm2 = float(grad.double().pow(2).sum())
     return {f: float((contributions[f].double() * grad.double()).sum()) / norm2 if norm2 > 0 else 0.0 for f in families}
-
-
-def _by_count(families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]) -> dict[str, float]:
-    total = sum(counts[f] for f in families)
-    return {f: 1.0 / total for f in families}
-
-
-def _uniform(families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]) -> dict[str, float]:
-    return {f: 1.0 / (len(families) * counts[f]) for f in families}
-
-
-def _by_weights(families: list[str], counts: dict[str, int], loss_weights: Mapping[str, float]) -> dict[str, float]:
-    weight = {f: float(loss_weights.get(f, 1.0)) for f in families}
-    norm = sum(weight.values())
-    return {f: weight[f] / (norm * counts[f]) for f in families}
-
-
-WEIGHTINGS: dict[str, Callable[[list[str], dict[str, int], Mapping[str, float]], dict[str, float]]] = {
-    "count": _by_count,
-    "uniform": _uniform,
-    "weights": _by_weights,
-}
-"""``tasks.family_weighting``: what each family's gradient sum is multiplied by, given the
-families present, their task counts and the configured loss weights."""

@@ -78,7 +78,7 @@ def test_yaml_round_trip_and_flat_params():
             ["tasks.family=glyphs", "tasks.shard_by=classes", "tasks.class_partitions=0"],
             "'tasks.class_partitions': must be at least 1",
         ),
-        (["tasks.family_weighting=equal"], "'equal' is not one of count, uniform, weights"),
+        (["tasks.family_weighting=equal"], "'equal' is not one of count, uniform, weights, normalized, pcgrad"),
         (
             ["tasks.families=[{name: glyphs}, {name: glyphs, label: g3, ways: 3}]"],
             "the families have different ways (glyphs 5, g3 3): one shared head cannot classify them all; set model.heads=per_family",

@@ -60,6 +60,8 @@ def _two_families():
         ("count", [3.0 / 5, 6.0 / 5]),  # all 5 tasks alike
         ("uniform", [0.5 * 3.0 / 3, 0.5 * 6.0 / 2]),  # mean of the two family means
         ("weights", [0.25 * 3.0 / 3, 0.75 * 6.0 / 2]),  # loss weights 1 (sine) and 3 (linear)
+        ("normalized", [1.0, 1.0]),  # the halved family means [0.5, 0], [0, 1.5] both at norm 1
+        ("pcgrad", [0.5 * 3.0 / 3, 0.5 * 6.0 / 2]),  # orthogonal: nothing to project, as uniform
     ],
 )
 def test_family_weightings(weighting, expected):
@@ -72,3 +74,42 @@ def test_family_weightings(weighting, expected):
     # the families' gradients are orthogonal here: each share is its squared part of the norm
     g = agg.grad
     assert math.isclose(agg.family_shares["sine"], (g[0] ** 2 / (g**2).sum()).item(), rel_tol=1e-6)
+
+
+def _pair(sine, linear, split):
+    """Two families' gradient sums (one task each), in one result or split over two shards."""
+    grads = {"sine": torch.tensor(sine), "linear": torch.tensor(linear)}
+    metrics = {"sine": {"loss": 1.0}, "linear": {"loss": 1.0}}
+    if not split:
+        return [ShardResult(0, 3, 3, grads, {"sine": 1, "linear": 1}, metrics, 0.1)]
+    return [ShardResult(k, 3, 3, {f: grads[f]}, {f: 1}, {f: metrics[f]}, 0.1) for k, f in enumerate(grads)]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_pcgrad_removes_the_conflicting_part_of_each_family(split):
+    # sine [1, 0] and linear [-1, 1] conflict (inner product -1): sine loses its part along
+    # linear, [1, 0] + 1/2 [-1, 1] = [0.5, 0.5], linear its part along sine, [-1, 1] + [1, 0] = [0, 1]
+    agg = aggregate(_pair([1.0, 0.0], [-1.0, 1.0], split), step=3, version=3, weighting="pcgrad")
+    torch.testing.assert_close(agg.grad, torch.tensor([0.5 * 0.5 + 0.0, 0.5 * 0.5 + 0.5]))
+    # the projected contributions no longer pull against each other: no negative share
+    assert all(v >= 0 for v in agg.family_shares.values())
+    assert math.isclose(sum(agg.family_shares.values()), 1.0)
+
+
+def test_pcgrad_leaves_agreeing_families_as_uniform():
+    pair = _pair([1.0, 2.0], [3.0, 1.0], split=True)
+    pc = aggregate(pair, step=3, version=3, weighting="pcgrad")
+    torch.testing.assert_close(pc.grad, aggregate(pair, step=3, version=3, weighting="uniform").grad)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_normalized_gives_every_family_the_mean_norm(split):
+    # family means halved: [1.5, 2] (norm 2.5) and [0, 0.5] (norm 0.5); both rescaled to 1.5
+    agg = aggregate(_pair([3.0, 4.0], [0.0, 1.0], split), step=3, version=3, weighting="normalized")
+    torch.testing.assert_close(agg.grad, torch.tensor([0.9, 1.2 + 1.5]))
+
+
+def test_normalized_leaves_a_zero_gradient_at_zero():
+    # the mean norm is (2.5 + 0) / 2: sine's halved mean [1.5, 2] is scaled to norm 1.25
+    agg = aggregate(_pair([3.0, 4.0], [0.0, 0.0], split=True), step=3, version=3, weighting="normalized")
+    torch.testing.assert_close(agg.grad, torch.tensor([0.75, 1.0]))
