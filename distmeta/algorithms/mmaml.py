@@ -57,30 +57,38 @@ def _film_points(net: nn.Module) -> tuple[list[int], list[int]]:
 
 class PairEncoder(nn.Module):
     """The support set as rows of (input features, target): images through two convolution blocks
-    of their own, class targets one-hot over ``classes``. Subclasses read the rows into the FiLM
+    of their own, class targets one-hot over ``classes``; with ``standardize``, a real target as
+    (y - mean) / std over the set beside the set's mean and log std (std = sqrt(variance + 1e-4),
+    so a constant set stays finite and twice differentiable). Subclasses read the rows into the FiLM
     parameters (``film``, a linear map from their embedding)."""
 
-    def __init__(self, inputs: int, classes: int, hidden: int, image_channels: int):
+    def __init__(self, inputs: int, classes: int, hidden: int, image_channels: int, standardize: bool = False):
         super().__init__()
-        self.classes = classes
+        self.classes, self.standardize = classes, standardize
         self.image = (
             nn.Sequential(conv_block(image_channels, hidden), conv_block(hidden, hidden), nn.AdaptiveAvgPool2d(1), nn.Flatten())
             if image_channels
             else None
         )
-        self.width = (hidden if image_channels else inputs) + (classes or 1)
+        self.width = (hidden if image_channels else inputs) + (classes or (3 if standardize else 1))
 
     def pairs(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         features = self.image(x) if self.image is not None else x.flatten(1)
-        target = nn.functional.one_hot(y.long(), self.classes).to(features.dtype) if self.classes else y.reshape(len(y), -1)
-        return torch.cat([features, target], 1)
+        if self.classes:
+            return torch.cat([features, nn.functional.one_hot(y.long(), self.classes).to(features.dtype)], 1)
+        y = y.reshape(len(y), -1)
+        if not self.standardize:
+            return torch.cat([features, y], 1)
+        mean = y.mean(0, keepdim=True)
+        spread = ((y - mean) ** 2).mean(0, keepdim=True).add(1e-4).sqrt()
+        return torch.cat([features, (y - mean) / spread, mean.expand_as(y), spread.log().expand_as(y)], 1)
 
 
 class SetEncoder(PairEncoder):
     """An MLP over each support pair, the mean over the set, a linear map."""
 
-    def __init__(self, inputs: int, classes: int, hidden: int, out: int, image_channels: int = 0):
-        super().__init__(inputs, classes, hidden, image_channels)
+    def __init__(self, inputs: int, classes: int, hidden: int, out: int, image_channels: int = 0, standardize: bool = False):
+        super().__init__(inputs, classes, hidden, image_channels, standardize)
         self.pair = nn.Sequential(nn.Linear(self.width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.film = nn.Linear(hidden, out)
 
@@ -117,8 +125,17 @@ class LSTMEncoder(PairEncoder):
     in order; the embedding is the forward direction's last output beside the backward
     direction's first, each having read the whole set; then a linear map."""
 
-    def __init__(self, inputs: int, classes: int, hidden: int, out: int, image_channels: int = 0, layers: int = 2):
-        super().__init__(inputs, classes, hidden, image_channels)
+    def __init__(
+        self,
+        inputs: int,
+        classes: int,
+        hidden: int,
+        out: int,
+        image_channels: int = 0,
+        standardize: bool = False,
+        layers: int = 2,
+    ):
+        super().__init__(inputs, classes, hidden, image_channels, standardize)
         widths = [self.width] + [2 * hidden] * (layers - 1)
         self.cells = nn.ModuleList(LSTMCell(w, hidden) for w in widths for _ in ("forward", "backward"))
         self.film = nn.Linear(2 * hidden, out)
@@ -140,11 +157,13 @@ class ModulatedModel(nn.Module):
     """``net`` (the task network) and ``modulator`` (an encoder of :data:`ENCODERS`);
     ``forward(x, tau)`` runs ``net`` with FiLM parameters ``tau`` (none: the plain network)."""
 
-    def __init__(self, net: nn.Module, encoder: str, hidden: int, classes: int, image_channels: int, inputs: int):
+    def __init__(
+        self, net: nn.Module, encoder: str, hidden: int, classes: int, image_channels: int, inputs: int, standardize: bool = False
+    ):
         super().__init__()
         self.net = net
         self.points, self.widths = _film_points(net)
-        self.modulator = ENCODERS[encoder](inputs, classes, hidden, 2 * sum(self.widths), image_channels)
+        self.modulator = ENCODERS[encoder](inputs, classes, hidden, 2 * sum(self.widths), image_channels, standardize)
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor | None = None) -> torch.Tensor:
         layers = list(self.net.body)
@@ -163,13 +182,15 @@ class ModulatedModel(nn.Module):
 @dataclass(frozen=True)
 class MMAML(GradientAdaptation):
     """``encoder``: the modulation network, a name of :data:`ENCODERS`; ``hidden``: its width
-    (the LSTM's, each way)."""
+    (the LSTM's, each way); ``standardize``: it reads regression targets standardised over the
+    support set (:class:`PairEncoder`)."""
 
     name = "mmaml"
     modulates = True
     one_network = True
     hidden: int = 40
     encoder: str = "set"
+    standardize: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -178,7 +199,11 @@ class MMAML(GradientAdaptation):
 
     @classmethod
     def own_settings(cls, extra: dict) -> dict:
-        return {"hidden": int(extra.get("hidden", 40)), "encoder": str(extra.get("encoder", "set"))}
+        return {
+            "hidden": int(extra.get("hidden", 40)),
+            "encoder": str(extra.get("encoder", "set")),
+            "standardize": bool(extra.get("standardize", False)),
+        }
 
     def meta_model(self, model: nn.Module) -> nn.Module:
         if getattr(model, "labels", None):
@@ -188,7 +213,9 @@ class MMAML(GradientAdaptation):
         first = list(model.body)[0]
         image_channels = first[0].in_channels if isinstance(first, nn.Sequential) else 0
         inputs = first.in_features if isinstance(first, nn.Linear) else 0
-        return ModulatedModel(model, self.encoder, self.hidden, classes, image_channels, inputs)
+        if classes and self.standardize:
+            raise ValueError("mmaml's standardize reads regression targets; class labels are read one-hot")
+        return ModulatedModel(model, self.encoder, self.hidden, classes, image_channels, inputs, self.standardize)
 
     def split(self, params: Params) -> tuple[Params, Params]:
         """Fast: the task network; slow: the modulation network."""

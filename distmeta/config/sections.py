@@ -28,6 +28,10 @@ class MMAMLConfig:
     ``lstm`` (the paper's two-layer bidirectional LSTM over the pairs in the order sampled)."""
     hidden: int = 40
     """The modulation network's width (the LSTM's hidden size, each way)."""
+    standardize: bool = False
+    """Regression: the modulation network reads each support target standardised over its set,
+    (y - mean) / std, beside the set's mean and log std, so the shape of a task's function and its
+    scale reach it apart (the benchmark's families differ 5x in target scale)."""
 
 
 @dataclass

@@ -5,6 +5,8 @@ parameters leave the plain network, and a fresh modulation network already modul
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.func import functional_call
@@ -18,12 +20,15 @@ LR = 0.05
 
 
 ENCODERS = ["set", "lstm"]
+READERS = [(e, standardize) for standardize in (False, True) for e in ENCODERS]
+"""(encoder, standardize): every modulation network, reading raw or standardised targets."""
 
 
-def setup(steps: int, first_order: bool = False, checkpoint: bool = False, encoder: str = "set"):
+def setup(steps: int, first_order: bool = False, checkpoint: bool = False, encoder: str = "set", standardize: bool = False):
     """A 1-8-8-1 task network, a width-6 modulation network; every weight drawn at random."""
     torch.manual_seed(0)
-    algo = build("mmaml", lr=LR, steps=steps, first_order=first_order, checkpoint=checkpoint, hidden=6, encoder=encoder)
+    algo = build("mmaml", lr=LR, steps=steps, first_order=first_order, checkpoint=checkpoint, hidden=6, encoder=encoder,
+                 standardize=standardize)  # fmt: skip
     model = algo.meta_model(MLP(1, (8, 8), 1)).double()
     gen = torch.Generator().manual_seed(3)
     params = {k: 0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64) for k, p in model.named_parameters()}
@@ -31,8 +36,17 @@ def setup(steps: int, first_order: bool = False, checkpoint: bool = False, encod
     return algo, model, params, batch
 
 
-def explicit_tau(p: dict, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
-    pairs = torch.cat([sx, sy], 1)
+def explicit_pairs(sx: torch.Tensor, sy: torch.Tensor, standardize: bool) -> torch.Tensor:
+    """Each support pair's row: (x, y), or (x, standardised y, the set's mean, its log std)."""
+    if not standardize:
+        return torch.cat([sx, sy], 1)
+    mean, std = sy.mean(), torch.sqrt(sy.var(unbiased=False) + 1e-4)
+    ones = torch.ones_like(sy)
+    return torch.cat([sx, (sy - mean) / std, mean * ones, torch.log(std) * ones], 1)
+
+
+def explicit_tau(p: dict, sx: torch.Tensor, sy: torch.Tensor, standardize: bool = False) -> torch.Tensor:
+    pairs = explicit_pairs(sx, sy, standardize)
     if "modulator.cells.0.gates.weight" in p:
         return lstm_tau(p, pairs)
     h = torch.relu(pairs @ p["modulator.pair.0.weight"].T + p["modulator.pair.0.bias"])
@@ -43,9 +57,9 @@ def explicit_tau(p: dict, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
 def lstm_tau(p: dict, pairs: torch.Tensor, hidden: int = 6) -> torch.Tensor:
     """torch.nn.LSTM (2 layers, bidirectional) with the encoder's cells as its weights: each cell's
     one gate matrix split into the input and hidden parts, its bias as the input bias."""
-    lstm = torch.nn.LSTM(2, hidden, num_layers=2, bidirectional=True, dtype=torch.float64)
+    lstm = torch.nn.LSTM(pairs.shape[1], hidden, num_layers=2, bidirectional=True, dtype=torch.float64)
     weights = {}
-    for layer, width in enumerate([2, 2 * hidden]):
+    for layer, width in enumerate([pairs.shape[1], 2 * hidden]):
         for direction, suffix in enumerate(["", "_reverse"]):
             gates = f"modulator.cells.{2 * layer + direction}.gates."
             weights[f"weight_ih_l{layer}{suffix}"] = p[gates + "weight"][:, :width]
@@ -65,7 +79,7 @@ def explicit_forward(w: list, tau: torch.Tensor, x: torch.Tensor) -> torch.Tenso
     return h @ w[4].T + w[5]
 
 
-def explicit_grad(params: dict, batch, steps: int, first_order: bool) -> dict:
+def explicit_grad(params: dict, batch, steps: int, first_order: bool, standardize: bool = False) -> dict:
     p = {k: v.clone().requires_grad_() for k, v in params.items()}
     net = [
         p[k]
@@ -81,7 +95,7 @@ def explicit_grad(params: dict, batch, steps: int, first_order: bool) -> dict:
     total = 0
     for i in range(len(batch)):
         sx, sy, qx, qy = (t[i] for t in batch.tensors())
-        tau = explicit_tau(p, sx, sy)
+        tau = explicit_tau(p, sx, sy, standardize)
         fast = list(net)
         for _ in range(steps):
             grads = torch.autograd.grad(((explicit_forward(fast, tau, sx) - sy) ** 2).mean(), fast, create_graph=not first_order)
@@ -90,12 +104,12 @@ def explicit_grad(params: dict, batch, steps: int, first_order: bool) -> dict:
     return dict(zip(p, torch.autograd.grad(total, list(p.values()))))
 
 
-@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("encoder, standardize", READERS)
 @pytest.mark.parametrize("steps, first_order", [(1, False), (3, False), (2, True)])
-def test_meta_gradient_equals_explicit_double_backward_on_every_path(steps, first_order, encoder):
-    algo, model, params, batch = setup(steps, first_order, encoder=encoder)
-    truth = explicit_grad(params, batch, steps, first_order)
-    checkpointed, _, _, _ = setup(steps, first_order, checkpoint=True, encoder=encoder)
+def test_meta_gradient_equals_explicit_double_backward_on_every_path(steps, first_order, encoder, standardize):
+    algo, model, params, batch = setup(steps, first_order, encoder=encoder, standardize=standardize)
+    truth = explicit_grad(params, batch, steps, first_order, standardize)
+    checkpointed, _, _, _ = setup(steps, first_order, checkpoint=True, encoder=encoder, standardize=standardize)
     outs = [meta_grad(algo, model, params, {}, batch), meta_grad_loop(algo, model, params, {}, batch),
             meta_grad(checkpointed, model, params, {}, batch)]  # fmt: skip
     for out in outs:
@@ -104,9 +118,33 @@ def test_meta_gradient_equals_explicit_double_backward_on_every_path(steps, firs
     assert all(truth[k].abs().max() > 0 for k in params if k.startswith("modulator."))  # the encoder learns
 
 
+@pytest.mark.parametrize("encoder, standardize", READERS)
+def test_meta_gradient_matches_central_finite_differences(encoder, standardize):
+    assert_matches_finite_differences(*setup(2, encoder=encoder, standardize=standardize))
+
+
 @pytest.mark.parametrize("encoder", ENCODERS)
-def test_meta_gradient_matches_central_finite_differences(encoder):
-    assert_matches_finite_differences(*setup(2, encoder=encoder))
+def test_standardized_targets_reach_the_encoder_as_shape_and_scale_apart(encoder):
+    algo, model, params, batch = setup(1, encoder=encoder, standardize=True)
+    sx, sy = batch.tensors()[0][0], batch.tensors()[1][0]
+    rows, moved = model.modulator.pairs(sx, sy), model.modulator.pairs(sx, 3.0 * sy - 2.0)
+    # an affine change of the targets leaves their standardised column, moves only mean and log std
+    torch.testing.assert_close(moved[:, 1], rows[:, 1], rtol=1e-4, atol=1e-4)  # up to the 1e-4 floor
+    torch.testing.assert_close(moved[:, 2], 3.0 * rows[:, 2] - 2.0)
+    torch.testing.assert_close(moved[:, 3] - rows[:, 3], torch.full_like(sy[:, 0], math.log(3.0)), rtol=1e-4, atol=1e-4)
+    # a constant set stays finite, and so does its meta-gradient
+    flat = batch.tensors()[1].clone().fill_(1.5)
+    assert torch.isfinite(model.modulator.pairs(sx, flat[0])).all()
+    _, slow = algo.split(params)
+    tau_of = lambda y: algo.condition(model, slow, {}, sx, y)["tau"]  # noqa: E731
+    assert torch.isfinite(tau_of(flat[0])).all()
+    assert torch.isfinite(torch.autograd.functional.jacobian(tau_of, flat[0])).all()
+
+
+def test_standardize_refuses_class_labels():
+    net, _ = glyph_network_and_tasks("mlp", tasks=1)
+    with pytest.raises(ValueError, match="regression targets"):
+        build("mmaml", loss="cross_entropy", lr=0.1, steps=1, standardize=True).meta_model(net)
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)

@@ -78,6 +78,10 @@ def test_yaml_round_trip_and_flat_params():
             ["tasks.family=glyphs", "tasks.shard_by=classes", "tasks.class_partitions=0"],
             "'tasks.class_partitions': must be at least 1",
         ),
+        (
+            ["tasks.family=glyphs", "algorithm.name=mmaml", "model.name=conv4", "algorithm.mmaml.standardize=true"],
+            "'algorithm.mmaml.standardize': it standardises regression targets",
+        ),
         (["tasks.family_weighting=equal"], "'equal' is not one of count, uniform, weights, normalized, pcgrad"),
         (
             ["tasks.families=[{name: glyphs}, {name: glyphs, label: g3, ways: 3}]"],
