@@ -224,7 +224,7 @@ def _validate_tasks(cfg: DistMetaConfig) -> None:
             vector = ", ".join(n for n, k in MODELS.items() if not (k.images_only or k.policy))
             _fail("model.name", f"regression inputs are scalars: use model.name={vector}, not {m.name}")
         return
-    if a.mmaml.standardize:
+    if a.mmaml.standardize and algorithm_kind(a.name).settings == "mmaml":
         _fail("algorithm.mmaml.standardize", "it standardises regression targets; class labels are read one-hot")
     if not t.families and kinds[0].needs_root and not t.root:
         _fail("tasks.root", f"tasks.family={t.family} reads a local copy of the dataset: set tasks.root to its folder")

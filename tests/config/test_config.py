@@ -283,6 +283,13 @@ def test_the_mmaml_section_reaches_the_algorithm():
     assert (algo.encoder, algo.hidden) == ("lstm", 12)
 
 
+def test_another_algorithm_ignores_the_mmaml_section_on_images():
+    """Only MMAML reads ``algorithm.mmaml.*``: a base config's ``standardize: true`` does not stop
+    MAML on an image family (MMAML on one: the refusal in test_bad_values_name_the_key)."""
+    cfg = load(None, ["tasks.family=glyphs", "model.name=conv4", "algorithm.mmaml.standardize=true"])
+    assert cfg.algorithm.name == "maml" and cfg.algorithm.mmaml.standardize
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
