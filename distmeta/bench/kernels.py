@@ -45,8 +45,9 @@ WORKLOADS = {
     # MMAML's 5-mode regression (configs/multimodal_5modes.yaml): 25 tasks of each family, 5 inner
     # steps; distmeta's families one call each (vmap) or all in one call (grouped)
     "multimodal-5": MULTIMODAL,
-    # the same under MMAML, its configs' set encoder (on standardised targets) and a 128-wide LSTM one (a network 6x larger:
-    # where one call per task's copy of the weights costs more than the calls it saves)
+    # the same under MMAML, its configs' set encoder (on standardised targets) and a 128-wide LSTM
+    # one (a network 6x larger: where one call per task's copy of the weights costs more than the
+    # calls it saves)
     "multimodal-5-mmaml": MULTIMODAL | dict(algorithm="mmaml", settings=dict(encoder="set", hidden=128, standardize=True)),
     "multimodal-5-mmaml-lstm": MULTIMODAL | dict(algorithm="mmaml", settings=dict(encoder="lstm", hidden=128)),
 }  # fmt: skip
